@@ -1,0 +1,52 @@
+// Reads the YAML config; every error names the file, the key and what was expected.
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, resolve, dirname } from 'node:path'
+import { parseDocument } from 'yaml'
+import { configSchema, type Config } from './schema.ts'
+
+export class ConfigError extends Error {
+  constructor (message: string) { super(message); this.name = 'ConfigError' }
+}
+
+export interface LoadOptions {
+  /** Formats the node can serve; a repository naming another is an error. */
+  formats: string[]
+}
+
+/** Validates an already-parsed object (the embedded defaults use this too). */
+export function parseConfig (raw: unknown, source: string, opts: LoadOptions): Config {
+  const result = configSchema.safeParse(raw ?? {})
+  if (!result.success) {
+    const lines = result.error.issues.map(i => `${source}: ${formatPath(i.path)}: ${i.message}`)
+    throw new ConfigError(lines.join('\n'))
+  }
+  const config = result.data
+  config.repositories.forEach((r, i) => {
+    if (!opts.formats.includes(r.format)) {
+      throw new ConfigError(`${source}: repositories[${i}].format: expected one of ${opts.formats.join(', ')}, got "${r.format}"`)
+    }
+  })
+  return config
+}
+
+export async function loadConfigFile (file: string, opts: LoadOptions): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e: any) {
+    throw new ConfigError(`${file}: cannot read config file (${e.code ?? e.message})`)
+  }
+  const doc = parseDocument(text, { prettyErrors: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map(e => `${file}: invalid YAML: ${e.message}`).join('\n'))
+  }
+  const config = parseConfig(doc.toJS(), file, opts)
+  // A relative dataDir in a config file is relative to that file, not to wherever akmesh ran.
+  if (!isAbsolute(config.dataDir)) config.dataDir = resolve(dirname(file), config.dataDir)
+  return config
+}
+
+function formatPath (path: PropertyKey[]): string {
+  if (path.length === 0) return '(top level)'
+  return path.map((p, i) => typeof p === 'number' ? `[${p}]` : (i === 0 ? String(p) : `.${String(p)}`)).join('')
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// akmesh command line. Commands that touch tokens, users or the store open the data directory
+// directly (SQLite allows it while the node runs), so they work at 3 a.m. without the HTTP API.
+import { Command, InvalidArgumentError } from 'commander'
+import { existsSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { CONFIG_TEMPLATE } from '../config/template.ts'
+import { ConfigError } from '../config/load.ts'
+import { SCOPES, type Scope } from '../store/accounts.ts'
+import { isRegistryError } from '../store/errors.ts'
+import { verifyStore } from '../store/verify.ts'
+import { resolveConfig, type ConfigFlags } from './config.ts'
+import { createLogger } from './log.ts'
+import { openStorage, startNode } from './server.ts'
+
+const program = new Command()
+program.name('akmesh').description('Peer-to-peer artifact registry node').showHelpAfterError()
+
+const withConfig = (cmd: Command) => cmd
+  .option('-c, --config <file>', 'config file (default: $AKMESH_CONFIG or ./akmesh.yaml, else built-in defaults)')
+  .option('-d, --data <dir>', 'data directory (overrides the config; default $AKMESH_DATA or ./data)')
+
+const scopeList = (v: string): Scope[] => {
+  const scopes = v.split(',').map(s => s.trim())
+  for (const s of scopes) if (!(SCOPES as readonly string[]).includes(s)) throw new InvalidArgumentError(`expected ${SCOPES.join(', ')}; got "${s}"`)
+  return scopes as Scope[]
+}
+const repoList = (v: string): string[] => v.split(',').map(s => s.trim()).filter(s => s !== '')
+
+withConfig(program.command('start').description('run the node (HTTP registry)'))
+  .option('-p, --port <port>', 'HTTP port (default 7070, or $AKMESH_PORT)')
+  .option('--host <address>', 'address to listen on (default 0.0.0.0)')
+  .action(async (flags: ConfigFlags) => {
+    const config = await resolveConfig(flags)
+    const log = createLogger(config.log.level)
+    const node = await startNode(config, log)
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down')
+      void node.close().then(() => process.exit(0))
+      setTimeout(() => process.exit(1), 10_000).unref()
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+
+program.command('init')
+  .description('write a commented default config file')
+  .argument('[file]', 'where to write it', 'akmesh.yaml')
+  .option('-f, --force', 'overwrite an existing file')
+  .action(async (file: string, opts: { force?: boolean }) => {
+    if (existsSync(file) && opts.force !== true) throw new Error(`${file} already exists (use --force to overwrite)`)
+    await writeFile(file, CONFIG_TEMPLATE)
+    console.log(`wrote ${file}; start the node with: akmesh start --config ${file}`)
+  })
+
+const token = program.command('token').description('manage bearer tokens')
+withConfig(token.command('create').description('create a token and print it (shown once)'))
+  .requiredOption('-n, --name <owner>', 'who or what the token is for')
+  .option('-s, --scope <scopes>', `comma-separated: ${SCOPES.join(', ')}`, scopeList, ['read'] as Scope[])
+  .option('-r, --repo <repos>', 'comma-separated repositories, or * for all', repoList, ['*'])
+  .option('--description <text>', 'free text', '')
+  .option('--json', 'print JSON')
+  .action(async (opts: ConfigFlags & { name: string, scope: Scope[], repo: string[], description: string, json?: boolean }) => {
+    const { accounts, db } = await openStorage((await resolveConfig(opts)).dataDir)
+    const { id, token } = accounts.createToken({ owner: opts.name, description: opts.description, scopes: opts.scope, repos: opts.repo })
+    db.close()
+    console.log(opts.json === true ? JSON.stringify({ id, token }) : `token ${id} for ${opts.name} (${opts.scope.join(',')} on ${opts.repo.join(',')}):\n${token}`)
+  })
+withConfig(token.command('list').description('list tokens (never their secrets)'))
+  .option('--json', 'print JSON')
+  .action(async (opts: ConfigFlags & { json?: boolean }) => {
+    const { accounts, db } = await openStorage((await resolveConfig(opts)).dataDir)
+    const tokens = accounts.listTokens()
+    db.close()
+    if (opts.json === true) { console.log(JSON.stringify(tokens, null, 2)); return }
+    for (const t of tokens) {
+      console.log(`${t.id}  ${t.name.padEnd(16)} ${t.scopes.join(',').padEnd(16)} repos=${t.repos.join(',')}  created=${new Date(t.createdAt).toISOString()}  last-used=${t.lastUsedAt == null ? 'never' : new Date(t.lastUsedAt).toISOString()}  ${t.description}`)
+    }
+  })
+withConfig(token.command('revoke').description('revoke a token by id').argument('<id>'))
+  .action(async (id: string, opts: ConfigFlags) => {
+    const { accounts, db } = await openStorage((await resolveConfig(opts)).dataDir)
+    try { accounts.revokeToken(id) } finally { db.close() }
+    console.log(`revoked ${id}`)
+  })
+
+const user = program.command('user').description('manage users (for npm login and basic auth)')
+withConfig(user.command('add').description('add a user').argument('<name>'))
+  .option('--password <password>', 'password (default: read from the AKMESH_PASSWORD environment variable)')
+  .option('-s, --scope <scopes>', `comma-separated: ${SCOPES.join(', ')}`, scopeList, ['read', 'write'] as Scope[])
+  .option('-r, --repo <repos>', 'comma-separated repositories, or * for all', repoList, ['*'])
+  .action(async (name: string, opts: ConfigFlags & { password?: string, scope: Scope[], repo: string[] }) => {
+    const password = opts.password ?? process.env.AKMESH_PASSWORD
+    if (password == null || password.length < 8) throw new Error('a password of at least 8 characters is needed (--password or AKMESH_PASSWORD)')
+    const { accounts, db } = await openStorage((await resolveConfig(opts)).dataDir)
+    try { await accounts.addUser(name, password, opts.scope, opts.repo) } finally { db.close() }
+    console.log(`added user ${name} (${opts.scope.join(',')} on ${opts.repo.join(',')})`)
+  })
+withConfig(user.command('list').description('list users'))
+  .action(async (opts: ConfigFlags) => {
+    const { accounts, db } = await openStorage((await resolveConfig(opts)).dataDir)
+    for (const u of accounts.listUsers()) console.log(`${u.name.padEnd(16)} ${u.scopes.join(',').padEnd(16)} repos=${u.repos.join(',')}`)
+    db.close()
+  })
+
+const repo = program.command('repo').description('repositories')
+withConfig(repo.command('list').description('list configured repositories'))
+  .option('--json', 'print JSON')
+  .action(async (opts: ConfigFlags & { json?: boolean }) => {
+    const config = await resolveConfig(opts)
+    if (opts.json === true) { console.log(JSON.stringify(config.repositories, null, 2)); return }
+    for (const r of config.repositories) {
+      console.log(`${r.name.padEnd(16)} ${r.format.padEnd(10)} ${r.anonymousRead ? 'anonymous read' : 'token required'}   /${r.name}/`)
+    }
+  })
+
+withConfig(program.command('verify').description('re-hash every blob; exit 1 if any is damaged or missing'))
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: ConfigFlags & { json?: boolean }) => {
+    const { store, db } = await openStorage((await resolveConfig(opts)).dataDir)
+    const report = await verifyStore(store)
+    db.close()
+    if (opts.json === true) console.log(JSON.stringify(report, null, 2))
+    else {
+      for (const p of report.problems) console.log(`${p.problem.toUpperCase()} ${p.cid}: ${p.detail}`)
+      console.log(`checked ${report.checked} blobs (${report.bytes} bytes): ${report.problems.length === 0 ? 'all intact' : `${report.problems.length} problem(s)`}`)
+    }
+    if (report.problems.length > 0) process.exitCode = 1
+  })
+
+try {
+  await program.parseAsync()
+} catch (err: any) {
+  const message = err instanceof ConfigError || isRegistryError(err) ? err.message : (err?.message ?? String(err))
+  process.stderr.write(`akmesh: ${message}\n`)
+  process.exit(2)
+}

@@ -1,0 +1,113 @@
+// The HTTP front: one Koa app, one router per repository, errors mapped in one place.
+import Koa, { type Context, type Next } from 'koa'
+import Router from '@koa/router'
+import compress from 'koa-compress'
+import { constants as zlib } from 'node:zlib'
+import type { Logger } from 'pino'
+import type { Config } from '../config/schema.ts'
+import type { Accounts } from '../store/accounts.ts'
+import type { ArtifactIndex } from '../store/artifacts.ts'
+import type { FileBlobStore } from '../store/blobs.ts'
+import type { DB } from '../store/db.ts'
+import { RegistryError } from '../store/errors.ts'
+import type { FormatHandler } from '../protocols/format.ts'
+import { formatByName } from '../protocols/registry.ts'
+import { authenticate, authorize } from './auth.ts'
+import { STATUS, toRegistryError } from './http-errors.ts'
+
+export interface HttpParts {
+  config: Config
+  db: DB
+  store: FileBlobStore
+  artifacts: ArtifactIndex
+  accounts: Accounts
+  log: Logger
+}
+
+export function buildApp (parts: HttpParts): Koa {
+  const { config, log } = parts
+  const httpLog = log.child({ component: 'http' })
+  const app = new Koa()
+  app.proxy = config.http.publicUrl != null
+
+  app.use(requestLog(httpLog))
+  app.use(errorMapper(httpLog))
+  app.use(compress({
+    threshold: 1024,
+    filter: (type) => /json|html|text\/plain/.test(type),
+    br: false, // brotli at default quality costs more CPU than it saves on a LAN
+    gzip: { level: zlib.Z_BEST_SPEED }
+  }))
+  app.use(authenticate(parts.accounts))
+
+  const root = new Router()
+  root.get('/healthz', (ctx) => { ctx.body = { status: 'ok' } })
+  root.get('/readyz', (ctx) => {
+    parts.db.prepare('SELECT 1').get() // throws (→ 500) if the index is unusable
+    ctx.body = { status: 'ready', repositories: config.repositories.map(r => r.name) }
+  })
+  app.use(root.routes())
+
+  for (const repo of config.repositories) {
+    const format = formatByName(repo.format) as FormatHandler
+    const router = new Router({ prefix: `/${repo.name}` })
+    router.use(async (ctx, next) => { ctx.state.format = format; await next() })
+    format.routes(router, {
+      repo,
+      store: parts.store,
+      artifacts: parts.artifacts,
+      accounts: parts.accounts,
+      limits: config.limits,
+      log: log.child({ component: `format:${format.name}`, repo: repo.name }),
+      authorize: (ctx, scope) => authorize(ctx, repo, scope),
+      baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}/${repo.name}`
+    })
+    app.use(router.routes())
+    app.use(router.allowedMethods({ throw: false }))
+  }
+  return app
+}
+
+function requestLog (log: Logger) {
+  return async (ctx: Context, next: Next) => {
+    const start = performance.now()
+    ctx.res.once('close', () => {
+      const entry = {
+        method: ctx.method, url: ctx.originalUrl, status: ctx.status,
+        ms: Math.round(performance.now() - start), bytes: ctx.response.length, user: ctx.state.principal?.name,
+        aborted: !ctx.res.writableFinished || undefined
+      }
+      if (ctx.status >= 500) log.error(entry, 'request')
+      else log.info(entry, 'request')
+    })
+    await next()
+  }
+}
+
+function errorMapper (log: Logger) {
+  return async (ctx: Context, next: Next) => {
+    try {
+      await next()
+      if (ctx.status === 404 && ctx.body == null) {
+        throw new RegistryError('NotFound', `not found: ${ctx.method} ${ctx.path}`)
+      }
+    } catch (thrown) {
+      const err = toRegistryError(thrown)
+      if (err == null) {
+        log.error({ err: thrown, method: ctx.method, url: ctx.originalUrl }, 'internal error')
+      }
+      if (ctx.headerSent || !ctx.writable) return // the client sees a cut connection; nothing else to do
+      const e = err ?? new RegistryError('Unavailable', 'internal error; see the node log')
+      ctx.status = err == null ? 500 : STATUS[e.code]
+      for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v)
+      const format = ctx.state.format as FormatHandler | undefined
+      const rendered = format?.errorBody?.(e)
+      if (rendered != null) {
+        ctx.type = rendered.contentType
+        ctx.body = rendered.body
+      } else {
+        ctx.body = { error: e.message, code: e.code }
+      }
+    }
+  }
+}

@@ -1,0 +1,71 @@
+// Composition: opens the store and index, builds the HTTP front, listens. The one place parts meet.
+import { mkdir } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { Config } from '../config/schema.ts'
+import { Accounts } from '../store/accounts.ts'
+import { ArtifactIndex } from '../store/artifacts.ts'
+import { FileBlobStore } from '../store/blobs.ts'
+import { openDatabase, type DB } from '../store/db.ts'
+import { blake3Implementation } from '../store/hash.ts'
+import { buildApp } from './http.ts'
+
+export interface Storage {
+  db: DB
+  store: FileBlobStore
+  artifacts: ArtifactIndex
+  accounts: Accounts
+}
+
+/** Opens (creating if needed) a data directory: blobs, temp files and the SQLite index. */
+export async function openStorage (dataDir: string): Promise<Storage> {
+  await mkdir(dataDir, { recursive: true })
+  const db = openDatabase(join(dataDir, 'akmesh.db'))
+  const store = await FileBlobStore.open(dataDir, db)
+  return { db, store, artifacts: new ArtifactIndex(db), accounts: new Accounts(db) }
+}
+
+export interface RunningNode {
+  url: string
+  server: Server
+  close (): Promise<void>
+}
+
+export async function startNode (config: Config, log: Logger): Promise<RunningNode> {
+  const storage = await openStorage(config.dataDir)
+  for (const r of config.repositories) storage.artifacts.ensureRepository(r.name, r.format)
+
+  if (storage.accounts.tokenCount() === 0) {
+    const { token } = storage.accounts.createToken({ owner: 'admin', description: 'first-run admin token', scopes: ['admin'], repos: ['*'] })
+    // Shown once, on stderr, outside the JSON log stream so it is not shipped to log storage.
+    process.stderr.write(`\nakmesh: created the first admin token (shown only this once, store it now):\n\n  ${token}\n\n` +
+      'Use it as a bearer token, e.g. npm config set //HOST:PORT/npm/:_authToken <token>\n\n')
+  }
+
+  const app = buildApp({ config, log, ...storage })
+  const server = createServer(app.callback())
+  // Large uploads and downloads can take long; only the headers have a deadline.
+  server.requestTimeout = 0
+  server.headersTimeout = 60_000
+  server.keepAliveTimeout = 65_000
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.http.port, config.http.host, () => { server.off('error', reject); resolve() })
+  })
+  const addr = server.address() as AddressInfo
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`
+  log.info({ url, dataDir: config.dataDir, blake3: (await blake3Implementation()).implementation, repositories: config.repositories.map(r => `${r.name} (${r.format})`) }, 'listening')
+
+  return {
+    url,
+    server,
+    close: async () => {
+      await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
+      storage.db.close()
+    }
+  }
+}

@@ -1,0 +1,39 @@
+// The contract every package format implements. Core code (store, node, later mesh) knows nothing
+// format-specific: a format is one folder under protocols/ plus one line in protocols/registry.ts.
+import type Router from '@koa/router'
+import type { Context } from 'koa'
+import type { Logger } from 'pino'
+import type { RepositoryConfig } from '../config/schema.ts'
+import type { Accounts, Scope } from '../store/accounts.ts'
+import type { ArtifactIndex } from '../store/artifacts.ts'
+import type { FileBlobStore } from '../store/blobs.ts'
+import type { RegistryError } from '../store/errors.ts'
+
+export interface FormatHandler {
+  /** The value of `format:` in a repository's config. */
+  readonly name: string
+  /** Mounts the format's wire protocol. The router is already prefixed with /<repository>. */
+  routes (router: Router, ctx: FormatContext): void
+  /** The error body this format's clients understand; default `{ "error": message }`. */
+  errorBody? (err: RegistryError): { contentType: string, body: string }
+}
+
+export interface Limits {
+  metadataBytes: number
+  uploadBytes: number
+}
+
+/** What a format handler gets to work with, for one repository. */
+export interface FormatContext {
+  repo: RepositoryConfig
+  store: FileBlobStore
+  artifacts: ArtifactIndex
+  accounts: Accounts
+  limits: Limits
+  log: Logger
+  /** Throws Unauthorized (no or bad credentials) or Forbidden (no grant) unless the request may
+   *  act with `scope` on this repository. Returns the principal's name ('anonymous' for reads). */
+  authorize (koa: Context, scope: Scope): string
+  /** Absolute base URL of this repository, e.g. http://host:7070/npm (no trailing slash). */
+  baseUrl (koa: Context): string
+}

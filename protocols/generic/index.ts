@@ -1,0 +1,108 @@
+// Generic files: any path in a repository, like Artifactory's generic repositories.
+//   PUT    /<repo>/<path>   upload (X-Checksum-Sha256/-Sha1/-Md5/-Sha512 are verified first)
+//   GET    /<repo>/<path>   download (Range, If-None-Match, checksum headers); HEAD likewise
+//   GET    /<repo>/<dir>/   JSON listing of the files under a folder
+//   DELETE /<repo>/<path>
+import type { Context } from 'koa'
+import { badRequest, notFound } from '../../store/errors.ts'
+import type { FormatContext, FormatHandler } from '../format.ts'
+import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
+import { safePathSegments } from '../http/paths.ts'
+import type { DigestName } from '../../store/types.ts'
+
+const VERSION = '' // generic files have a path, not versions
+
+const CHECKSUM_HEADERS: Array<[DigestName, string, number]> = [
+  ['sha256', 'x-checksum-sha256', 64],
+  ['sha1', 'x-checksum-sha1', 40],
+  ['md5', 'x-checksum-md5', 32],
+  ['sha512', 'x-checksum-sha512', 128]
+]
+
+function expectedChecksums (ctx: Context): Partial<Record<DigestName, string>> {
+  const expect: Partial<Record<DigestName, string>> = {}
+  for (const [name, header, hexLength] of CHECKSUM_HEADERS) {
+    const value = ctx.get(header)
+    if (value === '') continue
+    if (!new RegExp(`^[0-9a-fA-F]{${hexLength}}$`).test(value)) {
+      throw badRequest(`${header} must be ${hexLength} hex characters`)
+    }
+    expect[name] = value.toLowerCase()
+  }
+  return expect
+}
+
+function filePath (ctx: Context, fc: FormatContext): { path: string, folder: boolean } {
+  const rest = ctx.path.slice(fc.repo.name.length + 2) // strip "/<repo>/"
+  const folder = rest === '' || rest.endsWith('/')
+  const trimmed = folder ? rest.replace(/\/$/, '') : rest
+  return { path: trimmed === '' ? '' : safePathSegments(trimmed).join('/'), folder }
+}
+
+export const genericFormat: FormatHandler = {
+  name: 'generic',
+
+  routes (router, fc) {
+    router.put('{/*path}', async (ctx) => {
+      const user = fc.authorize(ctx, 'write')
+      const { path, folder } = filePath(ctx, fc)
+      if (folder || path === '') throw badRequest('PUT needs a file path, not a folder')
+      const declared = ctx.get('content-length')
+      if (declared !== '' && Number(declared) > fc.limits.uploadBytes) {
+        ctx.set('Connection', 'close')
+        throw Object.assign(new Error(`upload of ${declared} bytes exceeds the limit of ${fc.limits.uploadBytes}`), { status: 413, expose: true })
+      }
+      const blob = await fc.store.put(ctx.req, {
+        expect: expectedChecksums(ctx),
+        maxBytes: fc.limits.uploadBytes,
+        signal: requestAbortSignal(ctx)
+      })
+      const contentType = ctx.get('content-type')
+      const existed = fc.artifacts.get(fc.repo.name, path, VERSION) != null
+      fc.artifacts.publish({
+        repo: fc.repo.name,
+        name: path,
+        version: VERSION,
+        files: [{ filename: path.split('/').pop() as string, cid: blob.cid }],
+        metadata: {
+          contentType: contentType === '' || contentType.startsWith('application/x-www-form-urlencoded') ? null : contentType,
+          uploadedBy: user
+        }
+      }, { replace: true })
+      ctx.status = existed ? 200 : 201
+      ctx.set('Location', `${fc.baseUrl(ctx)}/${path}`)
+      ctx.body = {
+        repo: fc.repo.name,
+        path,
+        size: blob.size,
+        cid: blob.cid,
+        checksums: { sha256: blob.sha256, sha1: blob.sha1, sha512: blob.sha512, md5: blob.md5 },
+        downloadUri: `${fc.baseUrl(ctx)}/${path}`
+      }
+    })
+
+    router.get('{/*path}', async (ctx) => {
+      fc.authorize(ctx, 'read')
+      const { path, folder } = filePath(ctx, fc)
+      if (folder) {
+        ctx.body = { repo: fc.repo.name, path, files: fc.artifacts.listNames(fc.repo.name, path === '' ? '' : path + '/') }
+        return
+      }
+      const artifact = fc.artifacts.get(fc.repo.name, path, VERSION)
+      if (artifact == null || artifact.files.length === 0) throw notFound(`${path} not found in ${fc.repo.name}`)
+      const [file] = fc.artifacts.filesWithBlobs(artifact)
+      sendBlob(ctx, fc.store, file.blob, {
+        contentType: (artifact.metadata.contentType as string | null) ?? undefined,
+        lastModified: artifact.updatedAt
+      })
+    })
+
+    router.delete('{/*path}', async (ctx) => {
+      fc.authorize(ctx, 'write')
+      const { path, folder } = filePath(ctx, fc)
+      if (folder || path === '') throw badRequest('DELETE needs a file path')
+      fc.artifacts.remove(fc.repo.name, path, VERSION)
+      ctx.status = 204
+    })
+  }
+}

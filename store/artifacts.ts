@@ -1,0 +1,193 @@
+// Artifact rows: every format's publish, delete and tag move goes through here, each in one
+// transaction that also appends to the change log (what the mesh will sign and replicate).
+import type { DB } from './db.ts'
+import { conflict, notFound } from './errors.ts'
+import type { Artifact, ArtifactDraft, BlobInfo, FileWithBlob } from './types.ts'
+import { toInfo, type BlobRow } from './blobs.ts'
+
+interface ArtifactRow { id: number, repo: string, name: string, version: string, metadata: string, created_at: number, updated_at: number }
+
+export interface PublishOptions {
+  /** Replace an existing version's files and metadata (generic files); otherwise Conflict. */
+  replace?: boolean
+  /** Refuse versions that existed once and were deleted (npm's rule). */
+  refuseTombstoned?: boolean
+}
+
+export class ArtifactIndex {
+  readonly #db: DB
+  readonly #s
+
+  constructor (db: DB) {
+    this.#db = db
+    this.#s = {
+      repo: db.prepare<[string], { name: string, format: string }>('SELECT name, format FROM repositories WHERE name = ?'),
+      addRepo: db.prepare('INSERT INTO repositories (name, format, created_at) VALUES (?, ?, ?)'),
+      get: db.prepare<[string, string, string], ArtifactRow>('SELECT * FROM artifacts WHERE repo = ? AND name = ? AND version = ?'),
+      versions: db.prepare<[string, string], ArtifactRow>('SELECT * FROM artifacts WHERE repo = ? AND name = ? ORDER BY created_at, id'),
+      insert: db.prepare<[string, string, string, string, number, number]>('INSERT INTO artifacts (repo, name, version, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      update: db.prepare('UPDATE artifacts SET metadata = ?, updated_at = ? WHERE id = ?'),
+      del: db.prepare('DELETE FROM artifacts WHERE id = ?'),
+      files: db.prepare<[number], { filename: string, cid: string }>('SELECT filename, cid FROM files WHERE artifact_id = ? ORDER BY filename'),
+      delFiles: db.prepare('DELETE FROM files WHERE artifact_id = ?'),
+      addFile: db.prepare('INSERT INTO files (artifact_id, filename, cid) VALUES (?, ?, ?)'),
+      fileByName: db.prepare<[string, string, string], { id: number, cid: string }>(
+        'SELECT a.id, f.cid FROM files f JOIN artifacts a ON a.id = f.artifact_id WHERE a.repo = ? AND a.name = ? AND f.filename = ?'),
+      blob: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ?'),
+      tags: db.prepare<[string, string], { tag: string, version: string }>('SELECT tag, version FROM tags WHERE repo = ? AND name = ? ORDER BY tag'),
+      setTag: db.prepare('INSERT INTO tags (repo, name, tag, version) VALUES (?, ?, ?, ?) ON CONFLICT (repo, name, tag) DO UPDATE SET version = excluded.version'),
+      delTag: db.prepare('DELETE FROM tags WHERE repo = ? AND name = ? AND tag = ?'),
+      delTagsTo: db.prepare('DELETE FROM tags WHERE repo = ? AND name = ? AND version = ?'),
+      delAllTags: db.prepare('DELETE FROM tags WHERE repo = ? AND name = ?'),
+      tomb: db.prepare<[string, string, string], { version: string }>('SELECT version FROM tombstones WHERE repo = ? AND name = ? AND version = ?'),
+      addTomb: db.prepare('INSERT OR IGNORE INTO tombstones (repo, name, version, deleted_at) VALUES (?, ?, ?, ?)'),
+      change: db.prepare('INSERT INTO changes (kind, repo, name, version, detail, at) VALUES (?, ?, ?, ?, ?, ?)'),
+      names: db.prepare<[string, string, number, number], { name: string }>(
+        "SELECT DISTINCT name FROM artifacts WHERE repo = ? AND name LIKE ? ESCAPE '\\' ORDER BY name LIMIT ? OFFSET ?"),
+      prefixed: db.prepare<[string, string], { name: string }>(
+        "SELECT name FROM artifacts WHERE repo = ? AND name LIKE ? ESCAPE '\\' ORDER BY name LIMIT 10000"),
+      countNames: db.prepare<[string, string], { n: number }>(
+        "SELECT COUNT(DISTINCT name) AS n FROM artifacts WHERE repo = ? AND name LIKE ? ESCAPE '\\'")
+    }
+  }
+
+  /** Records a repository declared in the config; a repository's format never changes. */
+  ensureRepository (name: string, format: string): void {
+    const row = this.#s.repo.get(name)
+    if (row == null) this.#s.addRepo.run(name, format, Date.now())
+    else if (row.format !== format) {
+      throw new Error(`repository "${name}" holds ${row.format} artifacts; the config now says format ${format}. Use a new repository name.`)
+    }
+  }
+
+  get (repo: string, name: string, version: string): Artifact | undefined {
+    const row = this.#s.get.get(repo, name, version)
+    return row == null ? undefined : this.#toArtifact(row)
+  }
+
+  versions (repo: string, name: string): Artifact[] {
+    return this.#s.versions.all(repo, name).map(r => this.#toArtifact(r))
+  }
+
+  filesWithBlobs (artifact: Artifact): FileWithBlob[] {
+    return artifact.files.map(f => ({ ...f, blob: this.#blob(f.cid) }))
+  }
+
+  /** The blob behind a file of a package (e.g. an npm tarball name). */
+  fileByName (repo: string, name: string, filename: string): { cid: string } | undefined {
+    return this.#s.fileByName.get(repo, name, filename)
+  }
+
+  publish (draft: ArtifactDraft, opts: PublishOptions = {}): Artifact {
+    const { repo, name, version } = draft
+    return this.#db.transaction(() => {
+      if (opts.refuseTombstoned === true && this.#s.tomb.get(repo, name, version) != null) {
+        throw conflict(`${name}@${version} was published before and deleted; versions cannot be reused`)
+      }
+      const now = Date.now()
+      const existing = this.#s.get.get(repo, name, version)
+      let id: number
+      if (existing != null) {
+        if (opts.replace !== true) throw conflict(`${name}@${version} already exists`)
+        id = existing.id
+        this.#s.update.run(JSON.stringify(draft.metadata), now, id)
+        this.#s.delFiles.run(id)
+      } else {
+        id = Number(this.#s.insert.run(repo, name, version, JSON.stringify(draft.metadata), now, now).lastInsertRowid)
+      }
+      for (const f of draft.files) this.#s.addFile.run(id, f.filename, f.cid)
+      this.#log('publish', repo, name, version, { files: draft.files })
+      return this.#toArtifact(this.#s.get.get(repo, name, version) as ArtifactRow)
+    }).immediate()
+  }
+
+  updateMetadata (repo: string, name: string, version: string, metadata: Record<string, unknown>): void {
+    this.#db.transaction(() => {
+      const row = this.#s.get.get(repo, name, version)
+      if (row == null) throw notFound(`${name}@${version} not found`)
+      this.#s.update.run(JSON.stringify(metadata), Date.now(), row.id)
+      this.#log('metadata', repo, name, version, {})
+    }).immediate()
+  }
+
+  /** Deletes one version; it stays tombstoned so immutable formats never accept it again. */
+  remove (repo: string, name: string, version: string): void {
+    this.#db.transaction(() => {
+      const row = this.#s.get.get(repo, name, version)
+      if (row == null) throw notFound(`${name}@${version} not found`)
+      this.#s.del.run(row.id)
+      this.#s.delTagsTo.run(repo, name, version)
+      this.#s.addTomb.run(repo, name, version, Date.now())
+      this.#log('delete', repo, name, version, {})
+    }).immediate()
+  }
+
+  removePackage (repo: string, name: string): number {
+    return this.#db.transaction(() => {
+      const rows = this.#s.versions.all(repo, name)
+      if (rows.length === 0) throw notFound(`${name} not found`)
+      for (const r of rows) {
+        this.#s.del.run(r.id)
+        this.#s.addTomb.run(repo, name, r.version, Date.now())
+        this.#log('delete', repo, name, r.version, {})
+      }
+      this.#s.delAllTags.run(repo, name)
+      return rows.length
+    }).immediate()
+  }
+
+  tags (repo: string, name: string): Record<string, string> {
+    return Object.fromEntries(this.#s.tags.all(repo, name).map(r => [r.tag, r.version]))
+  }
+
+  setTag (repo: string, name: string, tag: string, version: string): void {
+    this.#db.transaction(() => {
+      if (this.#s.get.get(repo, name, version) == null) throw notFound(`${name}@${version} not found`)
+      this.#s.setTag.run(repo, name, tag, version)
+      this.#log('tag', repo, name, version, { tag })
+    }).immediate()
+  }
+
+  removeTag (repo: string, name: string, tag: string): void {
+    this.#db.transaction(() => {
+      if (this.#s.delTag.run(repo, name, tag).changes === 0) throw notFound(`tag ${tag} not found on ${name}`)
+      this.#log('untag', repo, name, '', { tag })
+    }).immediate()
+  }
+
+  /** Package names in a repository containing `text` (case-insensitive), paginated. */
+  searchNames (repo: string, text: string, limit: number, offset: number): { names: string[], total: number } {
+    const like = '%' + escapeLike(text) + '%'
+    return {
+      names: this.#s.names.all(repo, like, limit, offset).map(r => r.name),
+      total: this.#s.countNames.get(repo, like)?.n ?? 0
+    }
+  }
+
+  /** Names starting with `prefix` (a folder listing for path-named artifacts). */
+  listNames (repo: string, prefix: string): string[] {
+    return this.#s.prefixed.all(repo, escapeLike(prefix) + '%').map(r => r.name)
+  }
+
+  #log (kind: string, repo: string, name: string, version: string, detail: object): void {
+    this.#s.change.run(kind, repo, name, version, JSON.stringify(detail), Date.now())
+  }
+
+  #blob (cid: string): BlobInfo {
+    return toInfo(this.#s.blob.get(cid) as BlobRow)
+  }
+
+  #toArtifact (row: ArtifactRow): Artifact {
+    return {
+      repo: row.repo,
+      name: row.name,
+      version: row.version,
+      metadata: JSON.parse(row.metadata),
+      files: this.#s.files.all(row.id),
+      createdAt: row.created_at,
+      updatedAt: row.updated_at
+    }
+  }
+}
+
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, c => '\\' + c)

@@ -1,0 +1,163 @@
+// Content-addressed blob files. A put streams to a temp file while hashing, fsyncs, renames into
+// place and only then records the row: a crash at any point leaves no partial blob visible.
+import { createReadStream } from 'node:fs'
+import { mkdir, open, readdir, rename, rm, stat as statFile } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import type { DB } from './db.ts'
+import { MultiHasher } from './hash.ts'
+import { integrityError, notFound, tooLarge } from './errors.ts'
+import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions } from './types.ts'
+
+const WRITE_BATCH = 1024 * 1024 // gather socket-sized pieces into fewer, larger writes
+
+export interface BlobRow {
+  cid: string, size: number, sha256: string, sha512: string, sha1: string, md5: string | null
+  chunk_size: number, created_at: number
+}
+
+export const toInfo = (r: BlobRow): BlobInfo => ({
+  cid: r.cid, size: r.size, sha256: r.sha256, sha512: r.sha512, sha1: r.sha1, md5: r.md5,
+  chunkSize: r.chunk_size, createdAt: r.created_at
+})
+
+export class FileBlobStore implements BlobStore {
+  readonly #blobDir: string
+  readonly #tmpDir: string
+  readonly #db: DB
+  readonly #stmts
+
+  private constructor (dataDir: string, db: DB) {
+    this.#blobDir = join(dataDir, 'blobs')
+    this.#tmpDir = join(dataDir, 'tmp')
+    this.#db = db
+    this.#stmts = {
+      get: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ?'),
+      bySha256: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE sha256 = ? LIMIT 1'),
+      insert: db.prepare('INSERT OR IGNORE INTO blobs (cid, size, sha256, sha512, sha1, md5, chunk_size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      setMd5: db.prepare('UPDATE blobs SET md5 = ? WHERE cid = ? AND md5 IS NULL'),
+      insertChunk: db.prepare('INSERT OR IGNORE INTO chunks (cid, idx, hash) VALUES (?, ?, ?)'),
+      chunks: db.prepare<[string], { hash: Buffer }>('SELECT hash FROM chunks WHERE cid = ? ORDER BY idx')
+    }
+  }
+
+  /** Opens the store and sweeps temp files left by uploads a crash interrupted. */
+  static async open (dataDir: string, db: DB): Promise<FileBlobStore> {
+    const store = new FileBlobStore(dataDir, db)
+    await mkdir(store.#blobDir, { recursive: true })
+    await rm(store.#tmpDir, { recursive: true, force: true })
+    await mkdir(store.#tmpDir, { recursive: true })
+    return store
+  }
+
+  pathOf (cid: string): string {
+    return join(this.#blobDir, cid.slice(-2), cid)
+  }
+
+  async put (source: AsyncIterable<Uint8Array> | Readable, opts: PutOptions = {}): Promise<BlobInfo> {
+    const { expect = {}, maxBytes = Infinity, signal } = opts
+    signal?.throwIfAborted()
+    const tmp = join(this.#tmpDir, randomUUID())
+    const file = await open(tmp, 'wx')
+    const hasher = await MultiHasher.create({ md5: opts.md5 === true || expect.md5 != null })
+    let closed = false
+    try {
+      let batch: Uint8Array[] = []
+      let batchBytes = 0
+      for await (const piece of source as AsyncIterable<Uint8Array>) {
+        signal?.throwIfAborted()
+        if (hasher.size + piece.byteLength > maxBytes) throw tooLarge(`body exceeds the limit of ${maxBytes} bytes`)
+        if (expect.size != null && hasher.size + piece.byteLength > expect.size) {
+          throw integrityError(`more bytes than the declared size ${expect.size}`)
+        }
+        hasher.update(piece)
+        batch.push(piece)
+        batchBytes += piece.byteLength
+        if (batchBytes >= WRITE_BATCH) {
+          await file.writev(batch)
+          batch = []
+          batchBytes = 0
+        }
+      }
+      if (batch.length > 0) await file.writev(batch)
+      signal?.throwIfAborted()
+      await file.sync()
+      await file.close()
+      closed = true
+
+      const d = hasher.digest()
+      if (expect.size != null && d.size !== expect.size) {
+        throw integrityError(`size mismatch: declared ${expect.size} bytes, received ${d.size}`)
+      }
+      for (const name of ['sha256', 'sha512', 'sha1', 'md5'] as DigestName[]) {
+        const want = expect[name]
+        if (want != null && want.toLowerCase() !== d[name]) {
+          throw integrityError(`${name} mismatch: expected ${want.toLowerCase()}, computed ${d[name]}`)
+        }
+      }
+
+      const dest = this.pathOf(d.cid)
+      if (await exists(dest)) {
+        await rm(tmp, { force: true }) // identical bytes are stored once
+      } else {
+        await mkdir(join(this.#blobDir, d.cid.slice(-2)), { recursive: true })
+        await rename(tmp, dest)
+        await fsyncDir(join(this.#blobDir, d.cid.slice(-2)))
+      }
+      const now = Date.now()
+      this.#db.transaction(() => {
+        this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
+        if (d.md5 != null) this.#stmts.setMd5.run(d.md5, d.cid)
+        d.chunks.forEach((h, i) => this.#stmts.insertChunk.run(d.cid, i, h))
+      })()
+      return this.stat(d.cid) as BlobInfo
+    } catch (err) {
+      if (!closed) await file.close().catch(() => {})
+      await rm(tmp, { force: true })
+      throw err
+    }
+  }
+
+  stat (cid: string): BlobInfo | undefined {
+    const row = this.#stmts.get.get(cid)
+    return row == null ? undefined : toInfo(row)
+  }
+
+  statBySha256 (sha256: string): BlobInfo | undefined {
+    const row = this.#stmts.bySha256.get(sha256.toLowerCase())
+    return row == null ? undefined : toInfo(row)
+  }
+
+  has (cid: string): boolean {
+    return this.#stmts.get.get(cid) != null
+  }
+
+  open (cid: string, range?: ByteRange): Readable {
+    if (!this.has(cid)) throw notFound(`blob ${cid} not found`)
+    return createReadStream(this.pathOf(cid), {
+      start: range?.start, end: range?.end, highWaterMark: 256 * 1024
+    })
+  }
+
+  chunkHashes (cid: string): Uint8Array[] {
+    return this.#stmts.chunks.all(cid).map(r => new Uint8Array(r.hash))
+  }
+
+  allBlobs (): BlobInfo[] {
+    return this.#db.prepare<[], BlobRow>('SELECT * FROM blobs ORDER BY cid').all().map(toInfo)
+  }
+}
+
+async function exists (path: string): Promise<boolean> {
+  try { await statFile(path); return true } catch { return false }
+}
+
+async function fsyncDir (dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try { await fh.sync() } finally { await fh.close() }
+}
+
+export async function listTempFiles (dataDir: string): Promise<string[]> {
+  try { return await readdir(join(dataDir, 'tmp')) } catch { return [] }
+}

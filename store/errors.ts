@@ -1,0 +1,30 @@
+// Typed errors with stable codes. node/http-errors.ts maps them to HTTP statuses in one place;
+// each format renders the body its clients expect.
+
+export type ErrorCode =
+  | 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'Conflict'
+  | 'TooLarge' | 'IntegrityError' | 'RangeNotSatisfiable' | 'Unavailable'
+
+export class RegistryError extends Error {
+  readonly code: ErrorCode
+  /** Extra response headers the client needs (e.g. WWW-Authenticate). */
+  readonly headers: Record<string, string>
+  constructor (code: ErrorCode, message: string, headers: Record<string, string> = {}) {
+    super(message)
+    this.name = code
+    this.code = code
+    this.headers = headers
+  }
+}
+
+export const badRequest = (m: string) => new RegistryError('BadRequest', m)
+export const unauthorized = (m: string, headers: Record<string, string> = {}) => new RegistryError('Unauthorized', m, headers)
+export const forbidden = (m: string) => new RegistryError('Forbidden', m)
+export const notFound = (m: string) => new RegistryError('NotFound', m)
+export const conflict = (m: string) => new RegistryError('Conflict', m)
+export const tooLarge = (m: string) => new RegistryError('TooLarge', m)
+export const integrityError = (m: string) => new RegistryError('IntegrityError', m)
+
+export function isRegistryError (e: unknown): e is RegistryError {
+  return e instanceof RegistryError
+}

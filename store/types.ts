@@ -1,0 +1,67 @@
+// The store's interfaces: bytes named by CIDs, and rows describing artifacts.
+// Protocols and (later) the mesh meet the store only through these types.
+import type { Readable } from 'node:stream'
+
+/** Every blob is split into fixed chunks of this size for per-chunk verification and transfer.
+ *  1 MiB: small enough that a 2 GiB blob is 2048 independently verifiable pieces a swarm can
+ *  spread across peers, large enough that the table (32 bytes per chunk) stays tiny. */
+export const CHUNK_SIZE = 1024 * 1024
+
+export type DigestName = 'sha256' | 'sha512' | 'sha1' | 'md5'
+
+export interface BlobInfo {
+  /** CIDv1, raw codec, BLAKE3 multihash, base32 string. */
+  cid: string
+  size: number
+  sha256: string   // hex
+  sha512: string   // hex
+  sha1: string     // hex
+  md5: string | null
+  chunkSize: number
+  createdAt: number
+}
+
+export interface PutOptions {
+  /** Digests (hex) or size the client declared; a mismatch fails the put and stores nothing. */
+  expect?: Partial<Record<DigestName, string>> & { size?: number }
+  /** Reject (TooLarge) as soon as more bytes than this arrive. */
+  maxBytes?: number
+  /** Also compute md5 (only formats that need it ask). */
+  md5?: boolean
+  signal?: AbortSignal
+}
+
+export interface ByteRange { start: number, end: number } // inclusive, like HTTP
+
+export interface BlobStore {
+  /** Streams bytes to disk while hashing; visible (has/open) only after fsync + rename. */
+  put (source: AsyncIterable<Uint8Array> | Readable, opts?: PutOptions): Promise<BlobInfo>
+  stat (cid: string): BlobInfo | undefined
+  statBySha256 (sha256: string): BlobInfo | undefined
+  has (cid: string): boolean
+  open (cid: string, range?: ByteRange): Readable
+  chunkHashes (cid: string): Uint8Array[]
+}
+
+export interface ArtifactFile {
+  filename: string
+  cid: string
+}
+
+export interface ArtifactDraft {
+  repo: string
+  name: string
+  version: string
+  files: ArtifactFile[]
+  /** Whatever the format needs to serve the artifact later (npm: the version document). */
+  metadata: Record<string, unknown>
+}
+
+export interface Artifact extends ArtifactDraft {
+  createdAt: number
+  updatedAt: number
+}
+
+export interface FileWithBlob extends ArtifactFile {
+  blob: BlobInfo
+}
