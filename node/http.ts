@@ -10,7 +10,7 @@ import type { ArtifactIndex } from '../store/artifacts.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { DB } from '../store/db.ts'
 import { RegistryError } from '../store/errors.ts'
-import type { FormatHandler } from '../protocols/format.ts'
+import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
 import { authenticate, authorize } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
@@ -48,11 +48,11 @@ export function buildApp (parts: HttpParts): Koa {
   })
   app.use(root.routes())
 
+  const contexts = new Map<FormatHandler, FormatContext[]>()
   for (const repo of config.repositories) {
     const format = formatByName(repo.format) as FormatHandler
-    const router = new Router({ prefix: `/${repo.name}` })
-    router.use(async (ctx, next) => { ctx.state.format = format; await next() })
-    format.routes(router, {
+    const prefix = format.prefix?.(repo) ?? `/${repo.name}`
+    const fc: FormatContext = {
       repo,
       store: parts.store,
       artifacts: parts.artifacts,
@@ -60,10 +60,21 @@ export function buildApp (parts: HttpParts): Koa {
       limits: config.limits,
       log: log.child({ component: `format:${format.name}`, repo: repo.name }),
       authorize: (ctx, scope) => authorize(ctx, repo, scope),
-      baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}/${repo.name}`
-    })
+      baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}${prefix}`
+    }
+    contexts.set(format, [...(contexts.get(format) ?? []), fc])
+    const router = new Router({ prefix })
+    router.use(async (ctx, next) => { ctx.state.format = format; await next() })
+    format.routes(router, fc)
     app.use(router.routes())
     app.use(router.allowedMethods({ throw: false }))
+  }
+  for (const [format, fcs] of contexts) {
+    if (format.sharedRoutes == null) continue
+    const router = new Router()
+    router.use(async (ctx, next) => { ctx.state.format = format; await next() })
+    format.sharedRoutes(router, fcs)
+    app.use(router.routes())
   }
   return app
 }

@@ -12,8 +12,14 @@ import type { RegistryError } from '../store/errors.ts'
 export interface FormatHandler {
   /** The value of `format:` in a repository's config. */
   readonly name: string
-  /** Mounts the format's wire protocol. The router is already prefixed with /<repository>. */
+  /** URL prefix of one repository; default `/<repository>`. (OCI clients only speak to /v2/, so
+   *  OCI repositories live at `/v2/<repository>`.) */
+  prefix? (repo: RepositoryConfig): string
+  /** Mounts the format's wire protocol. The router is already prefixed with `prefix(repo)`. */
   routes (router: Router, ctx: FormatContext): void
+  /** Routes shared by every repository of this format (OCI's `/v2/` ping, `_catalog`, token
+   *  endpoint). Mounted once at the root, given the contexts of all its repositories. */
+  sharedRoutes? (router: Router, repos: FormatContext[]): void
   /** The error body this format's clients understand; default `{ "error": message }`. */
   errorBody? (err: RegistryError): { contentType: string, body: string }
 }
