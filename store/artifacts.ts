@@ -78,6 +78,16 @@ export class ArtifactIndex {
     return this.#s.fileByName.get(repo, name, filename)
   }
 
+  /** Runs several index changes as one transaction (nested calls become savepoints). */
+  atomically<T> (fn: () => T): T {
+    return this.#db.transaction(fn).immediate()
+  }
+
+  /** True if this version existed once and was deleted. */
+  isTombstoned (repo: string, name: string, version: string): boolean {
+    return this.#s.tomb.get(repo, name, version) != null
+  }
+
   publish (draft: ArtifactDraft, opts: PublishOptions = {}): Artifact {
     const { repo, name, version } = draft
     return this.#db.transaction(() => {

@@ -1,7 +1,7 @@
 // Content-addressed blob files. A put streams to a temp file while hashing, fsyncs, renames into
 // place and only then records the row: a crash at any point leaves no partial blob visible.
 import { createReadStream } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat as statFile } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -42,11 +42,13 @@ export class FileBlobStore implements BlobStore {
     }
   }
 
-  /** Opens the store and sweeps temp files left by uploads a crash interrupted. */
-  static async open (dataDir: string, db: DB): Promise<FileBlobStore> {
+  /** Opens the store and sweeps temp files left by uploads a crash interrupted. Only the process
+   *  that serves uploads may sweep: another one (the CLI while the node runs) would delete the
+   *  temp files of uploads in flight, so it passes `sweepTemp: false`. */
+  static async open (dataDir: string, db: DB, opts: { sweepTemp?: boolean } = {}): Promise<FileBlobStore> {
     const store = new FileBlobStore(dataDir, db)
     await mkdir(store.#blobDir, { recursive: true })
-    await rm(store.#tmpDir, { recursive: true, force: true })
+    if (opts.sweepTemp !== false) await rm(store.#tmpDir, { recursive: true, force: true })
     await mkdir(store.#tmpDir, { recursive: true })
     return store
   }
@@ -65,8 +67,7 @@ export class FileBlobStore implements BlobStore {
     try {
       let batch: Uint8Array[] = []
       let batchBytes = 0
-      for await (const piece of source as AsyncIterable<Uint8Array>) {
-        signal?.throwIfAborted()
+      for await (const piece of abortable(source as AsyncIterable<Uint8Array>, signal)) {
         if (hasher.size + piece.byteLength > maxBytes) throw tooLarge(`body exceeds the limit of ${maxBytes} bytes`)
         if (expect.size != null && hasher.size + piece.byteLength > expect.size) {
           throw integrityError(`more bytes than the declared size ${expect.size}`)
@@ -75,7 +76,7 @@ export class FileBlobStore implements BlobStore {
         batch.push(piece)
         batchBytes += piece.byteLength
         if (batchBytes >= WRITE_BATCH) {
-          await file.writev(batch)
+          await Promise.all([file.writev(batch), hasher.settle()])
           batch = []
           batchBytes = 0
         }
@@ -86,7 +87,7 @@ export class FileBlobStore implements BlobStore {
       await file.close()
       closed = true
 
-      const d = hasher.digest()
+      const d = await hasher.digest()
       if (expect.size != null && d.size !== expect.size) {
         throw integrityError(`size mismatch: declared ${expect.size} bytes, received ${d.size}`)
       }
@@ -97,14 +98,12 @@ export class FileBlobStore implements BlobStore {
         }
       }
 
-      const dest = this.pathOf(d.cid)
-      if (await exists(dest)) {
-        await rm(tmp, { force: true }) // identical bytes are stored once
-      } else {
-        await mkdir(join(this.#blobDir, d.cid.slice(-2)), { recursive: true })
-        await rename(tmp, dest)
-        await fsyncDir(join(this.#blobDir, d.cid.slice(-2)))
-      }
+      // Identical bytes are stored once. Renaming over an existing file (atomic) rather than
+      // keeping it means uploading the same bytes again repairs a file `verify` found damaged.
+      const dir = join(this.#blobDir, d.cid.slice(-2))
+      await mkdir(dir, { recursive: true })
+      await rename(tmp, this.pathOf(d.cid))
+      await fsyncDir(dir)
       const now = Date.now()
       this.#db.transaction(() => {
         this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
@@ -113,6 +112,7 @@ export class FileBlobStore implements BlobStore {
       })()
       return this.stat(d.cid) as BlobInfo
     } catch (err) {
+      hasher.abandon()
       if (!closed) await file.close().catch(() => {})
       await rm(tmp, { force: true })
       throw err
@@ -149,8 +149,29 @@ export class FileBlobStore implements BlobStore {
   }
 }
 
-async function exists (path: string): Promise<boolean> {
-  try { await statFile(path); return true } catch { return false }
+/** Iterates `source`, but rejects as soon as `signal` aborts, even while the source is waiting
+ *  for bytes that may never come (a stalled peer); then releases the source (destroys a stream). */
+async function * abortable<T> (source: AsyncIterable<T>, signal?: AbortSignal): AsyncGenerator<T> {
+  if (signal == null) { yield * source; return }
+  signal.throwIfAborted()
+  const it = source[Symbol.asyncIterator]()
+  const aborted = Promise.withResolvers<never>()
+  aborted.promise.catch(() => {})
+  const onAbort = () => { aborted.reject(signal.reason) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    for (;;) {
+      const next = it.next()
+      next.catch(() => {}) // after an abort nobody awaits it; its later failure is expected
+      const r = await Promise.race([next, aborted.promise])
+      if (r.done === true) return
+      yield r.value
+      signal.throwIfAborted()
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+    void Promise.resolve(it.return?.()).catch(() => {})
+  }
 }
 
 async function fsyncDir (dir: string): Promise<void> {

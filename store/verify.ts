@@ -15,12 +15,14 @@ export async function verifyStore (store: FileBlobStore, opts: { signal?: AbortS
     try {
       for await (const piece of createReadStream(store.pathOf(blob.cid), { highWaterMark: 1024 * 1024, signal: opts.signal })) {
         hasher.update(piece as Buffer)
+        await hasher.settle()
       }
     } catch (e: any) {
+      hasher.abandon()
       if (e.code === 'ENOENT') { report.problems.push({ cid: blob.cid, problem: 'missing', detail: 'file is missing' }); report.checked++; continue }
       throw e
     }
-    const d = hasher.digest()
+    const d = await hasher.digest()
     const want = store.chunkHashes(blob.cid)
     let detail = ''
     if (d.cid !== blob.cid) detail = `content hashes to ${d.cid}`
