@@ -140,7 +140,7 @@ test('a tarball whose package.json disagrees with the metadata is rejected', asy
 test('invalid names, versions and mismatched documents are rejected', async (t) => {
   const node = await startTestNode(t)
   const root = await makeTempDir(t)
-  const names = ['UpperCase', '.hidden', '_private', 'node_modules', 'has space', 'x'.repeat(215), 'crème', '@scope/', '@/x', 'a/b']
+  const names = ['.hidden', '_private', 'node_modules', 'has space', 'x'.repeat(215), 'crème', '@scope/', '@/x', 'a/b']
   for (const name of names) {
     const tgz = await makeTarball(root, { name, version: '1.0.0' })
     assertRefused(t, await put(node, name, publishBody(name, '1.0.0', tgz)), 400, /invalid package name|scoped package name/, `name ${JSON.stringify(name)}`)
@@ -161,6 +161,19 @@ test('invalid names, versions and mismatched documents are rejected', async (t) 
   badTag['dist-tags'] = { '1.x': '1.0.0' }
   assertRefused(t, await put(node, 'mismatch', badTag), 400, /semver range/, 'tag that is a range')
   await assertNothingStored(t, node, ['mismatch', 'not-mismatch', 'versioned', ...names.filter(n => !n.includes('/'))])
+})
+
+test('names the public registry hosts from before its new-name rules (core module names, uppercase) publish and serve', async (t) => {
+  const node = await startTestNode(t)
+  const root = await makeTempDir(t)
+  for (const name of ['punycode', 'JSONStream']) {
+    const tgz = await makeTarball(root, { name, version: '1.0.0' })
+    const r = await put(node, name, publishBody(name, '1.0.0', tgz))
+    t.true(r.status === 200 || r.status === 201, `${name}: ${r.text}`)
+    const packument = await raw(node, 'GET', `/npm/${name}`)
+    t.is(packument.status, 200, packument.text)
+    t.is(packument.body?.['dist-tags']?.latest, '1.0.0')
+  }
 })
 
 test('writes need a token with write access', async (t) => {

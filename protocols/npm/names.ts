@@ -19,12 +19,13 @@ function decodeSegment (raw: string): string {
   try { return decodeURIComponent(raw) } catch { throw badRequest(`malformed percent-encoding in "${raw}"`) }
 }
 
-/** Throws BadRequest unless `name` is a package name npm accepts. `forPublish` applies the rules
- *  for new packages (lowercase, no core module names); reads accept old-style names too. */
-export function assertPackageName (name: unknown, forPublish: boolean): asserts name is string {
+/** Throws BadRequest unless `name` is a package name the npm registry hosts. Only npm's hard
+ *  errors count: its warnings are for *new* names on the public registry (uppercase, core module
+ *  names), and a private registry must accept real packages such as `punycode` or `JSONStream`. */
+export function assertPackageName (name: unknown): asserts name is string {
   if (typeof name !== 'string') throw badRequest('package name must be a string')
   const result = validateName(name)
-  const problems = [...(result.errors ?? []), ...(forPublish ? result.warnings ?? [] : [])]
+  const problems = [...(result.errors ?? [])]
   // Beyond npm's rules: every part of the name must be usable as a path segment.
   if (name.length > MAX_NAME) problems.push(`name cannot be longer than ${MAX_NAME} characters`)
   const parts = name.startsWith('@') ? name.slice(1).split('/') : [name]
@@ -63,7 +64,7 @@ export function splitPackageName (rawPath: string): { name: string, rest: string
     name = `${first}/${decodeSegment(parts[1])}`
     used = 2
   }
-  assertPackageName(name, false)
+  assertPackageName(name)
   const rest = parts.length > used ? safePathSegments(parts.slice(used).join('/')) : []
   return { name, rest }
 }

@@ -93,7 +93,7 @@ function publishedTags (body: Record<string, unknown>, version: string): string[
 /** Checks the body of PUT /<urlName> and extracts what a publish needs. */
 export function parsePublishRequest (urlName: string, body: Record<string, unknown>): PublishRequest {
   if (body.name !== urlName) throw badRequest(`package name in the body (${JSON.stringify(body.name)}) does not match the URL (${urlName})`)
-  assertPackageName(urlName, true)
+  assertPackageName(urlName)
   if (!isPlainObject(body.versions)) throw badRequest('versions must be an object holding the published version')
   const versions = Object.keys(body.versions)
   if (versions.length !== 1) throw badRequest(`a publish carries exactly one version; got ${versions.length}`)
