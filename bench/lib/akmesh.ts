@@ -1,0 +1,66 @@
+// A throwaway akmesh node on 127.0.0.1 with an empty data dir; its first-run admin token is
+// taken from stderr.
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { freePort, NODE, ROOT, startService, tempDir } from './proc.ts'
+import type { Registry } from './types.ts'
+
+export interface AkmeshNode extends Registry {
+  /** Base URL of the node, no trailing slash. */
+  url: string
+  dataDir: string
+}
+
+function cleanEnv (): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  for (const k of Object.keys(env)) if (k.startsWith('AKMESH_')) delete env[k]
+  return env
+}
+
+export const AKMESH_CLI = join(ROOT, 'node/cli.ts')
+
+/**
+ * Log level: the node's default (info, one JSON line per request) unless AKMESH_BENCH_LOG_LEVEL
+ * is set, in which case a config file sets it (readiness is then detected by polling the port).
+ */
+export async function startAkmesh (): Promise<AkmeshNode> {
+  if (!existsSync(AKMESH_CLI)) throw new Error(`akmesh CLI not found at ${AKMESH_CLI}`)
+  const dir = tempDir('akmesh')
+  const dataDir = join(dir, 'data')
+  const port = await freePort()
+  const args = [AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1']
+  const level = process.env.AKMESH_BENCH_LOG_LEVEL
+  if (level != null && level !== '') {
+    const cfg = join(dir, 'akmesh.yaml')
+    writeFileSync(cfg, `log:\n  level: ${level}\n`)
+    args.push('--config', cfg)
+  }
+  let url: string | undefined
+  let token: string | undefined
+  const probeUrl = `http://127.0.0.1:${port}/`
+  const svc = await startService('akmesh', NODE, args, {
+    cwd: dir,
+    env: cleanEnv(),
+    ready: (line, stream) => {
+      if (stream === 'stderr') token ??= /akm_[A-Za-z0-9_-]+/.exec(line)?.[0]
+      else if (line.includes('"listening"')) {
+        try {
+          const entry = JSON.parse(line) as { msg?: string, url?: string }
+          if (entry.msg === 'listening' && typeof entry.url === 'string') url = entry.url
+        } catch {}
+      }
+      return url != null && token != null
+    },
+    // Used only when the log level hides the "listening" line.
+    probe: level != null && level !== ''
+      ? async () => {
+        if (token == null) return false
+        try { await fetch(probeUrl, { signal: AbortSignal.timeout(1000) }).then(r => r.arrayBuffer()); url = probeUrl.slice(0, -1); return true } catch { return false }
+      }
+      : undefined,
+    timeoutMs: 60_000
+  })
+  if (url == null || token == null) throw new Error(`akmesh: no url/token\n${svc.recent.join('\n')}`)
+  url = url.replace(/\/+$/, '')
+  return { name: 'akmesh', url, registry: `${url}/npm/`, token, dataDir, stop: svc.stop }
+}
