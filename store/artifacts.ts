@@ -17,6 +17,7 @@ export interface PublishOptions {
 export class ArtifactIndex {
   readonly #db: DB
   readonly #s
+  readonly #generations = new Map<string, number>()
 
   constructor (db: DB) {
     this.#db = db
@@ -179,7 +180,15 @@ export class ArtifactIndex {
     return this.#s.prefixed.all(repo, escapeLike(prefix) + '%').map(r => r.name)
   }
 
+  /** A number that changes whenever anything about (repo, name) changes in this process, for
+   *  caches of rendered documents. Every write goes through #log, so it cannot be missed. */
+  generation (repo: string, name: string): number {
+    return this.#generations.get(`${repo}\0${name}`) ?? 0
+  }
+
   #log (kind: string, repo: string, name: string, version: string, detail: object): void {
+    const key = `${repo}\0${name}`
+    this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1)
     this.#s.change.run(kind, repo, name, version, JSON.stringify(detail), Date.now())
   }
 

@@ -3,13 +3,13 @@
 // `@scope%2fname` and `@scope/name`, which no path pattern expresses.
 import type Router from '@koa/router'
 import type { Context } from 'koa'
-import { createHash } from 'node:crypto'
 import { badRequest, notFound } from '../../store/errors.ts'
 import type { FormatContext } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import { isPlainObject, readJsonBody } from './body.ts'
 import { parsePackagePath, type PackagePath } from './names.ts'
 import { ABBREVIATED_TYPE, loadPackage, modifiedAt, renderAbbreviated, renderFull, renderVersion, resolveSpec } from './packument.ts'
+import { PackumentCache, renderDocument, type RenderedDocument } from './packument-cache.ts'
 import { publishVersion } from './publish.ts'
 import { removePackage, removeTarball, updatePackument } from './update.ts'
 
@@ -19,29 +19,30 @@ function packagePath (ctx: Context, fc: FormatContext): PackagePath | undefined 
 }
 
 /** Sends a JSON document with a content-derived ETag, so unchanged packuments cost a 304. */
-function sendJson (ctx: Context, doc: unknown, type: string): void {
-  const body = JSON.stringify(doc)
+function sendJson (ctx: Context, doc: RenderedDocument, type: string): void {
   ctx.type = type
   ctx.set('Vary', 'Accept')
   ctx.set('Cache-Control', 'max-age=0, must-revalidate')
-  ctx.set('ETag', `W/"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`)
+  ctx.set('ETag', doc.etag)
+  if (doc.lastModified != null) ctx.lastModified = new Date(doc.lastModified)
   ctx.status = 200
   if (ctx.fresh) { ctx.status = 304; return }
-  ctx.body = body
+  ctx.body = doc.body
 }
 
-function getPackument (ctx: Context, fc: FormatContext, name: string): void {
+function getPackument (ctx: Context, fc: FormatContext, cache: PackumentCache, name: string): void {
   const forWrite = ctx.query.write === 'true'
-  const p = loadPackage(fc, name)
   // application/json first, so `*/*` gets the full document; npm and pnpm ask for the
   // abbreviated one with a higher q-value.
   const abbreviated = !forWrite && ctx.accepts('application/json', ABBREVIATED_TYPE) === ABBREVIATED_TYPE
-  if (abbreviated) {
-    sendJson(ctx, renderAbbreviated(p, fc.baseUrl(ctx)), ABBREVIATED_TYPE)
-  } else {
-    ctx.lastModified = new Date(modifiedAt(p))
-    sendJson(ctx, renderFull(p, fc.baseUrl(ctx)), 'application/json')
-  }
+  const baseUrl = fc.baseUrl(ctx)
+  const generation = fc.artifacts.generation(fc.repo.name, name)
+  const key = `${abbreviated ? 'a' : 'f'}\0${baseUrl}\0${name}`
+  const doc = cache.get(key, generation, () => {
+    const p = loadPackage(fc, name)
+    return renderDocument(abbreviated ? renderAbbreviated(p, baseUrl) : renderFull(p, baseUrl), modifiedAt(p))
+  })
+  sendJson(ctx, doc, abbreviated ? ABBREVIATED_TYPE : 'application/json')
   if (forWrite) ctx.set('Cache-Control', 'no-store')
 }
 
@@ -53,17 +54,18 @@ function getTarball (ctx: Context, fc: FormatContext, name: string, filename: st
 }
 
 export function packageRoutes (router: Router, fc: FormatContext): void {
+  const cache = new PackumentCache()
   router.get('{/*rest}', (ctx) => {
     // ?write=true fetches the document a write will be based on: writers only.
     fc.authorize(ctx, ctx.query.write === 'true' ? 'write' : 'read')
     const path = packagePath(ctx, fc)
     if (path == null) { ctx.body = { db_name: fc.repo.name }; return }
     switch (path.kind) {
-      case 'packument': return getPackument(ctx, fc, path.name)
+      case 'packument': return getPackument(ctx, fc, cache, path.name)
       case 'version': {
         const a = resolveSpec(loadPackage(fc, path.name), path.spec)
         if (a == null) throw notFound(`version not found: ${path.name}@${path.spec}`)
-        return sendJson(ctx, renderVersion(a, fc.baseUrl(ctx)), 'application/json')
+        return sendJson(ctx, renderDocument(renderVersion(a, fc.baseUrl(ctx))), 'application/json')
       }
       case 'tarball': return getTarball(ctx, fc, path.name, path.filename)
       default: throw notFound(`no such resource: ${ctx.path}`)
