@@ -17,7 +17,9 @@ export interface LoadOptions {
 export function parseConfig (raw: unknown, source: string, opts: LoadOptions): Config {
   const result = configSchema.safeParse(raw ?? {})
   if (!result.success) {
-    const lines = result.error.issues.map(i => `${source}: ${formatPath(i.path)}: ${i.message}`)
+    const lines = result.error.issues.flatMap(i => i.code === 'unrecognized_keys'
+      ? i.keys.map(k => `${source}: ${formatPath([...i.path, k])}: unknown key; expected one of ${knownKeys(i.path).join(', ')}`)
+      : [`${source}: ${formatPath(i.path)}: ${i.message}`])
     throw new ConfigError(lines.join('\n'))
   }
   const config = result.data
@@ -44,6 +46,25 @@ export async function loadConfigFile (file: string, opts: LoadOptions): Promise<
   // A relative dataDir in a config file is relative to that file, not to wherever akmesh ran.
   if (!isAbsolute(config.dataDir)) config.dataDir = resolve(dirname(file), config.dataDir)
   return config
+}
+
+/** The keys the schema allows in the object at `path`, to name them next to an unknown one. */
+function knownKeys (path: PropertyKey[]): string[] {
+  let schema: any = configSchema
+  const unwrap = () => {
+    for (;;) {
+      const def = schema?._zod?.def
+      if (def?.type === 'default' || def?.type === 'optional' || def?.type === 'nullable') schema = def.innerType
+      else if (def?.type === 'pipe') schema = def.in
+      else return def
+    }
+  }
+  for (const key of path) {
+    const def = unwrap()
+    schema = def?.type === 'array' ? def.element : def?.type === 'object' ? def.shape[key] : undefined
+  }
+  const def = unwrap()
+  return def?.type === 'object' ? Object.keys(def.shape) : []
 }
 
 function formatPath (path: PropertyKey[]): string {

@@ -5,17 +5,17 @@ import { z } from 'zod'
 /** Names that the HTTP front uses itself and repositories cannot take. */
 export const RESERVED_REPOSITORY_NAMES = ['-', 'v2', 'healthz', 'readyz', 'admin', 'api']
 
-const byteSize = z.union([
-  z.number().int().nonnegative(),
-  z.string().transform((s, ctx) => {
-    const n = bytes.parse(s)
-    if (n == null || Number.isNaN(n) || n < 0) {
-      ctx.addIssue({ code: 'custom', message: `expected a size such as 64MB or 10GB, got "${s}"` })
+// One transform rather than a union of number and string: a union's error is only "Invalid
+// input", which would not tell the operator what a size looks like.
+const byteSize = z.union([z.number(), z.string()], { error: 'expected a size in bytes or a string such as 64MB or 10GB' })
+  .transform((v, ctx) => {
+    const n = typeof v === 'number' ? v : bytes.parse(v)
+    if (n == null || !Number.isSafeInteger(n) || n < 0) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 64MB or 10GB, got ${JSON.stringify(v)}` })
       return z.NEVER
     }
     return n
   })
-])
 
 const repositorySchema = z.object({
   name: z.string()
@@ -44,7 +44,9 @@ export const configSchema = z.object({
   }).strict().default({ level: 'info' }),
   repositories: z.array(repositorySchema).default([
     { name: 'npm', format: 'npm', anonymousRead: true },
-    { name: 'files', format: 'generic', anonymousRead: true }
+    { name: 'files', format: 'generic', anonymousRead: true },
+    { name: 'docker', format: 'oci', anonymousRead: true },
+    { name: 'pypi', format: 'pypi', anonymousRead: true }
   ]).superRefine((repos, ctx) => {
     const seen = new Set<string>()
     repos.forEach((r, i) => {

@@ -26,6 +26,8 @@ log:
 # Each repository is served under /<name>/ and holds artifacts of one format.
 #   format: npm      -> npm, yarn and pnpm:  npm config set registry http://HOST:7070/npm/
 #   format: generic  -> any file by path:    curl -T file http://HOST:7070/files/some/path
+#   format: pypi     -> twine and pip:       pip install --index-url http://HOST:7070/pypi/simple/ pkg
+#   format: oci      -> docker, podman, skopeo, at /v2/<name>/: podman push HOST:7070/docker/app:1
 # anonymousRead: whether reads need a token (writes always do).
 repositories:
   - name: npm
@@ -33,5 +35,11 @@ repositories:
     anonymousRead: true
   - name: files
     format: generic
+    anonymousRead: true
+  - name: docker
+    format: oci
+    anonymousRead: true
+  - name: pypi
+    format: pypi
     anonymousRead: true
 `

@@ -11,7 +11,9 @@ export const STATUS: Record<ErrorCode, number> = {
   TooLarge: 413,
   RangeNotSatisfiable: 416,
   IntegrityError: 400,
-  Unavailable: 503
+  Unavailable: 503,
+  MethodNotAllowed: 405,
+  TooManyRequests: 429
 }
 
 /** Turns anything thrown into a RegistryError; unknown errors become undefined (a 500). */

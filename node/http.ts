@@ -7,9 +7,11 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../store/accounts.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
+import { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { DB } from '../store/db.ts'
 import { RegistryError } from '../store/errors.ts'
+import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
 import { authenticate, authorize } from './auth.ts'
@@ -48,6 +50,8 @@ export function buildApp (parts: HttpParts): Koa {
   })
   app.use(root.routes())
 
+  const uploads = new UploadSessions(parts.store)
+  const blobLinks = new BlobLinks(parts.db)
   const contexts = new Map<FormatHandler, FormatContext[]>()
   for (const repo of config.repositories) {
     const format = formatByName(repo.format) as FormatHandler
@@ -55,6 +59,8 @@ export function buildApp (parts: HttpParts): Koa {
     const fc: FormatContext = {
       repo,
       store: parts.store,
+      uploads,
+      blobLinks,
       artifacts: parts.artifacts,
       accounts: parts.accounts,
       limits: config.limits,
@@ -116,6 +122,7 @@ function errorMapper (log: Logger) {
       if (rendered != null) {
         ctx.type = rendered.contentType
         ctx.body = rendered.body
+        if (rendered.statusMessage != null) ctx.message = rendered.statusMessage
       } else {
         ctx.body = { error: e.message, code: e.code }
       }

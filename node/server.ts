@@ -19,11 +19,12 @@ export interface Storage {
   accounts: Accounts
 }
 
-/** Opens (creating if needed) a data directory: blobs, temp files and the SQLite index. */
-export async function openStorage (dataDir: string): Promise<Storage> {
+/** Opens (creating if needed) a data directory: blobs, temp files and the SQLite index.
+ *  Only the node sweeps temp files (`sweepTemp`); CLI commands run beside a live node. */
+export async function openStorage (dataDir: string, opts: { sweepTemp?: boolean } = {}): Promise<Storage> {
   await mkdir(dataDir, { recursive: true })
   const db = openDatabase(join(dataDir, 'akmesh.db'))
-  const store = await FileBlobStore.open(dataDir, db)
+  const store = await FileBlobStore.open(dataDir, db, { sweepTemp: opts.sweepTemp === true })
   return { db, store, artifacts: new ArtifactIndex(db), accounts: new Accounts(db) }
 }
 
@@ -34,7 +35,7 @@ export interface RunningNode {
 }
 
 export async function startNode (config: Config, log: Logger): Promise<RunningNode> {
-  const storage = await openStorage(config.dataDir)
+  const storage = await openStorage(config.dataDir, { sweepTemp: true })
   for (const r of config.repositories) storage.artifacts.ensureRepository(r.name, r.format)
 
   if (storage.accounts.tokenCount() === 0) {

@@ -6,8 +6,10 @@ import type { Logger } from 'pino'
 import type { RepositoryConfig } from '../config/schema.ts'
 import type { Accounts, Scope } from '../store/accounts.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
+import type { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { RegistryError } from '../store/errors.ts'
+import type { UploadSessions } from '../store/uploads.ts'
 
 export interface FormatHandler {
   /** The value of `format:` in a repository's config. */
@@ -20,8 +22,9 @@ export interface FormatHandler {
   /** Routes shared by every repository of this format (OCI's `/v2/` ping, `_catalog`, token
    *  endpoint). Mounted once at the root, given the contexts of all its repositories. */
   sharedRoutes? (router: Router, repos: FormatContext[]): void
-  /** The error body this format's clients understand; default `{ "error": message }`. */
-  errorBody? (err: RegistryError): { contentType: string, body: string }
+  /** The error body this format's clients understand; default `{ "error": message }`.
+   *  `statusMessage` replaces the HTTP reason phrase (twine shows only that, as PyPI sends it). */
+  errorBody? (err: RegistryError): { contentType: string, body: string, statusMessage?: string }
 }
 
 export interface Limits {
@@ -33,6 +36,10 @@ export interface Limits {
 export interface FormatContext {
   repo: RepositoryConfig
   store: FileBlobStore
+  /** Uploads that span several requests (OCI's chunked blob uploads). */
+  uploads: UploadSessions
+  /** Which (repository, name) may serve which blob (OCI scopes blobs to image names). */
+  blobLinks: BlobLinks
   artifacts: ArtifactIndex
   accounts: Accounts
   limits: Limits

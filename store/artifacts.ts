@@ -2,7 +2,7 @@
 // transaction that also appends to the change log (what the mesh will sign and replicate).
 import type { DB } from './db.ts'
 import { conflict, notFound } from './errors.ts'
-import type { Artifact, ArtifactDraft, BlobInfo, FileWithBlob } from './types.ts'
+import type { Artifact, ArtifactDraft, ArtifactFile, BlobInfo, FileWithBlob } from './types.ts'
 import { toInfo, type BlobRow } from './blobs.ts'
 
 interface ArtifactRow { id: number, repo: string, name: string, version: string, metadata: string, created_at: number, updated_at: number }
@@ -108,6 +108,32 @@ export class ArtifactIndex {
       }
       for (const f of draft.files) this.#s.addFile.run(id, f.filename, f.cid)
       this.#log('publish', repo, name, version, { files: draft.files })
+      return this.#toArtifact(this.#s.get.get(repo, name, version) as ArtifactRow)
+    }).immediate()
+  }
+
+  /** Adds files to a version, creating the version if it does not exist (a PyPI release gathers
+   *  its wheels and sdist one upload at a time). Conflict if the package already has a file of
+   *  that name in any version. `metadata` maps the current metadata (undefined for a new version)
+   *  to the new one inside the transaction, so concurrent uploads to one version cannot lose
+   *  each other's changes. */
+  addFiles (repo: string, name: string, version: string, files: ArtifactFile[],
+    metadata: (current: Record<string, unknown> | undefined) => Record<string, unknown>): Artifact {
+    return this.#db.transaction(() => {
+      for (const f of files) {
+        if (this.#s.fileByName.get(repo, name, f.filename) != null) throw conflict(`${f.filename} already exists in ${name}`)
+      }
+      const now = Date.now()
+      const existing = this.#s.get.get(repo, name, version)
+      let id: number
+      if (existing != null) {
+        id = existing.id
+        this.#s.update.run(JSON.stringify(metadata(JSON.parse(existing.metadata))), now, id)
+      } else {
+        id = Number(this.#s.insert.run(repo, name, version, JSON.stringify(metadata(undefined)), now, now).lastInsertRowid)
+      }
+      for (const f of files) this.#s.addFile.run(id, f.filename, f.cid)
+      this.#log('add-files', repo, name, version, { files })
       return this.#toArtifact(this.#s.get.get(repo, name, version) as ArtifactRow)
     }).immediate()
   }

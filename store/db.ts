@@ -86,6 +86,18 @@ const MIGRATIONS: string[] = [
     created_at INTEGER NOT NULL,
     last_used_at INTEGER
   );
+  `,
+  `
+  -- Which blobs each (repository, name) may serve. OCI scopes blob reads, deletes and mounts to
+  -- the image names a blob was pushed or mounted into, while the bytes are stored once.
+  CREATE TABLE blob_links (
+    repo TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cid TEXT NOT NULL REFERENCES blobs (cid),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, name, cid)
+  ) WITHOUT ROWID;
+  CREATE INDEX blob_links_cid ON blob_links (cid);
   `
 ]
 

@@ -21,7 +21,6 @@ class DigestWorker {
 
   constructor () {
     this.#worker = new Worker(new URL('./digest-worker.ts', import.meta.url))
-    this.#worker.unref()
     this.#worker.on('message', (m: DigestReply) => {
       if (m.type === 'ack') {
         this.onAck.get(m.id)?.()
@@ -34,9 +33,19 @@ class DigestWorker {
         this.digests.get(m.id)?.resolve(m.hex)
         this.digests.delete(m.id)
       }
+      this.#updateRef()
     })
     this.#worker.on('error', (e) => { this.#fail(e) })
     this.#worker.on('exit', (code) => { this.#fail(new Error(`digest worker exited with code ${code}`)) })
+    // After the listeners: adding a 'message' listener refs the worker again.
+    this.#updateRef()
+  }
+
+  /** Holds the process open only while someone awaits this worker (a digest or a settle): an idle
+   *  pool must not keep a CLI command from exiting, and a pending digest must not be cut off. */
+  #updateRef (): void {
+    if (this.digests.size + this.#waiters.size > 0) this.#worker.ref()
+    else this.#worker.unref()
   }
 
   #fail (e: Error): void {
@@ -55,7 +64,7 @@ class DigestWorker {
 
   async settle (id: number): Promise<void> {
     if ((this.inFlight.get(id) ?? 0) <= MAX_IN_FLIGHT || this.failure != null) return
-    await new Promise<void>(resolve => this.#waiters.set(id, resolve))
+    await new Promise<void>(resolve => { this.#waiters.set(id, resolve); this.#updateRef() })
     if (this.failure != null) throw this.failure
   }
 
@@ -63,6 +72,7 @@ class DigestWorker {
     return new Promise((resolve, reject) => {
       this.digests.set(id, { resolve, reject })
       try { this.post({ type: 'digest', id }) } catch (e) { this.digests.delete(id); reject(e as Error) }
+      this.#updateRef()
     })
   }
 

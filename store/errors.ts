@@ -4,6 +4,7 @@
 export type ErrorCode =
   | 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'Conflict'
   | 'TooLarge' | 'IntegrityError' | 'RangeNotSatisfiable' | 'Unavailable'
+  | 'MethodNotAllowed' | 'TooManyRequests'
 
 export class RegistryError extends Error {
   readonly code: ErrorCode

@@ -2,6 +2,7 @@
 // Formats call this so every download behaves the same way.
 import type { Context } from 'koa'
 import parseRange from 'range-parser'
+import { RegistryError } from '../../store/errors.ts'
 import type { BlobInfo, BlobStore } from '../../store/types.ts'
 
 export interface BlobResponseOptions {
@@ -30,7 +31,11 @@ export function sendBlob (ctx: Context, store: BlobStore, blob: BlobInfo, opts: 
   ctx.set('Accept-Ranges', 'bytes')
   ctx.set(checksumHeaders(blob))
   if (opts.headers != null) ctx.set(opts.headers)
-  ctx.type = opts.contentType ?? 'application/octet-stream'
+  // Exactly the type the uploader gave (ctx.type would add a charset nobody declared).
+  ctx.set('Content-Type', opts.contentType ?? 'application/octet-stream')
+  // Stored bytes go out as stored: Content-Length, ETag and the checksums describe them, and a
+  // JSON or text artifact must not be re-encoded (or cost CPU) because its type looks compressible.
+  ctx.compress = false
 
   ctx.status = 200
   if (ctx.fresh) { ctx.status = 304; return }
@@ -41,10 +46,9 @@ export function sendBlob (ctx: Context, store: BlobStore, blob: BlobInfo, opts: 
   if (rangeHeader !== '' && (ifRange === '' || ifRange === `"${blob.cid}"`)) {
     const parsed = parseRange(blob.size, rangeHeader, { combine: true })
     if (parsed === -1) {
-      ctx.status = 416
-      ctx.set('Content-Range', `bytes */${blob.size}`)
-      ctx.body = null
-      return
+      // RFC 9110 §15.5.17: a 416 names the current length.
+      throw new RegistryError('RangeNotSatisfiable', `range ${rangeHeader} is outside the ${blob.size} bytes of the blob`,
+        { 'Content-Range': `bytes */${blob.size}` })
     }
     // Malformed (-2) or multi-range requests get the whole body, which RFC 9110 permits.
     if (parsed !== -2 && parsed.type === 'bytes' && parsed.length === 1) {

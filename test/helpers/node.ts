@@ -55,7 +55,9 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
     if (configFile != null) args.push('--config', configFile)
     proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node did not start within 30 s:\n${log}`)), 30_000)
+      // A node that never says it is listening (or a config that silences the log) must not be
+      // left running: its open pipes would keep the test worker alive.
+      const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`node did not start within 30 s:\n${log}`)) }, 30_000)
       const onData = (b: Buffer) => {
         log += b.toString()
         const token = /akm_[A-Za-z0-9_-]{43}/.exec(log)

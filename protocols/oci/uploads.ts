@@ -1,0 +1,161 @@
+// Blob uploads: monolithic (POST ?digest=, or POST then PUT), chunked (POST, PATCH..., PUT),
+// status (GET), cancel (DELETE) and cross-repository mounts (POST ?mount=&from=).
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
+import type { Context } from 'koa'
+import { RegistryError } from '../../store/errors.ts'
+import type { UploadStatus } from '../../store/uploads.ts'
+import type { BlobInfo } from '../../store/types.ts'
+import type { FormatContext } from '../format.ts'
+import { requestAbortSignal } from '../http/blob-response.ts'
+import { canRead, ociAuthorize } from './auth.ts'
+import { linkedBlob } from './blobs.ts'
+import { OciError, ociError } from './errors.ts'
+import { sha256Of } from './names.ts'
+import { noBody, query } from './respond.ts'
+
+/** Finds the repository and image of a full OCI name ("<repo>/<image>") for a mount's `from`. */
+export type RepoLookup = (fullName: string) => { fc: FormatContext, name: string } | undefined
+
+const owner = (fc: FormatContext, name: string) => `${fc.repo.name}/${name}`
+
+export async function startUpload (ctx: Context, fc: FormatContext, name: string, lookup: RepoLookup): Promise<void> {
+  ociAuthorize(ctx, fc, 'write', name)
+  const mount = query(ctx, 'mount')
+  if (mount !== '') {
+    const blob = tryMount(ctx, fc, name, mount, query(ctx, 'from'), lookup)
+    if (blob != null) { created(ctx, fc, name, mount); return }
+    // Not mountable (unknown source, no read access, blob absent): the spec says fall back to
+    // an ordinary upload session.
+  }
+  const digest = query(ctx, 'digest')
+  if (digest !== '') {
+    const sha256 = sha256Of(digest)
+    const blob = await storeErrors(fc.store.put(ctx.req, {
+      expect: { sha256 }, maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx)
+    }))
+    fc.blobLinks.link(fc.repo.name, name, blob.cid)
+    created(ctx, fc, name, digest)
+    return
+  }
+  const session = await fc.uploads.begin(owner(fc, name))
+  sessionHeaders(ctx, fc, name, session)
+  noBody(ctx, 202)
+}
+
+function tryMount (ctx: Context, fc: FormatContext, name: string, digest: string, from: string, lookup: RepoLookup): BlobInfo | undefined {
+  const source = lookup(from)
+  if (source == null || !canRead(ctx, source.fc)) return undefined
+  let blob: BlobInfo | undefined
+  try { blob = linkedBlob(source.fc, source.name, digest) } catch { return undefined }
+  if (blob == null) return undefined
+  fc.blobLinks.link(fc.repo.name, name, blob.cid)
+  return blob
+}
+
+export function uploadStatus (ctx: Context, fc: FormatContext, name: string, id: string): void {
+  ociAuthorize(ctx, fc, 'write', name)
+  sessionHeaders(ctx, fc, name, session(fc, name, id))
+  noBody(ctx, 204)
+}
+
+export async function patchUpload (ctx: Context, fc: FormatContext, name: string, id: string): Promise<void> {
+  ociAuthorize(ctx, fc, 'write', name)
+  const status = await appendChunk(ctx, fc, name, session(fc, name, id))
+  sessionHeaders(ctx, fc, name, status)
+  noBody(ctx, 202)
+}
+
+export async function finishUpload (ctx: Context, fc: FormatContext, name: string, id: string): Promise<void> {
+  ociAuthorize(ctx, fc, 'write', name)
+  const current = session(fc, name, id)
+  const digest = query(ctx, 'digest')
+  if (digest === '') throw ociError('DIGEST_INVALID', 'the closing PUT needs ?digest=<digest of the whole blob>')
+  const sha256 = sha256Of(digest)
+  await appendChunk(ctx, fc, name, current)
+  const blob = await storeErrors(fc.uploads.commit(id, { sha256 }))
+  fc.blobLinks.link(fc.repo.name, name, blob.cid)
+  created(ctx, fc, name, digest)
+}
+
+export async function cancelUpload (ctx: Context, fc: FormatContext, name: string, id: string): Promise<void> {
+  ociAuthorize(ctx, fc, 'write', name)
+  session(fc, name, id)
+  await storeErrors(fc.uploads.cancel(id))
+  noBody(ctx, 204)
+}
+
+/** Appends the request body, if any. A Content-Range must start where the upload stands. */
+async function appendChunk (ctx: Context, fc: FormatContext, name: string, current: UploadStatus): Promise<UploadStatus> {
+  const range = ctx.get('content-range')
+  let declared: number | undefined
+  if (range !== '') {
+    // The spec's form is "<start>-<end>"; some clients send RFC 9110's "bytes <start>-<end>/<total>".
+    const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(range)
+    if (m == null || Number(m[1]) !== current.size || Number(m[2]) < Number(m[1])) {
+      throw new OciError('BLOB_UPLOAD_INVALID', m == null
+        ? `malformed Content-Range "${range}"`
+        : `chunk ${range} does not start at the next byte (${current.size}) of the upload`, {
+        status: 'RangeNotSatisfiable',
+        headers: statusHeaders(ctx, fc, name, current)
+      })
+    }
+    declared = Number(m[2]) - Number(m[1]) + 1
+  }
+  if (ctx.get('content-length') === '0' || (ctx.get('content-length') === '' && ctx.get('transfer-encoding') === '')) {
+    if (declared != null) throw ociError('SIZE_INVALID', `Content-Range ${range} announces ${declared} bytes but the body is empty`)
+    return current
+  }
+  const after = await storeErrors(fc.uploads.append(current.id, ctx.req, { maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx) }))
+  if (declared != null && after.size - current.size !== declared) {
+    // The bytes received are kept (the upload's status shows them); the client decides.
+    throw new OciError('SIZE_INVALID', `Content-Range ${range} announced ${declared} bytes, received ${after.size - current.size}`, {
+      headers: statusHeaders(ctx, fc, name, after)
+    })
+  }
+  return after
+}
+
+function session (fc: FormatContext, name: string, id: string): UploadStatus {
+  const s = fc.uploads.status(id)
+  if (s == null || s.owner !== owner(fc, name)) {
+    throw ociError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown to ${owner(fc, name)} (finished, cancelled or expired)`, { id })
+  }
+  return s
+}
+
+function statusHeaders (ctx: Context, fc: FormatContext, name: string, s: UploadStatus): Record<string, string> {
+  return {
+    Location: `${fc.baseUrl(ctx)}/${name}/blobs/uploads/${s.id}`,
+    // Inclusive end of what has arrived; "0-0" for an empty upload, as the reference registry says.
+    Range: `0-${Math.max(s.size - 1, 0)}`,
+    'Docker-Upload-UUID': s.id,
+    'Blob-Upload-Session-ID': s.id
+  }
+}
+
+function sessionHeaders (ctx: Context, fc: FormatContext, name: string, s: UploadStatus): void {
+  ctx.set(statusHeaders(ctx, fc, name, s))
+}
+
+function created (ctx: Context, fc: FormatContext, name: string, digest: string): void {
+  ctx.set('Location', `${fc.baseUrl(ctx)}/${name}/blobs/${digest}`)
+  ctx.set('Docker-Content-Digest', digest)
+  noBody(ctx, 201)
+}
+
+/** The store's generic errors in OCI's words. */
+async function storeErrors<T> (p: Promise<T>): Promise<T> {
+  try {
+    return await p
+  } catch (err) {
+    if (!(err instanceof RegistryError) || err instanceof OciError) throw err
+    switch (err.code) {
+      case 'IntegrityError': throw new OciError('DIGEST_INVALID', err.message)
+      case 'TooLarge': throw new OciError('SIZE_INVALID', err.message, { status: 'TooLarge' })
+      case 'NotFound': throw new OciError('BLOB_UPLOAD_UNKNOWN', err.message)
+      case 'Conflict': throw new OciError('BLOB_UPLOAD_INVALID', err.message, { status: 'Conflict' })
+      case 'TooManyRequests': throw new OciError('TOOMANYREQUESTS', err.message, { headers: err.headers })
+      default: throw err
+    }
+  }
+}

@@ -1,0 +1,53 @@
+// Python packages: the upload API twine speaks and the Simple API pip reads. See README.md.
+//   POST /<repo>/  (or /<repo>/legacy/)          upload (multipart, :action=file_upload)
+//   GET  /<repo>/simple/                         project list (PEP 503 HTML / PEP 691 JSON)
+//   GET  /<repo>/simple/<project>/               files of a project
+//   GET  /<repo>/packages/<project>/<file>       a distribution; <file>.metadata its core metadata (PEP 658)
+//   POST /<repo>/-/yank/<project>/<version>      yank (PEP 592); /-/unyank/ undoes it
+import type { Context } from 'koa'
+import { notFound } from '../../store/errors.ts'
+import type { FormatHandler } from '../format.ts'
+import { sendBlob } from '../http/blob-response.ts'
+import { canonicalName } from './names.ts'
+import { METADATA_SUFFIX } from './release.ts'
+import { projectList, projectPage } from './simple.ts'
+import { handleUpload } from './upload.ts'
+import { setYank } from './yank.ts'
+
+/** An HTTP reason phrase may hold only visible ASCII, spaces and tabs (RFC 9112 §4). */
+const reasonPhrase = (message: string) => message.replace(/[^\t\x20-\x7e]/g, '?').slice(0, 300)
+
+export const pypiFormat: FormatHandler = {
+  name: 'pypi',
+
+  routes (router, fc) {
+    router.post(['/', '/legacy', '/legacy/'], async (ctx) => { await handleUpload(ctx, fc) })
+
+    router.get('/simple', (ctx) => {
+      if (!ctx.path.endsWith('/')) { ctx.redirect(`${fc.baseUrl(ctx)}/simple/`); ctx.status = 301; return }
+      projectList(ctx, fc)
+    })
+    router.get('/simple/:project', (ctx) => { projectPage(ctx, fc, String(ctx.params.project)) })
+
+    router.get('/packages/:project/:filename', (ctx: Context) => {
+      fc.authorize(ctx, 'read')
+      const project = canonicalName(String(ctx.params.project))
+      const filename = String(ctx.params.filename)
+      const file = fc.artifacts.fileByName(fc.repo.name, project, filename)
+      const blob = file == null ? undefined : fc.store.stat(file.cid)
+      if (blob == null) throw notFound(`no file ${filename} in project ${project}`)
+      sendBlob(ctx, fc.store, blob, {
+        contentType: filename.endsWith(METADATA_SUFFIX) ? 'text/plain; charset=utf-8' : 'application/octet-stream'
+      })
+    })
+
+    router.post('/-/yank/:project/:version', async (ctx) => { await setYank(ctx, fc, true) })
+    router.post('/-/unyank/:project/:version', async (ctx) => { await setYank(ctx, fc, false) })
+  },
+
+  // twine prints the reason phrase of a failed upload (requests' HTTPError: "409 Client Error:
+  // <reason> for url: ..."), which is where PyPI puts its message; the body is for --verbose.
+  errorBody (err) {
+    return { contentType: 'text/plain; charset=utf-8', body: err.message + '\n', statusMessage: reasonPhrase(err.message) }
+  }
+}

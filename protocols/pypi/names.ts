@@ -1,0 +1,73 @@
+// Project names, versions and distribution filenames as the Python packaging specs define them.
+import { explain } from '@renovatebot/pep440'
+import { badRequest } from '../../store/errors.ts'
+
+// https://packaging.python.org/en/latest/specifications/name-normalization/
+const VALID_NAME = /^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$/i
+
+/** PEP 503: lowercase, every run of "-", "_" and "." becomes one "-". */
+export const canonicalName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-')
+
+export function isValidProjectName (name: string): boolean {
+  return name.length <= 200 && VALID_NAME.test(name)
+}
+
+/** The PEP 440 normal form of a version ("1.0-RC1" → "1.0rc1"), or undefined if it is not one. */
+export function normalVersion (version: string): string | undefined {
+  if (version.length > 128) return undefined
+  const v = explain(version)
+  if (v == null) return undefined
+  // explain() normalises the local part correctly; the library's clean() joins it with commas.
+  return v.local == null ? v.public : `${v.public}+${v.local}`
+}
+
+export type PackageType = 'bdist_wheel' | 'sdist'
+
+export interface DistFilename {
+  packagetype: PackageType
+  /** Name and version exactly as they appear in the filename. */
+  name: string
+  version: string
+}
+
+// The filename ends up in URLs and on disk in clients' caches: nothing but what the specs produce.
+const SAFE_FILENAME = /^[A-Za-z0-9][A-Za-z0-9._+!-]*$/
+const SDIST_SUFFIXES = ['.tar.gz', '.zip']
+
+/** Splits a wheel (PEP 427: name-version(-build)?-python-abi-platform.whl) or sdist
+ *  (name-version.tar.gz; .zip for old sdists) filename, checking it names `project` at `version`
+ *  (compared after normalisation: wheels write "my_pkg", legacy sdists "my-pkg" or "My.Pkg"). */
+export function parseDistFilename (filename: string, project: string, version: string): DistFilename {
+  if (filename.length > 255 || !SAFE_FILENAME.test(filename)) {
+    throw badRequest(`invalid distribution filename "${filename}"`)
+  }
+  const wanted = `${project}-${version}`
+  if (filename.endsWith('.whl')) {
+    const parts = filename.slice(0, -'.whl'.length).split('-')
+    if (parts.length !== 5 && parts.length !== 6) {
+      throw badRequest(`invalid wheel filename "${filename}": expected name-version(-build)?-python-abi-platform.whl`)
+    }
+    if (parts.length === 6 && !/^\d/.test(parts[2])) {
+      throw badRequest(`invalid wheel filename "${filename}": the build tag must start with a digit`)
+    }
+    const [name, ver] = parts
+    if (canonicalName(name) !== canonicalName(project) || normalVersion(ver) !== normalVersion(version)) {
+      throw badRequest(`wheel filename "${filename}" does not match the project and version ${wanted}`)
+    }
+    return { packagetype: 'bdist_wheel', name, version: ver }
+  }
+  const suffix = SDIST_SUFFIXES.find(s => filename.endsWith(s))
+  if (suffix == null) {
+    throw badRequest(`invalid distribution filename "${filename}": only wheels (.whl) and sdists (.tar.gz, .zip) are accepted`)
+  }
+  // A legacy sdist name may itself contain "-" (my-pkg-1.0.tar.gz): try every split point.
+  const stem = filename.slice(0, -suffix.length)
+  for (let i = stem.indexOf('-'); i > 0; i = stem.indexOf('-', i + 1)) {
+    const name = stem.slice(0, i)
+    const ver = stem.slice(i + 1)
+    if (canonicalName(name) === canonicalName(project) && normalVersion(ver) === normalVersion(version)) {
+      return { packagetype: 'sdist', name, version: ver }
+    }
+  }
+  throw badRequest(`sdist filename "${filename}" does not match the project and version ${wanted}`)
+}
