@@ -14,9 +14,11 @@ const STAGE_SIZE = CHUNK_SIZE
 export interface Blake3 { update (data: Uint8Array): void, digest (): Uint8Array, reset (): void }
 export type Blake3Factory = () => Promise<Blake3>
 
-/** Native BLAKE3 (~3 GiB/s here) where its prebuilt binary loads, else WebAssembly (~0.6 GiB/s). */
+/** Native BLAKE3 (~3 GiB/s here) where its prebuilt binary loads, else WebAssembly (~0.6 GiB/s).
+ *  AKMESH_BLAKE3=wasm forces the fallback (to diagnose a suspect native binary, and to test it). */
 async function loadBlake3 (): Promise<{ create: Blake3Factory, implementation: string }> {
   try {
+    if (process.env.AKMESH_BLAKE3 === 'wasm') throw new Error('native BLAKE3 disabled by AKMESH_BLAKE3=wasm')
     const native = createRequire(import.meta.url)('@napi-rs/blake-hash') as {
       Blake3Hasher: new () => { update (b: Buffer): unknown, digestBuffer (): Buffer }
     }

@@ -267,3 +267,29 @@ test('verify finds a flipped byte and a deleted file, and a re-upload repairs th
   t.is((await stat(store.pathOf(ia.cid))).size, a.byteLength)
   t.deepEqual(await listTempFiles(dir), [])
 })
+
+test('the WebAssembly BLAKE3 fallback gives the same CID and chunk table as the native one', async t => {
+  const { MultiHasher, blake3Implementation } = await import('../store/hash.ts')
+  t.is((await blake3Implementation()).implementation, 'native', 'this machine should load the native BLAKE3')
+  const size = 3 * MiB + 5
+  const hashWith = `
+    const { MultiHasher, blake3Implementation } = await import(${JSON.stringify(new URL('../store/hash.ts', import.meta.url).href)})
+    const { deterministicBytes } = await import(${JSON.stringify(new URL('./helpers/streams.ts', import.meta.url).href)})
+    const h = await MultiHasher.create(); h.update(deterministicBytes(${size}, 'fallback')); const d = await h.digest()
+    console.log(JSON.stringify({ impl: (await blake3Implementation()).implementation, cid: d.cid, chunks: d.chunks.map(c => Buffer.from(c).toString('hex')) }))`
+  const { execFile } = await import('node:child_process')
+  const script = join(await makeTempDir(t), 'hash-with-wasm.mjs')
+  await writeFile(script, hashWith)
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [script], { env: { ...process.env, AKMESH_BLAKE3: 'wasm' } },
+      (err, stdout, stderr) => { if (err != null) reject(new Error(stderr)); else resolve(stdout) })
+  })
+  const wasm = JSON.parse(out)
+  t.is(wasm.impl, 'wasm')
+  const h = await MultiHasher.create()
+  h.update(deterministicBytes(size, 'fallback'))
+  const native = await h.digest()
+  t.is(wasm.cid, native.cid)
+  t.deepEqual(wasm.chunks, native.chunks.map(c => Buffer.from(c).toString('hex')))
+  t.is(native.chunks.length, 4)
+})
