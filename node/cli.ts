@@ -27,15 +27,26 @@ const scopeList = (v: string): Scope[] => {
 }
 const repoList = (v: string): string[] => v.split(',').map(s => s.trim()).filter(s => s !== '')
 
-withConfig(program.command('start').description('run the node (HTTP registry)'))
+const withPeering = (cmd: Command) => cmd
+  .option('--peering <file>', 'peering file (default: $AKMESH_PEERING or <data>/peering.json)')
+
+const meshPort = (v: string | undefined): number | undefined => {
+  if (v == null) return undefined
+  const n = Number(v)
+  if (v === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`mesh port: expected an integer 0-65535, got "${v}"`)
+  return n
+}
+
+withPeering(withConfig(program.command('start').description('run the node (HTTP registry and mesh)')))
   .option('-p, --port <port>', 'HTTP port (default 7070, or $AKMESH_PORT)')
   .option('--host <address>', 'address to listen on (default 0.0.0.0)')
-  .action(async (flags: ConfigFlags) => {
+  .option('--mesh-port <port>', 'TCP port of the mesh listen addresses, overriding the peering file (0: any; or $AKMESH_MESH_PORT)')
+  .action(async (flags: ConfigFlags & { peering?: string, meshPort?: string }) => {
     const config = await resolveConfig(flags)
     const { createLogger } = await import('./log.ts')
     const { startNode } = await import('./server.ts')
     const log = createLogger(config.log.level)
-    const node = await startNode(config, log)
+    const node = await startNode(config, log, { peeringFile: flags.peering, listenPort: meshPort(flags.meshPort ?? process.env.AKMESH_MESH_PORT) })
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down')
       void node.close().then(() => process.exit(0))
@@ -53,6 +64,65 @@ program.command('init')
     if (existsSync(file) && opts.force !== true) throw new Error(`${file} already exists (use --force to overwrite)`)
     await writeFile(file, CONFIG_TEMPLATE)
     console.log(`wrote ${file}; start the node with: akmesh start --config ${file}`)
+  })
+
+withPeering(withConfig(program.command('id').description('print this node\'s peer ID and mesh listen addresses (creates the identity if missing)')))
+  .option('--json', 'print JSON')
+  .action(async (opts: ConfigFlags & { peering?: string, json?: boolean }) => {
+    const { dataDir } = await resolveConfig(opts)
+    const { loadIdentity } = await import('../mesh/identity.ts')
+    const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
+    const { peerId } = await loadIdentity(dataDir)
+    const peering = await loadPeeringFile(peeringPath(dataDir, opts.peering))
+    const listen = peering.listen.map(a => `${a}/p2p/${peerId.toString()}`)
+    if (opts.json === true) { console.log(JSON.stringify({ peerId: peerId.toString(), listen, mesh: peering.mesh }, null, 2)); return }
+    console.log(peerId.toString())
+    for (const a of listen) console.log(a)
+  })
+
+const peers = program.command('peers').description('edit the peering file (bootstrap peers and allowlist); a running node applies edits at once')
+withPeering(withConfig(peers.command('add').description('allow a peer and bootstrap to it').argument('<multiaddr>', 'an address ending in /p2p/<peerId>')))
+  .option('--allow-only', 'only add the peer ID to the allowlist, do not dial it')
+  .action(async (addr: string, opts: ConfigFlags & { peering?: string, allowOnly?: boolean }) => {
+    const { editPeeringFile, peeringPath } = await import('../config/peering.ts')
+    const { peerIdOfMultiaddr } = await import('../config/peering-schema.ts')
+    const file = peeringPath((await resolveConfig(opts)).dataDir, opts.peering)
+    const id = peerIdOfMultiaddr(addr)
+    if (id == null) throw new Error(`expected a multiaddr ending in /p2p/<peerId>, got "${addr}"`)
+    await editPeeringFile(file, (p) => {
+      p.allow ??= []
+      if (!p.allow.includes(id)) p.allow.push(id)
+      if (opts.allowOnly !== true) {
+        p.bootstrap ??= []
+        if (!p.bootstrap.includes(addr)) p.bootstrap.push(addr)
+      }
+    })
+    console.log(`${opts.allowOnly === true ? 'allowed' : 'added'} ${id} in ${file}`)
+  })
+withPeering(withConfig(peers.command('remove').description('remove a peer from the allowlist and the bootstrap list').argument('<peerId>')))
+  .action(async (id: string, opts: ConfigFlags & { peering?: string }) => {
+    const { editPeeringFile, peeringPath } = await import('../config/peering.ts')
+    const { peerIdOfMultiaddr } = await import('../config/peering-schema.ts')
+    const file = peeringPath((await resolveConfig(opts)).dataDir, opts.peering)
+    let removed = 0
+    await editPeeringFile(file, (p) => {
+      const before = (p.allow?.length ?? 0) + (p.bootstrap?.length ?? 0)
+      p.allow = (p.allow ?? []).filter(a => a !== id)
+      p.bootstrap = (p.bootstrap ?? []).filter(a => peerIdOfMultiaddr(a) !== id)
+      removed = before - p.allow.length - p.bootstrap.length
+    })
+    if (removed === 0) throw new Error(`${id} is neither allowed nor a bootstrap peer in ${file}`)
+    console.log(`removed ${id} from ${file}`)
+  })
+withPeering(withConfig(peers.command('list').description('list bootstrap peers and the allowlist')))
+  .option('--json', 'print JSON')
+  .action(async (opts: ConfigFlags & { peering?: string, json?: boolean }) => {
+    const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
+    const p = await loadPeeringFile(peeringPath((await resolveConfig(opts)).dataDir, opts.peering))
+    if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow }, null, 2)); return }
+    console.log(`mesh ${p.mesh}`)
+    for (const b of p.bootstrap) console.log(`bootstrap ${b}`)
+    for (const a of p.allow) console.log(`allow     ${a}`)
   })
 
 const token = program.command('token').description('manage bearer tokens')

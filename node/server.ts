@@ -4,7 +4,9 @@ import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
+import { peeringPath } from '../config/peering.ts'
 import type { Config } from '../config/schema.ts'
+import { startMesh, type Mesh } from '../mesh/index.ts'
 import { Accounts } from '../store/accounts.ts'
 import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
@@ -31,10 +33,18 @@ export async function openStorage (dataDir: string, opts: { sweepTemp?: boolean 
 export interface RunningNode {
   url: string
   server: Server
+  mesh: Mesh
   close (): Promise<void>
 }
 
-export async function startNode (config: Config, log: Logger): Promise<RunningNode> {
+export interface MeshOptions {
+  /** Default: $AKMESH_PEERING, else <dataDir>/peering.json. */
+  peeringFile?: string
+  /** Overrides the TCP port of the peering file's listen addresses (0: ephemeral). */
+  listenPort?: number
+}
+
+export async function startNode (config: Config, log: Logger, meshOptions: MeshOptions = {}): Promise<RunningNode> {
   const storage = await openStorage(config.dataDir, { sweepTemp: true })
   for (const r of config.repositories) storage.artifacts.ensureRepository(r.name, r.format)
 
@@ -45,17 +55,32 @@ export async function startNode (config: Config, log: Logger): Promise<RunningNo
       'Use it as a bearer token, e.g. npm config set //HOST:PORT/npm/:_authToken <token>\n\n')
   }
 
-  const app = buildApp({ config, log, ...storage })
+  // Always: a node without peers is a mesh of one.
+  let mesh: Mesh
+  try {
+    mesh = await startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort })
+  } catch (err) {
+    storage.db.close()
+    throw err
+  }
+
+  const app = buildApp({ config, log, ...storage, mesh })
   const server = createServer(app.callback())
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
   server.headersTimeout = 60_000
   server.keepAliveTimeout = 65_000
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(config.http.port, config.http.host, () => { server.off('error', reject); resolve() })
-  })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(config.http.port, config.http.host, () => { server.off('error', reject); resolve() })
+    })
+  } catch (err) {
+    await mesh.stop()
+    storage.db.close()
+    throw err
+  }
   const addr = server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`
@@ -64,8 +89,10 @@ export async function startNode (config: Config, log: Logger): Promise<RunningNo
   return {
     url,
     server,
+    mesh,
     close: async () => {
       await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
+      await mesh.stop()
       storage.db.close()
     }
   }

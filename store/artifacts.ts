@@ -4,6 +4,7 @@ import type { DB } from './db.ts'
 import { conflict, notFound } from './errors.ts'
 import type { Artifact, ArtifactDraft, ArtifactFile, BlobInfo, FileWithBlob } from './types.ts'
 import { toInfo, type BlobRow } from './blobs.ts'
+import type { ChangeDetail, ChangeKind } from './changes.ts'
 
 interface ArtifactRow { id: number, repo: string, name: string, version: string, metadata: string, created_at: number, updated_at: number }
 
@@ -18,6 +19,10 @@ export class ArtifactIndex {
   readonly #db: DB
   readonly #s
   readonly #generations = new Map<string, number>()
+  readonly #listeners = new Set<() => void>()
+  #logged = false
+  /** The least `at` the next local change may have (see #log). */
+  #nextAt: number
 
   constructor (db: DB) {
     this.#db = db
@@ -29,6 +34,7 @@ export class ArtifactIndex {
       insert: db.prepare<[string, string, string, string, number, number]>('INSERT INTO artifacts (repo, name, version, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)'),
       update: db.prepare('UPDATE artifacts SET metadata = ?, updated_at = ? WHERE id = ?'),
       del: db.prepare('DELETE FROM artifacts WHERE id = ?'),
+      metadata: db.prepare<[number], { metadata: string }>('SELECT metadata FROM artifacts WHERE id = ?'),
       files: db.prepare<[number], { filename: string, cid: string }>('SELECT filename, cid FROM files WHERE artifact_id = ? ORDER BY filename'),
       delFiles: db.prepare('DELETE FROM files WHERE artifact_id = ?'),
       addFile: db.prepare('INSERT INTO files (artifact_id, filename, cid) VALUES (?, ?, ?)'),
@@ -43,6 +49,7 @@ export class ArtifactIndex {
       tomb: db.prepare<[string, string, string], { version: string }>('SELECT version FROM tombstones WHERE repo = ? AND name = ? AND version = ?'),
       addTomb: db.prepare('INSERT OR IGNORE INTO tombstones (repo, name, version, deleted_at) VALUES (?, ?, ?, ?)'),
       change: db.prepare('INSERT INTO changes (kind, repo, name, version, detail, at) VALUES (?, ?, ?, ?, ?, ?)'),
+      nextAt: db.prepare<[], { at: number | null }>('SELECT MAX(CASE WHEN origin IS NULL THEN at ELSE at + 1 END) AS at FROM changes'),
       names: db.prepare<[string, string, number, number], { name: string }>(
         "SELECT DISTINCT name FROM artifacts WHERE repo = ? AND name LIKE ? ESCAPE '\\' ORDER BY name LIMIT ? OFFSET ?"),
       prefixed: db.prepare<[string, string], { name: string }>(
@@ -50,6 +57,14 @@ export class ArtifactIndex {
       countNames: db.prepare<[string, string], { n: number }>(
         "SELECT COUNT(DISTINCT name) AS n FROM artifacts WHERE repo = ? AND name LIKE ? ESCAPE '\\'")
     }
+    this.#nextAt = this.#s.nextAt.get()?.at ?? 0
+  }
+
+  /** Calls `listener` after each commit that appended local changes (the mesh signer). Returns
+   *  a function that removes it. */
+  onCommit (listener: () => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
   }
 
   /** Records a repository declared in the config; a repository's format never changes. */
@@ -81,7 +96,37 @@ export class ArtifactIndex {
 
   /** Runs several index changes as one transaction (nested calls become savepoints). */
   atomically<T> (fn: () => T): T {
-    return this.#db.transaction(fn).immediate()
+    return this.#write(fn)
+  }
+
+  /** Repository format, or undefined if it is not declared here. */
+  repositoryFormat (name: string): string | undefined {
+    return this.#s.repo.get(name)?.format
+  }
+
+  /** A change made elsewhere at `at` (origin's clock) was applied here: local changes from now on
+   *  get a later `at`, so they sort after what this node had seen when it made them. */
+  observe (at: number): void {
+    this.#nextAt = Math.max(this.#nextAt, at + 1)
+  }
+
+  /** Invalidates caches of (repo, name) after a write made outside this class (remote apply). */
+  invalidate (repo: string, name: string): void {
+    const key = `${repo}\0${name}`
+    this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1)
+  }
+
+  /** Runs `fn` in a transaction (a savepoint if nested) and, once the outermost one commits,
+   *  tells the listeners. better-sqlite3 has no commit hook, hence the flag. */
+  #write<T> (fn: () => T): T {
+    try {
+      return this.#db.transaction(fn).immediate()
+    } finally {
+      if (!this.#db.inTransaction && this.#logged) {
+        this.#logged = false
+        for (const l of this.#listeners) l()
+      }
+    }
   }
 
   /** True if this version existed once and was deleted. */
@@ -91,7 +136,7 @@ export class ArtifactIndex {
 
   publish (draft: ArtifactDraft, opts: PublishOptions = {}): Artifact {
     const { repo, name, version } = draft
-    return this.#db.transaction(() => {
+    return this.#write(() => {
       if (opts.refuseTombstoned === true && this.#s.tomb.get(repo, name, version) != null) {
         throw conflict(`${name}@${version} was published before and deleted; versions cannot be reused`)
       }
@@ -107,9 +152,9 @@ export class ArtifactIndex {
         id = Number(this.#s.insert.run(repo, name, version, JSON.stringify(draft.metadata), now, now).lastInsertRowid)
       }
       for (const f of draft.files) this.#s.addFile.run(id, f.filename, f.cid)
-      this.#log('publish', repo, name, version, { files: draft.files })
+      this.#log('publish', repo, name, version, { files: draft.files, metadata: draft.metadata, ...(existing != null ? { replace: true } : {}) })
       return this.#toArtifact(this.#s.get.get(repo, name, version) as ArtifactRow)
-    }).immediate()
+    })
   }
 
   /** Adds files to a version, creating the version if it does not exist (a PyPI release gathers
@@ -119,7 +164,7 @@ export class ArtifactIndex {
    *  each other's changes. */
   addFiles (repo: string, name: string, version: string, files: ArtifactFile[],
     metadata: (current: Record<string, unknown> | undefined) => Record<string, unknown>): Artifact {
-    return this.#db.transaction(() => {
+    return this.#write(() => {
       for (const f of files) {
         if (this.#s.fileByName.get(repo, name, f.filename) != null) throw conflict(`${f.filename} already exists in ${name}`)
       }
@@ -133,34 +178,34 @@ export class ArtifactIndex {
         id = Number(this.#s.insert.run(repo, name, version, JSON.stringify(metadata(undefined)), now, now).lastInsertRowid)
       }
       for (const f of files) this.#s.addFile.run(id, f.filename, f.cid)
-      this.#log('add-files', repo, name, version, { files })
+      this.#log('add-files', repo, name, version, this.#state(id))
       return this.#toArtifact(this.#s.get.get(repo, name, version) as ArtifactRow)
-    }).immediate()
+    })
   }
 
   updateMetadata (repo: string, name: string, version: string, metadata: Record<string, unknown>): void {
-    this.#db.transaction(() => {
+    this.#write(() => {
       const row = this.#s.get.get(repo, name, version)
       if (row == null) throw notFound(`${name}@${version} not found`)
       this.#s.update.run(JSON.stringify(metadata), Date.now(), row.id)
-      this.#log('metadata', repo, name, version, {})
-    }).immediate()
+      this.#log('metadata', repo, name, version, this.#state(row.id))
+    })
   }
 
   /** Deletes one version; it stays tombstoned so immutable formats never accept it again. */
   remove (repo: string, name: string, version: string): void {
-    this.#db.transaction(() => {
+    this.#write(() => {
       const row = this.#s.get.get(repo, name, version)
       if (row == null) throw notFound(`${name}@${version} not found`)
       this.#s.del.run(row.id)
       this.#s.delTagsTo.run(repo, name, version)
       this.#s.addTomb.run(repo, name, version, Date.now())
       this.#log('delete', repo, name, version, {})
-    }).immediate()
+    })
   }
 
   removePackage (repo: string, name: string): number {
-    return this.#db.transaction(() => {
+    return this.#write(() => {
       const rows = this.#s.versions.all(repo, name)
       if (rows.length === 0) throw notFound(`${name} not found`)
       for (const r of rows) {
@@ -170,7 +215,7 @@ export class ArtifactIndex {
       }
       this.#s.delAllTags.run(repo, name)
       return rows.length
-    }).immediate()
+    })
   }
 
   tags (repo: string, name: string): Record<string, string> {
@@ -178,18 +223,18 @@ export class ArtifactIndex {
   }
 
   setTag (repo: string, name: string, tag: string, version: string): void {
-    this.#db.transaction(() => {
+    this.#write(() => {
       if (this.#s.get.get(repo, name, version) == null) throw notFound(`${name}@${version} not found`)
       this.#s.setTag.run(repo, name, tag, version)
       this.#log('tag', repo, name, version, { tag })
-    }).immediate()
+    })
   }
 
   removeTag (repo: string, name: string, tag: string): void {
-    this.#db.transaction(() => {
+    this.#write(() => {
       if (this.#s.delTag.run(repo, name, tag).changes === 0) throw notFound(`tag ${tag} not found on ${name}`)
       this.#log('untag', repo, name, '', { tag })
-    }).immediate()
+    })
   }
 
   /** Package names in a repository containing `text` (case-insensitive), paginated. */
@@ -212,10 +257,18 @@ export class ArtifactIndex {
     return this.#generations.get(`${repo}\0${name}`) ?? 0
   }
 
-  #log (kind: string, repo: string, name: string, version: string, detail: object): void {
-    const key = `${repo}\0${name}`
-    this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1)
-    this.#s.change.run(kind, repo, name, version, JSON.stringify(detail), Date.now())
+  /** Appends a local change. The mesh orders changes by `at`, so it never goes backwards (even
+   *  if the clock does) and is later than any remote change applied here (a hybrid clock). */
+  #log (kind: ChangeKind, repo: string, name: string, version: string, detail: ChangeDetail): void {
+    this.invalidate(repo, name)
+    this.#nextAt = Math.max(Date.now(), this.#nextAt)
+    this.#s.change.run(kind, repo, name, version, JSON.stringify(detail), this.#nextAt)
+    this.#logged = true
+  }
+
+  #state (id: number): ChangeDetail {
+    const row = this.#s.metadata.get(id)
+    return { files: this.#s.files.all(id), metadata: JSON.parse(row?.metadata ?? '{}') }
   }
 
   #blob (cid: string): BlobInfo {

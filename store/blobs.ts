@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { DB } from './db.ts'
-import { MultiHasher, type Digests } from './hash.ts'
+import { blake3Of, MultiHasher, type Digests } from './hash.ts'
 import { integrityError, notFound, tooLarge } from './errors.ts'
 import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions } from './types.ts'
 
@@ -14,7 +14,15 @@ const WRITE_BATCH = 1024 * 1024 // gather socket-sized pieces into fewer, larger
 
 export interface BlobRow {
   cid: string, size: number, sha256: string, sha512: string, sha1: string, md5: string | null
-  chunk_size: number, created_at: number
+  chunk_size: number, created_at: number, present: number, chunk_root: string | null
+}
+
+/** What the index knows about a blob, whether or not its bytes are here: a blob named by a remote
+ *  manifest is described (so files can name it) before the mesh fetches it. */
+export interface BlobDescription extends Omit<BlobInfo, 'createdAt'> {
+  /** BLAKE3 (hex) of the concatenated chunk hashes; null until computed for a local blob. */
+  chunkRoot: string | null
+  present: boolean
 }
 
 export const toInfo = (r: BlobRow): BlobInfo => ({
@@ -33,9 +41,18 @@ export class FileBlobStore implements BlobStore {
     this.#tmpDir = join(dataDir, 'tmp')
     this.#db = db
     this.#stmts = {
-      get: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ?'),
-      bySha256: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE sha256 = ? LIMIT 1'),
-      insert: db.prepare('INSERT OR IGNORE INTO blobs (cid, size, sha256, sha512, sha1, md5, chunk_size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      get: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ? AND present = 1'),
+      describe: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ?'),
+      bySha256: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE sha256 = ? AND present = 1 LIMIT 1'),
+      // Bytes arriving for a blob known only from a manifest: the row now describes what was
+      // hashed here, and the chunk root is recomputed from the real chunk table.
+      insert: db.prepare(`INSERT INTO blobs (cid, size, sha256, sha512, sha1, md5, chunk_size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (cid) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, sha512 = excluded.sha512, sha1 = excluded.sha1,
+        md5 = excluded.md5, chunk_size = excluded.chunk_size, created_at = excluded.created_at, present = 1, chunk_root = NULL
+        WHERE present = 0`),
+      insertRemote: db.prepare(`INSERT OR IGNORE INTO blobs (cid, size, sha256, sha512, sha1, md5, chunk_size, created_at, present, chunk_root)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`),
+      setChunkRoot: db.prepare('UPDATE blobs SET chunk_root = ? WHERE cid = ?'),
       setMd5: db.prepare('UPDATE blobs SET md5 = ? WHERE cid = ? AND md5 IS NULL'),
       insertChunk: db.prepare('INSERT OR IGNORE INTO chunks (cid, idx, hash) VALUES (?, ?, ?)'),
       chunks: db.prepare<[string], { hash: Buffer }>('SELECT hash FROM chunks WHERE cid = ? ORDER BY idx')
@@ -146,8 +163,31 @@ export class FileBlobStore implements BlobStore {
     return this.#stmts.chunks.all(cid).map(r => new Uint8Array(r.hash))
   }
 
+  /** Every blob the index knows, present or not (stat/has/open answer only for present ones). */
+  describe (cid: string): BlobDescription | undefined {
+    const r = this.#stmts.describe.get(cid)
+    if (r == null) return undefined
+    const { createdAt, ...info } = toInfo(r)
+    return { ...info, chunkRoot: r.chunk_root, present: r.present === 1 }
+  }
+
+  /** Records a blob named by a remote manifest, without its bytes (no-op if already known). */
+  recordRemote (d: Omit<BlobDescription, 'present'> & { chunkRoot: string }): void {
+    this.#stmts.insertRemote.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, d.chunkSize, Date.now(), d.chunkRoot)
+  }
+
+  /** BLAKE3 (hex) of the concatenated chunk hashes: what a manifest signs for the chunk table. */
+  async chunkRoot (cid: string): Promise<string> {
+    const d = this.describe(cid)
+    if (d == null) throw notFound(`blob ${cid} not found`)
+    if (d.chunkRoot != null) return d.chunkRoot
+    const root = Buffer.from(await blake3Of(Buffer.concat(this.chunkHashes(cid)))).toString('hex')
+    this.#stmts.setChunkRoot.run(root, cid)
+    return root
+  }
+
   allBlobs (): BlobInfo[] {
-    return this.#db.prepare<[], BlobRow>('SELECT * FROM blobs ORDER BY cid').all().map(toInfo)
+    return this.#db.prepare<[], BlobRow>('SELECT * FROM blobs WHERE present = 1 ORDER BY cid').all().map(toInfo)
   }
 }
 

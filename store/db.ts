@@ -2,7 +2,7 @@
 import Database from 'better-sqlite3'
 
 // Each entry moves the schema from version i to i+1. Never edit a released migration; append.
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE blobs (
     cid TEXT PRIMARY KEY,
@@ -98,6 +98,61 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (repo, name, cid)
   ) WITHOUT ROWID;
   CREATE INDEX blob_links_cid ON blob_links (cid);
+  `,
+  `
+  -- The mesh. Each change row says where it happened (origin NULL: this node; else the peer ID
+  -- of the origin and its seq there) and carries the resulting state of what it changed
+  -- (detail: files, metadata, tag), enough to rebuild its manifest and to re-fold a package.
+  ALTER TABLE changes ADD COLUMN origin TEXT;
+  ALTER TABLE changes ADD COLUMN origin_seq INTEGER;
+  CREATE UNIQUE INDEX changes_origin ON changes (origin, origin_seq) WHERE origin IS NOT NULL;
+  CREATE INDEX changes_package ON changes (repo, name);
+  -- Rows from before the mesh lack that state: they are kept as history, neither signed nor
+  -- folded, and replaced by a baseline of what exists now (signed like any local change).
+  UPDATE changes SET origin = 'pre-mesh', origin_seq = seq;
+  INSERT INTO changes (kind, repo, name, version, detail, at)
+    SELECT 'delete', t.repo, t.name, t.version, '{}', t.deleted_at FROM tombstones t
+    WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.repo = t.repo AND a.name = t.name AND a.version = t.version)
+    ORDER BY t.deleted_at;
+  INSERT INTO changes (kind, repo, name, version, detail, at)
+    SELECT 'publish', a.repo, a.name, a.version, json_object(
+      'files', (SELECT json_group_array(json_object('filename', f.filename, 'cid', f.cid))
+                FROM (SELECT filename, cid FROM files WHERE artifact_id = a.id ORDER BY filename) f),
+      'metadata', json(a.metadata)), a.updated_at
+    FROM artifacts a ORDER BY a.updated_at, a.id;
+  INSERT INTO changes (kind, repo, name, version, detail, at)
+    SELECT 'tag', repo, name, version, json_object('tag', tag), CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM tags ORDER BY repo, name, tag;
+  -- Blobs known from a manifest whose bytes are not here yet (present = 0): files may name them
+  -- (the mesh fetches them later), but the store neither serves nor lists them.
+  ALTER TABLE blobs ADD COLUMN present INTEGER NOT NULL DEFAULT 1;
+  -- BLAKE3 of the concatenated chunk hashes (hex), as signed in manifests.
+  ALTER TABLE blobs ADD COLUMN chunk_root TEXT;
+  -- Every manifest this node holds, its own and others', for catch-up and forwarding.
+  CREATE TABLE manifests (
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    envelope BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (origin, seq)
+  ) WITHOUT ROWID;
+  -- Manifests that lost a conflict (same immutable version, different files, another origin).
+  CREATE TABLE conflicts (
+    loser_origin TEXT NOT NULL,
+    loser_seq INTEGER NOT NULL,
+    repo TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    winner_origin TEXT NOT NULL,
+    winner_seq INTEGER NOT NULL,
+    detected_at INTEGER NOT NULL,
+    PRIMARY KEY (loser_origin, loser_seq)
+  );
   `
 ]
 

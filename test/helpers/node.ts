@@ -22,6 +22,13 @@ export interface TestNode {
   kill9 (): Promise<void>
   /** Starts the node again on the same data dir and port. */
   restart (): Promise<void>
+  /** The node's mesh peer ID and listen addresses (from its "mesh listening" log line). */
+  peerId: string
+  multiaddrs: string[]
+  /** The 127.0.0.1 mesh address, ending in /p2p/<peerId>: what other test nodes dial. */
+  meshAddr: string
+  /** Where the node's peering file is. */
+  peeringFile: string
 }
 
 export interface TestNodeOptions {
@@ -29,6 +36,13 @@ export interface TestNodeOptions {
   config?: string
   dataDir?: string
   env?: Record<string, string>
+  /** Peering file content (object or raw text) written to <dataDir>/peering.json before the
+   *  first start; an object without `listen` listens on 127.0.0.1. */
+  peering?: Record<string, unknown> | string
+  /** Mesh TCP port (--mesh-port); default 0, an ephemeral port. */
+  meshPort?: number
+  /** More `akmesh start` arguments. */
+  args?: string[]
 }
 
 export async function makeTempDir (t: ExecutionContext, prefix = 'akmesh-test-'): Promise<string> {
@@ -44,26 +58,42 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
     configFile = join(dataDir, '..', `${dataDir.split('/').pop()}.yaml`)
     await writeFile(configFile, opts.config)
   }
+  const peeringFile = join(dataDir, 'peering.json')
+  if (opts.peering != null) {
+    await writeFile(peeringFile, typeof opts.peering === 'string'
+      ? opts.peering
+      : JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], ...opts.peering }, null, 2))
+  }
   let port = 0
   let proc!: ChildProcess
   let log = ''
   let url = ''
   let adminToken = ''
+  let mesh: { peerId: string, multiaddrs: string[] } = { peerId: '', multiaddrs: [] }
 
   const launch = async (): Promise<void> => {
-    const args = [CLI, 'start', '--data', dataDir, '--host', '127.0.0.1', '--port', String(port)]
+    const args = [CLI, 'start', '--data', dataDir, '--host', '127.0.0.1', '--port', String(port), '--mesh-port', String(opts.meshPort ?? 0), ...(opts.args ?? [])]
     if (configFile != null) args.push('--config', configFile)
+    const from = log.length
     proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     await new Promise<void>((resolve, reject) => {
       // A node that never says it is listening (or a config that silences the log) must not be
       // left running: its open pipes would keep the test worker alive.
-      const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`node did not start within 30 s:\n${log}`)) }, 30_000)
+      // 90 s: with the libp2p stack loaded, a dozen nodes starting at once on 2 shared cores
+      // took over 30 s (load average ~30).
+      const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`node did not start within 90 s:\n${log}`)) }, 90_000)
       const onData = (b: Buffer) => {
         log += b.toString()
         const token = /akm_[A-Za-z0-9_-]{43}/.exec(log)
         if (token != null && adminToken === '') adminToken = token[0]
-        const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(log)
-        if (m != null) { url = m[1]; clearTimeout(timer); resolve() }
+        const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(log.slice(from))
+        if (m != null) {
+          url = m[1]
+          const line = log.slice(from).split('\n').find(l => l.includes('"msg":"mesh listening"'))
+          if (line != null) mesh = JSON.parse(line)
+          clearTimeout(timer)
+          resolve()
+        }
       }
       proc.stdout!.on('data', onData)
       proc.stderr!.on('data', onData)
@@ -92,7 +122,15 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
       proc.kill('SIGKILL')
       await exited
     },
-    restart: async () => { await node.stop(); await launch() }
+    restart: async () => { await node.stop(); await launch() },
+    get peerId () { return mesh.peerId },
+    get multiaddrs () { return mesh.multiaddrs },
+    get meshAddr () {
+      const addr = mesh.multiaddrs.find(a => a.startsWith('/ip4/127.0.0.1/tcp/'))
+      if (addr == null) throw new Error(`no 127.0.0.1 mesh address in ${JSON.stringify(mesh.multiaddrs)}`)
+      return addr
+    },
+    peeringFile
   }
   t.teardown(async () => { await node.kill9() })
   return node

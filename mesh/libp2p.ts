@@ -1,0 +1,68 @@
+// The libp2p node of a mesh member: TCP + Noise + Yamux, identify, ping, a private kad-DHT and
+// gossipsub, an allowlist connection gater and an optional pre-shared key (private network).
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
+import type { ConnectionGater, PeerId, PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { ping, type Ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2p } from 'libp2p'
+
+export type MeshServices = {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+export type MeshLibp2p = Libp2p<MeshServices>
+
+export interface MeshLibp2pInit {
+  privateKey: PrivateKey
+  /** Mesh name: separates DHTs (and, above this layer, gossip topics) of different meshes. */
+  mesh: string
+  listen: string[]
+  /** Swarm key bytes (go-ipfs swarm.key text); without it the network is not private. */
+  psk?: Uint8Array
+  /** Consulted on every dial and every new connection, so allowlist edits apply at once. */
+  isAllowed: (peerId: string) => boolean
+}
+
+/** The DHT protocol of a mesh: nodes of different meshes never answer each other's queries. */
+export const dhtProtocol = (mesh: string): string => `/akmesh/${mesh}/kad/1.0.0`
+
+/** Denies dials to, and connections from or to, peers the allowlist does not name. The check
+ *  runs once the remote peer is authenticated (after Noise), so a peer cannot claim an ID. */
+export function allowlistGater (isAllowed: (peerId: string) => boolean): ConnectionGater {
+  const deny = (peerId: PeerId): boolean => !isAllowed(peerId.toString())
+  return {
+    denyDialPeer: deny,
+    denyInboundEncryptedConnection: deny,
+    denyOutboundEncryptedConnection: deny,
+    denyInboundUpgradedConnection: deny,
+    denyOutboundUpgradedConnection: deny
+  }
+}
+
+export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2p> {
+  return await createLibp2p({
+    privateKey: init.privateKey,
+    addresses: { listen: init.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    ...(init.psk != null ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
+    connectionGater: allowlistGater(init.isAllowed),
+    services: {
+      identify: identify(),
+      ping: ping(),
+      // A mesh of known peers on private networks: every member is a full DHT server, and
+      // private addresses are kept (the default mapper for the public DHT would drop them).
+      dht: kadDHT({ protocol: dhtProtocol(init.mesh), clientMode: false, peerInfoMapper: passthroughMapper }),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
+    }
+  })
+}
