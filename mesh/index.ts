@@ -7,6 +7,7 @@ import { isAllowed, type Peering } from '../config/peering-schema.ts'
 import { BootstrapDialer } from './bootstrap.ts'
 import { loadIdentity } from './identity.ts'
 import { createMeshLibp2p, type MeshLibp2p } from './libp2p.ts'
+import { Replication, type ReplicationStorage } from './replication.ts'
 
 export interface MeshInit {
   dataDir: string
@@ -16,6 +17,8 @@ export interface MeshInit {
   signal?: AbortSignal
   /** Overrides the TCP port of every listen address (0: an ephemeral port, for tests). */
   listenPort?: number
+  /** The store to replicate (signer, applier, gossip, catch-up); without it, no replication. */
+  storage?: ReplicationStorage
 }
 
 export interface MeshPeer {
@@ -28,6 +31,7 @@ export interface Mesh {
   peerId: PeerId
   libp2p: MeshLibp2p
   peering: LivePeering
+  replication?: Replication
   /** The addresses this node listens on, each ending in /p2p/<peerId>. */
   multiaddrs (): string[]
   /** Connected peers with the addresses of their connections. */
@@ -44,6 +48,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
   init.signal?.addEventListener('abort', onAbort, { once: true })
 
   let libp2p: MeshLibp2p | undefined
+  let replication: Replication | undefined
   try {
     const identity = await loadIdentity(init.dataDir)
     if (identity.created) log.info({ peerId: identity.peerId.toString(), file: identity.file }, 'generated node identity')
@@ -57,7 +62,12 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       // Reads the live file on every check: allowlist edits apply to the next connection.
       isAllowed: (peerId) => peerId === self || isAllowed(peering.current, peerId)
     })
+    if (init.storage != null) {
+      replication = new Replication({ ...init.storage, libp2p, peering, privateKey: identity.privateKey, log })
+      await replication.start()
+    }
   } catch (err) {
+    try { await libp2p?.stop() } catch {}
     init.signal?.removeEventListener('abort', onAbort)
     if (ownsPeering) peering.close()
     throw err
@@ -89,6 +99,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       init.signal?.removeEventListener('abort', onAbort)
       unsubscribe()
       controller.abort()
+      await replication?.stop()
       await node.stop()
       if (ownsPeering) peering.close()
     })()
@@ -99,6 +110,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     peerId: node.peerId,
     libp2p: node,
     peering,
+    replication,
     multiaddrs,
     peers: () => node.getConnections().reduce<MeshPeer[]>((acc, c) => {
       const id = c.remotePeer.toString()

@@ -2,7 +2,8 @@
 // gossipsub, an allowlist connection gater and an optional pre-shared key (private network).
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { createHash } from 'node:crypto'
+import { StrictNoSign, gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
 import type { ConnectionGater, PeerId, PrivateKey } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
@@ -62,7 +63,18 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
       // A mesh of known peers on private networks: every member is a full DHT server, and
       // private addresses are kept (the default mapper for the public DHT would drop them).
       dht: kadDHT({ protocol: dhtProtocol(init.mesh), clientMode: false, peerInfoMapper: passthroughMapper }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
+      // Manifests carry their origin's signature, so pubsub messages are unsigned and identified
+      // by content: the same envelope published by two members is one message (no loops, no
+      // duplicates when a node re-publishes what it caught up). A few known peers: the default
+      // D=6/Dlo=4 just means every subscribed peer is in the mesh; floodPublish (default on)
+      // sends our own manifests to every subscribed peer directly.
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        ignoreDuplicatePublishError: true,
+        globalSignaturePolicy: StrictNoSign,
+        msgIdFn: (msg) => createHash('sha256').update(msg.data).digest()
+      })
     }
   })
 }

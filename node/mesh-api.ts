@@ -1,4 +1,5 @@
-// Mesh state on the HTTP front, for operators and tests: GET /-/mesh/peers (admin scope).
+// Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
+// /-/mesh/status (peer ID, per-origin watermarks, counts), /-/mesh/conflicts.
 import Router from '@koa/router'
 import type { Context } from 'koa'
 import { grants } from '../store/accounts.ts'
@@ -10,6 +11,10 @@ export interface MeshStatus {
   peerId: { toString: () => string }
   multiaddrs: () => string[]
   peers: () => Array<{ peerId: string, addrs: string[], direction: string }>
+  replication?: {
+    status: () => { watermarks: Record<string, number>, received: number, rejected: number, conflicts: number }
+    applier: { conflicts: (limit?: number) => unknown[] }
+  }
 }
 
 function requireAdmin (ctx: Context): void {
@@ -25,6 +30,13 @@ export function meshRoutes (mesh: MeshStatus): Router {
   router.use(async (ctx, next) => { requireAdmin(ctx); await next() })
   router.get('/peers', (ctx) => {
     ctx.body = { peerId: mesh.peerId.toString(), multiaddrs: mesh.multiaddrs(), peers: mesh.peers() }
+  })
+  router.get('/status', (ctx) => {
+    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status() }
+  })
+  router.get('/conflicts', (ctx) => {
+    const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)
+    ctx.body = { conflicts: mesh.replication?.applier.conflicts(limit) ?? [] }
   })
   return router
 }

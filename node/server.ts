@@ -5,8 +5,11 @@ import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { peeringPath } from '../config/peering.ts'
+import { replicationFor } from '../config/peering-schema.ts'
 import type { Config } from '../config/schema.ts'
+import { BlobFetcher } from '../mesh/fetcher.ts'
 import { startMesh, type Mesh } from '../mesh/index.ts'
+import { serveBlobs } from '../mesh/transfer.ts'
 import { Accounts } from '../store/accounts.ts'
 import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
@@ -58,11 +61,25 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   // Always: a node without peers is a mesh of one.
   let mesh: Mesh
   try {
-    mesh = await startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort })
+    mesh = await startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage })
   } catch (err) {
     storage.db.close()
     throw err
   }
+
+  // Blob transfer: serve present blobs to peers; fetch known-but-absent ones for clients.
+  const meshName = mesh.peering.current.mesh
+  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log })
+  await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log })
+  storage.store.remote = fetcher
+  const announcing = new AbortController()
+  void fetcher.provideAll(announcing.signal)
+  // Replication policy: a mirrored repository's blobs are fetched as soon as its manifest is
+  // applied; blobs of local changes are announced as they are signed.
+  mesh.replication?.onApplied((m) => {
+    if (replicationFor(mesh.peering.current, m.repo) === 'mirror') for (const f of m.files) fetcher.mirror(f.cid)
+  })
+  mesh.replication?.signer.onManifest(({ manifest }) => { for (const f of manifest.files) void fetcher.provide(f.cid) })
 
   const app = buildApp({ config, log, ...storage, mesh })
   const server = createServer(app.callback())
@@ -91,6 +108,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
     server,
     mesh,
     close: async () => {
+      announcing.abort()
       await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
       await mesh.stop()
       storage.db.close()

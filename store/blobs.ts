@@ -4,11 +4,11 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { DB } from './db.ts'
 import { blake3Of, MultiHasher, type Digests } from './hash.ts'
 import { integrityError, notFound, tooLarge } from './errors.ts'
-import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions } from './types.ts'
+import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions, type RemoteBlobs } from './types.ts'
 
 const WRITE_BATCH = 1024 * 1024 // gather socket-sized pieces into fewer, larger writes
 
@@ -35,6 +35,8 @@ export class FileBlobStore implements BlobStore {
   readonly #tmpDir: string
   readonly #db: DB
   readonly #stmts
+  /** Fetches known-but-absent blobs; unset in a store without a mesh (the CLI). */
+  remote?: RemoteBlobs
 
   private constructor (dataDir: string, db: DB) {
     this.#blobDir = join(dataDir, 'blobs')
@@ -152,8 +154,23 @@ export class FileBlobStore implements BlobStore {
     return this.#stmts.get.get(cid) != null
   }
 
+  async locate (cid: string): Promise<BlobInfo | undefined> {
+    const row = this.#stmts.describe.get(cid)
+    if (row == null) return undefined
+    if (row.present === 1) return toInfo(row)
+    if (this.remote == null) return undefined
+    await this.remote.ready(cid)
+    return toInfo(row)
+  }
+
+  /** A present blob from disk; an absent one known here streams from `remote` as it arrives (a
+   *  range of an absent blob is cut from the whole stream: bytes before it are fetched too). */
   open (cid: string, range?: ByteRange): Readable {
-    if (!this.has(cid)) throw notFound(`blob ${cid} not found`)
+    if (!this.has(cid)) {
+      if (this.remote == null || this.#stmts.describe.get(cid) == null) throw notFound(`blob ${cid} not found`)
+      const whole = this.remote.open(cid)
+      return range == null ? whole : Readable.from(sliceStream(whole, range.start, range.end + 1))
+    }
     return createReadStream(this.pathOf(cid), {
       start: range?.start, end: range?.end, highWaterMark: 256 * 1024
     })
@@ -228,6 +245,17 @@ export async function * abortable<T> (source: AsyncIterable<T>, signal?: AbortSi
     }
   } finally {
     void Promise.resolve(it.return?.()).catch(() => {})
+  }
+}
+
+async function * sliceStream (source: AsyncIterable<Uint8Array>, start: number, end: number): AsyncGenerator<Uint8Array> {
+  let at = 0
+  for await (const piece of source) {
+    const from = Math.max(start - at, 0)
+    const to = Math.min(end - at, piece.byteLength)
+    if (to > from) yield piece.subarray(from, to)
+    at += piece.byteLength
+    if (at >= end) return
   }
 }
 

@@ -33,7 +33,18 @@ export interface PutOptions {
 
 export interface ByteRange { start: number, end: number } // inclusive, like HTTP
 
+/** Where bytes of blobs known here but not present come from (the mesh; set by node/server.ts). */
+export interface RemoteBlobs {
+  /** Starts or joins the fetch; rejects (Unavailable) if no source holds the blob. */
+  ready (cid: string): Promise<void>
+  /** The bytes as they arrive, from the start. */
+  open (cid: string): Readable
+}
+
 export interface BlobStore {
+  /** A present blob, or one known here that `remote` can fetch (resolves once a source is found;
+   *  rejects Unavailable if none). Formats look blobs up with this so absent ones stream through. */
+  locate (cid: string): Promise<BlobInfo | undefined>
   /** Streams bytes to disk while hashing; visible (has/open) only after fsync + rename. */
   put (source: AsyncIterable<Uint8Array> | Readable, opts?: PutOptions): Promise<BlobInfo>
   stat (cid: string): BlobInfo | undefined

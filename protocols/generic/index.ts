@@ -91,7 +91,7 @@ export const genericFormat: FormatHandler = {
       const artifact = fc.artifacts.get(fc.repo.name, path, VERSION)
       if (artifact == null || artifact.files.length === 0) throw notFound(`${path} not found in ${fc.repo.name}`)
       const [file] = fc.artifacts.filesWithBlobs(artifact)
-      sendBlob(ctx, fc.store, file.blob, {
+      sendBlob(ctx, fc.store, (await fc.store.locate(file.cid)) ?? file.blob, {
         contentType: (artifact.metadata.contentType as string | null) ?? undefined,
         lastModified: artifact.updatedAt
       })

@@ -46,9 +46,9 @@ function getPackument (ctx: Context, fc: FormatContext, cache: PackumentCache, n
   if (forWrite) ctx.set('Cache-Control', 'no-store')
 }
 
-function getTarball (ctx: Context, fc: FormatContext, name: string, filename: string): void {
+async function getTarball (ctx: Context, fc: FormatContext, name: string, filename: string): Promise<void> {
   const file = fc.artifacts.fileByName(fc.repo.name, name, filename)
-  const blob = file == null ? undefined : fc.store.stat(file.cid)
+  const blob = file == null ? undefined : await fc.store.locate(file.cid)
   if (blob == null) throw notFound(`${name}/-/${filename} not found`)
   sendBlob(ctx, fc.store, blob, { contentType: 'application/octet-stream' })
 }

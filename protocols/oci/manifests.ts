@@ -45,11 +45,11 @@ export function resolveManifest (fc: FormatContext, name: string, reference: str
   return digest == null ? undefined : fc.artifacts.get(fc.repo.name, name, digest)
 }
 
-export function getManifest (ctx: Context, fc: FormatContext, name: string, reference: string): void {
+export async function getManifest (ctx: Context, fc: FormatContext, name: string, reference: string): Promise<void> {
   ociAuthorize(ctx, fc, 'read', name)
   const artifact = resolveManifest(fc, name, reference)
   const file = artifact?.files.find(f => f.filename === MANIFEST_FILE)
-  const blob = file == null ? undefined : fc.store.stat(file.cid)
+  const blob = file == null ? undefined : await fc.store.locate(file.cid)
   if (artifact == null || blob == null) throw ociError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${fc.repo.name}/${name}`, { reference })
   const meta = artifact.metadata as unknown as ManifestMetadata
   sendBlob(ctx, fc.store, blob, {

@@ -29,12 +29,12 @@ export const pypiFormat: FormatHandler = {
     })
     router.get('/simple/:project', (ctx) => { projectPage(ctx, fc, String(ctx.params.project)) })
 
-    router.get('/packages/:project/:filename', (ctx: Context) => {
+    router.get('/packages/:project/:filename', async (ctx: Context) => {
       fc.authorize(ctx, 'read')
       const project = canonicalName(String(ctx.params.project))
       const filename = String(ctx.params.filename)
       const file = fc.artifacts.fileByName(fc.repo.name, project, filename)
-      const blob = file == null ? undefined : fc.store.stat(file.cid)
+      const blob = file == null ? undefined : await fc.store.locate(file.cid)
       if (blob == null) throw notFound(`no file ${filename} in project ${project}`)
       sendBlob(ctx, fc.store, blob, {
         contentType: filename.endsWith(METADATA_SUFFIX) ? 'text/plain; charset=utf-8' : 'application/octet-stream'

@@ -1,0 +1,149 @@
+// Replication: signs local changes (ManifestSigner), applies verified remote manifests
+// (RemoteApplier), spreads them by gossip (mesh/gossip.ts) and repairs gaps by catch-up
+// (mesh/sync.ts). Every manifest, from gossip or catch-up, goes through `receive`/`receiveMany`:
+// the same checks (openEnvelope with the live allowlist) before anything is applied.
+import type { PrivateKey } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import type { LivePeering } from '../config/peering.ts'
+import { isAllowed } from '../config/peering-schema.ts'
+import { RemoteApplier, type ApplyResult } from '../store/apply.ts'
+import type { ArtifactIndex } from '../store/artifacts.ts'
+import type { FileBlobStore } from '../store/blobs.ts'
+import type { DB } from '../store/db.ts'
+import { ManifestLog } from '../store/manifests.ts'
+import { ManifestGossip } from './gossip.ts'
+import type { MeshLibp2p } from './libp2p.ts'
+import { ManifestError, openEnvelope, type Manifest } from './manifest.ts'
+import { ManifestSigner } from './signer.ts'
+import { ManifestSync } from './sync.ts'
+
+/** What the mesh needs from the store to replicate (store/ objects, no format knowledge). */
+export interface ReplicationStorage {
+  db: DB
+  artifacts: ArtifactIndex
+  store: FileBlobStore
+}
+
+export interface ReplicationInit extends ReplicationStorage {
+  libp2p: MeshLibp2p
+  peering: LivePeering
+  privateKey: PrivateKey
+  log: Logger
+}
+
+/** 'new': held now and not before (forward it); 'held': nothing new; 'rejected': failed a check. */
+export type ReceiveOutcome = 'new' | 'held' | 'rejected'
+
+export interface ManifestReceiver {
+  receive (envelope: Uint8Array, from: { via: string, peer: string }): Promise<ReceiveOutcome>
+}
+
+export interface ReplicationStatus {
+  watermarks: Record<string, number>
+  received: number
+  rejected: number
+  conflicts: number
+}
+
+export class Replication implements ManifestReceiver {
+  readonly manifests: ManifestLog
+  readonly signer: ManifestSigner
+  readonly applier: RemoteApplier
+  readonly gossip: ManifestGossip
+  readonly sync: ManifestSync
+  readonly #i: ReplicationInit
+  readonly #log: Logger
+  #unsubscribe: (() => void) | undefined
+  #received = 0
+  #rejected = 0
+  readonly #applied = new Set<(m: Manifest) => void>()
+
+  constructor (init: ReplicationInit) {
+    this.#i = init
+    this.#log = init.log.child({ component: 'mesh:replication' })
+    const mesh = init.peering.current.mesh
+    this.manifests = new ManifestLog(init.db)
+    this.signer = new ManifestSigner({ db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, mesh, privateKey: init.privateKey, log: this.#log })
+    this.applier = new RemoteApplier({ db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, self: this.signer.peerId, log: this.#log })
+    this.gossip = new ManifestGossip({ libp2p: init.libp2p, mesh, receiver: this, log: init.log })
+    this.sync = new ManifestSync({ libp2p: init.libp2p, mesh, manifests: this.manifests, receiver: this, log: init.log })
+  }
+
+  async start (): Promise<void> {
+    this.gossip.start()
+    this.#unsubscribe = this.signer.onManifest(({ envelope }) => { this.gossip.publish(envelope) })
+    await this.signer.start()
+    await this.sync.start()
+  }
+
+  async stop (): Promise<void> {
+    this.#unsubscribe?.()
+    await this.sync.stop()
+    this.gossip.stop()
+    await this.signer.stop()
+  }
+
+  async #open (envelope: Uint8Array, from: { via: string, peer: string }): Promise<Manifest | undefined> {
+    const peering = this.#i.peering.current
+    try {
+      return await openEnvelope(envelope, { mesh: peering.mesh, isAllowed: (o) => o === this.signer.peerId || isAllowed(peering, o) })
+    } catch (err) {
+      this.#rejected++
+      const reason = err instanceof ManifestError ? err.reason : 'error'
+      this.#log.warn({ reason, error: (err as Error).message, via: from.via, peer: from.peer }, 'manifest rejected')
+      return undefined
+    }
+  }
+
+  async receive (envelope: Uint8Array, from: { via: string, peer: string }): Promise<ReceiveOutcome> {
+    const [r] = await this.receiveMany([envelope], from)
+    return r
+  }
+
+  /** Verifies each envelope, applies the good ones in one transaction, and publishes those new
+   *  here that did not come by gossip (gossipsub forwards those itself). */
+  async receiveMany (envelopes: Uint8Array[], from: { via: string, peer: string }): Promise<ReceiveOutcome[]> {
+    const out: ReceiveOutcome[] = []
+    const items: Array<{ change: Manifest, envelope: Uint8Array, i: number }> = []
+    for (const envelope of envelopes) {
+      const m = await this.#open(envelope, from)
+      out.push('rejected')
+      if (m != null) items.push({ change: m, envelope, i: out.length - 1 })
+    }
+    let results: ApplyResult[] = []
+    if (items.length > 0) {
+      try {
+        results = this.applier.applyMany(items)
+      } catch (err) {
+        this.#log.error({ err, via: from.via, peer: from.peer }, 'applying manifests failed')
+        return out
+      }
+    }
+    results.forEach((r, k) => {
+      const { i, envelope } = items[k]
+      const isNew = r.status !== 'duplicate' && r.status !== 'own'
+      out[i] = isNew ? 'new' : 'held'
+      if (isNew) {
+        this.#received++
+        if (from.via !== 'gossip') this.gossip.publish(envelope)
+        for (const listener of this.#applied) listener(items[k].change)
+      }
+    })
+    return out
+  }
+
+  /** Called with each remote manifest newly applied here (blob replication hooks in here). */
+  onApplied (listener: (m: Manifest) => void): () => void {
+    this.#applied.add(listener)
+    return () => { this.#applied.delete(listener) }
+  }
+
+  status (): ReplicationStatus {
+    return {
+      watermarks: Object.fromEntries(this.manifests.watermarks()),
+      received: this.#received,
+      rejected: this.#rejected,
+      conflicts: this.applier.conflicts(1000).length
+    }
+  }
+}

@@ -1,0 +1,174 @@
+// Catch-up (anti-entropy): `/akmesh/<mesh>/sync/1.0.0`, one request per stream. The asker sends
+// its per-origin watermarks; the answerer returns the manifests it holds above them (for every
+// origin it holds, including ones the asker never heard of) in a bounded page: a JSON head
+// `{ count, more }` then `count` envelope frames. The asker verifies and applies each page in one
+// transaction and asks again while `more`. Runs on every new connection and every ~30 s per peer,
+// because gossipsub only repairs the last few seconds of messages.
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { Logger } from 'pino'
+import type { ManifestLog } from '../store/manifests.ts'
+import type { MeshLibp2p } from './libp2p.ts'
+import { MAX_ENVELOPE_BYTES } from './manifest.ts'
+import type { ReceiveOutcome } from './replication.ts'
+
+export const syncProtocol = (mesh: string): string => `/akmesh/${mesh}/sync/1.0.0`
+
+export const PAGE_MANIFESTS = 500
+export const PAGE_BYTES = 4 * 1024 * 1024
+/** A request names each origin (a ~52-char peer ID) and a seq: 1 MiB is ~15 k origins. */
+const MAX_REQUEST = 1024 * 1024
+const TIMEOUT_MS = 30_000
+const INTERVAL_MS = 30_000
+/** Pages per round: a peer that keeps saying `more` without progress is not followed forever. */
+const MAX_PAGES = 1000
+
+interface SyncRequest { have: Record<string, number> }
+interface SyncHead { count: number, more: boolean }
+
+const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v))
+const dec = (b: Uint8Array): any => JSON.parse(new TextDecoder().decode(b))
+
+export interface SyncReceiver {
+  receiveMany (envelopes: Uint8Array[], from: { via: string, peer: string }): Promise<ReceiveOutcome[]>
+}
+
+export interface SyncInit {
+  libp2p: MeshLibp2p
+  mesh: string
+  manifests: ManifestLog
+  receiver: SyncReceiver
+  log: Logger
+}
+
+/** The page answering `have`: envelopes above each watermark, bounded in count and bytes. */
+export function syncPage (manifests: ManifestLog, have: Record<string, number>): { envelopes: Uint8Array[], more: boolean } {
+  const envelopes: Uint8Array[] = []
+  let bytes = 0
+  for (const [origin, mine] of manifests.watermarks()) {
+    const theirs = Number.isSafeInteger(have[origin]) ? have[origin] : 0
+    if (mine <= theirs) continue
+    let after = theirs
+    for (;;) {
+      const room = PAGE_MANIFESTS - envelopes.length
+      if (room <= 0) return { envelopes, more: true }
+      const rows = manifests.since(origin, after, Math.min(room, 100))
+      if (rows.length === 0) break
+      for (const r of rows) {
+        if (envelopes.length > 0 && bytes + r.envelope.byteLength > PAGE_BYTES) return { envelopes, more: true }
+        envelopes.push(r.envelope)
+        bytes += r.envelope.byteLength
+        after = r.seq
+      }
+    }
+  }
+  return { envelopes, more: false }
+}
+
+export class ManifestSync {
+  readonly protocol: string
+  readonly #i: SyncInit
+  readonly #log: Logger
+  readonly #controller = new AbortController()
+  readonly #running = new Map<string, Promise<void>>()
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor (init: SyncInit) {
+    this.#i = init
+    this.protocol = syncProtocol(init.mesh)
+    this.#log = init.log.child({ component: 'mesh:sync' })
+  }
+
+  async start (): Promise<void> {
+    await this.#i.libp2p.handle(this.protocol, async (stream: Stream, connection: Connection) => {
+      await this.#serve(stream, connection)
+    }, { maxInboundStreams: 8, runOnLimitedConnection: false })
+    this.#i.libp2p.addEventListener('peer:identify', this.#onIdentify)
+    for (const peer of this.#i.libp2p.getPeers()) void this.syncWith(peer)
+    this.#schedule()
+  }
+
+  async stop (): Promise<void> {
+    this.#controller.abort()
+    clearTimeout(this.#timer)
+    this.#i.libp2p.removeEventListener('peer:identify', this.#onIdentify)
+    await Promise.allSettled([...this.#running.values()])
+    await this.#i.libp2p.unhandle(this.protocol).catch(() => {})
+  }
+
+  // After identify the peer's protocols are known, so the dial does not race the handshake.
+  readonly #onIdentify = (evt: CustomEvent<{ peerId: PeerId, protocols: string[] }>): void => {
+    if (evt.detail.protocols.includes(this.protocol)) void this.syncWith(evt.detail.peerId)
+  }
+
+  #schedule (): void {
+    if (this.#controller.signal.aborted) return
+    const delay = INTERVAL_MS * (0.75 + Math.random() / 2)
+    this.#timer = setTimeout(() => {
+      for (const peer of this.#i.libp2p.getPeers()) void this.syncWith(peer)
+      this.#schedule()
+    }, delay)
+    this.#timer.unref?.()
+  }
+
+  /** Pulls from `peer` until caught up; one round per peer at a time, failures logged. */
+  syncWith (peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    const running = this.#running.get(key)
+    if (running != null) return running
+    const round = this.#pull(peer)
+      .catch((err: any) => { if (!this.#controller.signal.aborted) this.#log.warn({ peer: key, error: err?.message }, 'catch-up failed') })
+      .finally(() => { this.#running.delete(key) })
+    this.#running.set(key, round)
+    return round
+  }
+
+  async #pull (peer: PeerId): Promise<void> {
+    const from = { via: 'sync', peer: peer.toString() }
+    let total = 0
+    for (let page = 0; page < MAX_PAGES && !this.#controller.signal.aborted; page++) {
+      const have = Object.fromEntries(this.#i.manifests.watermarks())
+      const { envelopes, more } = await this.#request(peer, { have })
+      const outcomes = await this.#i.receiver.receiveMany(envelopes, from)
+      const fresh = outcomes.filter(o => o === 'new').length
+      total += fresh
+      // No progress (all rejected or held): asking again would return the same page.
+      if (!more || fresh === 0) break
+    }
+    if (total > 0) this.#log.info({ peer: from.peer, manifests: total }, 'caught up')
+  }
+
+  async #request (peer: PeerId, req: SyncRequest): Promise<{ envelopes: Uint8Array[], more: boolean }> {
+    const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(TIMEOUT_MS)])
+    let stream: Stream | undefined
+    try {
+      stream = await this.#i.libp2p.dialProtocol(peer, this.protocol, { signal })
+      const lp = lpStream(stream, { maxDataLength: Math.max(MAX_REQUEST, MAX_ENVELOPE_BYTES) })
+      await lp.write(enc(req), { signal })
+      const head = dec((await lp.read({ signal })).subarray()) as SyncHead
+      if (!Number.isSafeInteger(head?.count) || head.count < 0 || head.count > PAGE_MANIFESTS) throw new Error('malformed page head')
+      const envelopes: Uint8Array[] = []
+      for (let k = 0; k < head.count; k++) envelopes.push((await lp.read({ signal })).subarray())
+      await stream.close({ signal })
+      return { envelopes, more: head.more === true }
+    } catch (err) {
+      stream?.abort(err as Error)
+      throw err
+    }
+  }
+
+  async #serve (stream: Stream, connection: Connection): Promise<void> {
+    const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(TIMEOUT_MS)])
+    const lp = lpStream(stream, { maxDataLength: MAX_REQUEST })
+    try {
+      const req = dec((await lp.read({ signal })).subarray()) as SyncRequest
+      if (req == null || typeof req.have !== 'object') throw new Error('malformed request')
+      const { envelopes, more } = syncPage(this.#i.manifests, req.have)
+      await lp.writeV([enc({ count: envelopes.length, more } satisfies SyncHead), ...envelopes], { signal })
+      await stream.close({ signal })
+    } catch (err: any) {
+      this.#log.debug({ peer: connection.remotePeer.toString(), error: err?.message }, 'sync request failed')
+      stream.abort(err)
+    }
+  }
+}
