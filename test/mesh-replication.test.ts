@@ -1,9 +1,7 @@
 // Replication between nodes as separate processes over real TCP: gossip of signed manifests,
 // forwarding across hops, catch-up after downtime, rejection of bad manifests, conflicts.
 import test from 'ava'
-import { openDatabase } from '../store/db.ts'
-import { join } from 'node:path'
-import { adminGet, connectedTo, hasVersion, identity, packument, rawPublish } from './helpers/mesh.ts'
+import { adminGet, connectedTo, hasVersion, identity, packument, queryIndex, rawPublish } from './helpers/mesh.ts'
 import { makeTempDir, startTestNode, waitFor } from './helpers/node.ts'
 import { npmClient, writePackage } from './helpers/npm-client.ts'
 
@@ -31,9 +29,7 @@ test.serial('npm publish on A shows in B’s packument; the blob is known on B b
   t.is(status.peerId, b.peerId)
   t.true(status.watermarks[a.peerId] >= 1, JSON.stringify(status))
 
-  const db = openDatabase(join(nodeB.dataDir, 'akmesh.db'))
-  t.teardown(() => db.close())
-  const blobs = db.prepare('SELECT present FROM blobs').all() as Array<{ present: number }>
+  const blobs = await queryIndex(nodeB.dataDir, 'SELECT present FROM blobs') as Array<{ present: number }>
   t.true(blobs.length >= 1 && blobs.every(r => r.present === 0), JSON.stringify(blobs))
 })
 
@@ -59,11 +55,8 @@ test.serial('line A–B–C: B forwards A’s manifests to C, which never connec
 })
 
 /** name@version of every live npm artifact in a node's index (read beside the running node). */
-function versionsIn (dataDir: string): string[] {
-  const db = openDatabase(join(dataDir, 'akmesh.db'))
-  try {
-    return (db.prepare("SELECT name || '@' || version AS v FROM artifacts WHERE repo = 'npm' ORDER BY v").all() as Array<{ v: string }>).map(r => r.v)
-  } finally { db.close() }
+async function versionsIn (dataDir: string): Promise<string[]> {
+  return (await queryIndex(dataDir, "SELECT name || '@' || version AS v FROM artifacts WHERE repo = 'npm' ORDER BY v") as Array<{ v: string }>).map(r => r.v)
 }
 
 test.serial('catch-up: C, stopped while A publishes 100 packages, ends with exactly A’s set', async t => {
@@ -78,14 +71,14 @@ test.serial('catch-up: C, stopped while A publishes 100 packages, ends with exac
 
   await nodeC.stop()
   for (let i = 0; i < 100; i++) await rawPublish(nodeA, root, `offline-${i}`, `1.0.${i % 3}`)
-  const expected = versionsIn(nodeA.dataDir)
+  const expected = await versionsIn(nodeA.dataDir)
   t.is(expected.length, 101)
 
   const started = Date.now()
   await nodeC.restart()
-  await waitFor(() => versionsIn(nodeC.dataDir).length >= expected.length, 'C to catch up on 100 packages', 60_000)
+  await waitFor(async () => (await versionsIn(nodeC.dataDir)).length >= expected.length, 'C to catch up on 100 packages', 60_000)
   t.log(`catch-up of 100 manifests after restart: ${Date.now() - started} ms (including process start)`)
-  t.deepEqual(versionsIn(nodeC.dataDir), expected)
+  t.deepEqual(await versionsIn(nodeC.dataDir), expected)
   t.regex(nodeC.output(), /"msg":"caught up"/)
 })
 

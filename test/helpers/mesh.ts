@@ -1,7 +1,7 @@
 // Mesh test helpers: identities created before start (so peers can allowlist each other), admin
 // GETs on /-/mesh/*, raw npm publishes and packument reads.
 import type { ExecutionContext } from 'ava'
-import { akmesh, makeTempDir, type TestNode } from './node.ts'
+import { akmesh, makeTempDir, ROOT, type TestNode } from './node.ts'
 import { makeTarball, publishBody } from './npm-client.ts'
 
 export interface Identity { dataDir: string, peerId: string }
@@ -45,3 +45,26 @@ export async function packument (node: TestNode, name: string): Promise<any> {
 
 export const hasVersion = async (node: TestNode, name: string, version: string): Promise<boolean> =>
   (await packument(node, name))?.versions?.[version] != null
+
+/** Runs a read-only query on a node's index in a child process. In-process better-sqlite3
+ *  handles in a test worker that also drives libp2p nodes have aborted the worker at exit
+ *  (Database::~Database during environment teardown), which ava counts as a failure. */
+export async function queryIndex (dataDir: string, sql: string): Promise<any[]> {
+  const { execFile } = await import('node:child_process')
+  const { join } = await import('node:path')
+  const script = `const { default: Database } = await import(${JSON.stringify(join(ROOT, 'node_modules/better-sqlite3/lib/index.js'))})
+    const db = new Database(${JSON.stringify(join(dataDir, 'akmesh.db'))}, { readonly: true, fileMustExist: true })
+    db.pragma('busy_timeout = 5000')
+    process.stdout.write(JSON.stringify(db.prepare(${JSON.stringify(sql)}).all()))
+    db.close()`
+  const { writeFile, rm } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const file = join(tmpdir(), `akmesh-query-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`)
+  await writeFile(file, script)
+  return await new Promise((resolve, reject) => {
+    execFile(process.execPath, [file], (err, stdout, stderr) => {
+      void rm(file, { force: true })
+      try { resolve(JSON.parse(stdout)) } catch { reject(err ?? new Error(`query failed: ${stderr}`)) }
+    })
+  })
+}
