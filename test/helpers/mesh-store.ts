@@ -10,6 +10,11 @@ import { RemoteApplier } from '../../store/apply.ts'
 import { ArtifactIndex } from '../../store/artifacts.ts'
 import { FileBlobStore } from '../../store/blobs.ts'
 import { openDatabase, type DB } from '../../store/db.ts'
+
+// Databases stay referenced until the worker exits: a better-sqlite3 handle collected by the
+// final GC during environment teardown aborts the process (Database::~Database →
+// RemoveEnvironmentCleanupHook with no env), which ava reports as a failed test file.
+const keepAlive: DB[] = []
 import { canonicalJson } from '../../store/fold.ts'
 import { ManifestLog } from '../../store/manifests.ts'
 import type { BlobInfo } from '../../store/types.ts'
@@ -38,6 +43,7 @@ export async function openMeshStore (t: ExecutionContext, opts: { dir?: string, 
   const key = opts.key ?? await generateKeyPair('Ed25519')
   const peerId = peerIdFromPrivateKey(key).toString()
   const db = openDatabase(join(dir, 'akmesh.db'))
+  keepAlive.push(db)
   const store = await FileBlobStore.open(dir, db)
   const artifacts = new ArtifactIndex(db)
   for (const [name, format] of opts.repos ?? REPOS) artifacts.ensureRepository(name, format)
