@@ -9,18 +9,7 @@ import type { ExecutionContext } from 'ava'
 import { requireClient, run, type RunResult } from './helpers/clients.ts'
 import { akmesh, makeTempDir, startTestNode, type TestNode } from './helpers/node.ts'
 import { addImage, addIndex, addLayer, blobPath, layoutRef, writeLayout, type Image } from './helpers/oci-image.ts'
-import { oci } from './helpers/oci-http.ts'
-
-const CONFIG = `
-repositories:
-  - name: docker
-    format: oci
-  - name: other
-    format: oci
-  - name: private
-    format: oci
-    anonymousRead: false
-`
+import { OCI_TEST_CONFIG as CONFIG, oci } from './helpers/oci-http.ts'
 
 /** Isolated client settings: an empty auth file, and podman storage in a temp dir. */
 async function clientEnv (t: ExecutionContext, node: TestNode) {

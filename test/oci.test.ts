@@ -4,19 +4,8 @@ import test from 'ava'
 import { randomBytes } from 'node:crypto'
 import { listTempFiles } from '../store/blobs.ts'
 import { akmesh, startTestNode, type TestNode } from './helpers/node.ts'
-import { basic, digestOf, errorCode, oci, pushBlob, pushImage } from './helpers/oci-http.ts'
+import { OCI_TEST_CONFIG as CONFIG, basic, digestOf, errorCode, oci, pushBlob, pushImage } from './helpers/oci-http.ts'
 import type { ExecutionContext } from 'ava'
-
-const CONFIG = `
-repositories:
-  - name: docker
-    format: oci
-  - name: other
-    format: oci
-  - name: private
-    format: oci
-    anonymousRead: false
-`
 
 const start = (t: ExecutionContext) => startTestNode(t, { config: CONFIG })
 

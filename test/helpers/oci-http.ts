@@ -62,3 +62,15 @@ export async function pushImage (node: TestNode, image: string, ref: string, opt
   if (res.status !== 201) throw new Error(`manifest push: ${res.status} ${await res.text()}`)
   return { digest: digestOf(bytes), bytes, config: configDigest, layers }
 }
+
+/** Three OCI repositories: two anonymous-read (for mounts across repositories), one private. */
+export const OCI_TEST_CONFIG = `
+repositories:
+  - name: docker
+    format: oci
+  - name: other
+    format: oci
+  - name: private
+    format: oci
+    anonymousRead: false
+`
