@@ -46,6 +46,7 @@ export class FileBlobStore implements BlobStore {
       get: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ? AND present = 1'),
       describe: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ?'),
       bySha256: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE sha256 = ? AND present = 1 LIMIT 1'),
+      knownBySha256: db.prepare<[string], { cid: string }>('SELECT cid FROM blobs WHERE sha256 = ? ORDER BY present DESC LIMIT 1'),
       // Bytes arriving for a blob known only from a manifest: the row now describes what was
       // hashed here, and the chunk root is recomputed from the real chunk table.
       insert: db.prepare(`INSERT INTO blobs (cid, size, sha256, sha512, sha1, md5, chunk_size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -148,6 +149,10 @@ export class FileBlobStore implements BlobStore {
   statBySha256 (sha256: string): BlobInfo | undefined {
     const row = this.#stmts.bySha256.get(sha256.toLowerCase())
     return row == null ? undefined : toInfo(row)
+  }
+
+  cidBySha256 (sha256: string): string | undefined {
+    return this.#stmts.knownBySha256.get(sha256.toLowerCase())?.cid
   }
 
   has (cid: string): boolean {

@@ -49,6 +49,9 @@ export interface BlobStore {
   put (source: AsyncIterable<Uint8Array> | Readable, opts?: PutOptions): Promise<BlobInfo>
   stat (cid: string): BlobInfo | undefined
   statBySha256 (sha256: string): BlobInfo | undefined
+  /** The CID of a blob with this sha256, present or only known from a manifest (then `locate`
+   *  fetches it): how digest-addressed protocols (OCI) reach blobs held elsewhere in the mesh. */
+  cidBySha256 (sha256: string): string | undefined
   has (cid: string): boolean
   open (cid: string, range?: ByteRange): Readable
   chunkHashes (cid: string): Uint8Array[]

@@ -18,9 +18,16 @@ export function linkedBlob (fc: FormatContext, name: string, digest: string): Bl
   return blob
 }
 
-export function getBlob (ctx: Context, fc: FormatContext, name: string, digest: string): void {
+/** Like linkedBlob, but also a blob known only from a mesh manifest, fetched as it streams. */
+async function servableBlob (fc: FormatContext, name: string, digest: string): Promise<BlobInfo | undefined> {
+  const cid = fc.store.cidBySha256(sha256Of(digest))
+  if (cid == null || !fc.blobLinks.has(fc.repo.name, name, cid)) return undefined
+  return await fc.store.locate(cid)
+}
+
+export async function getBlob (ctx: Context, fc: FormatContext, name: string, digest: string): Promise<void> {
   ociAuthorize(ctx, fc, 'read', name)
-  const blob = linkedBlob(fc, name, digest)
+  const blob = await servableBlob(fc, name, digest)
   if (blob == null) throw ociError('BLOB_UNKNOWN', `blob ${digest} is not in ${fc.repo.name}/${name}`, { digest })
   sendBlob(ctx, fc.store, blob, { headers: { 'Docker-Content-Digest': digest } })
 }

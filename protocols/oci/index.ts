@@ -36,7 +36,7 @@ async function dispatch (ctx: Context, fc: FormatContext, r: Route, lookup: Repo
       if (method === 'DELETE') return await cancelUpload(ctx, fc, r.name, r.id)
       break
     case 'blob':
-      if (method === 'GET') return getBlob(ctx, fc, r.name, r.digest)
+      if (method === 'GET') return await getBlob(ctx, fc, r.name, r.digest)
       if (method === 'DELETE') return deleteBlob(ctx, fc, r.name, r.digest)
       break
     case 'manifest':
