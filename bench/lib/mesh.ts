@@ -1,0 +1,110 @@
+// Meshed akmesh nodes for the benchmarks: identities created first (`akmesh id`), so every peering
+// file can name every peer before any node starts; fixed ports picked up front, so bootstrap
+// addresses are known too. Each node is its own OS process (own process group), stopped at cleanup.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { create as tarCreate } from 'tar'
+import { AKMESH_CLI } from './akmesh.ts'
+import { freePort, NODE, run, startService, type Service } from './proc.ts'
+
+export interface MeshNodePlan {
+  /** Index in the bench's node list (names the node in reports). */
+  index: number
+  dataDir: string
+  peerId: string
+  httpPort: number
+  meshPort: number
+  /** `/ip4/127.0.0.1/tcp/<meshPort>/p2p/<peerId>`: what other nodes bootstrap to. */
+  meshAddr: string
+}
+
+export interface MeshNode extends MeshNodePlan {
+  url: string
+  /** First-run admin token (read from the node's stderr). */
+  token: string
+  service: Service
+  stop (): Promise<void>
+}
+
+function cleanEnv (): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  for (const k of Object.keys(env)) if (k.startsWith('AKMESH_')) delete env[k]
+  return env
+}
+
+/** Creates the node's identity in `dataDir` (`akmesh id`) and picks its two ports. */
+export async function planMeshNode (index: number, dataDir: string): Promise<MeshNodePlan> {
+  mkdirSync(dataDir, { recursive: true })
+  const r = await run(NODE, [AKMESH_CLI, 'id', '--data', dataDir, '--json'], { quiet: true, env: cleanEnv() })
+  const peerId = (JSON.parse(r.stdout) as { peerId: string }).peerId
+  const httpPort = await freePort()
+  let meshPort = await freePort()
+  while (meshPort === httpPort) meshPort = await freePort()
+  return { index, dataDir, peerId, httpPort, meshPort, meshAddr: `/ip4/127.0.0.1/tcp/${meshPort}/p2p/${peerId}` }
+}
+
+/** Writes `<dataDir>/peering.json`, listening on 127.0.0.1 at the planned mesh port. */
+export function writePeering (plan: MeshNodePlan, content: Record<string, unknown>): string {
+  const file = join(plan.dataDir, 'peering.json')
+  writeFileSync(file, JSON.stringify({ listen: [`/ip4/127.0.0.1/tcp/${plan.meshPort}`], ...content }, null, 2) + '\n')
+  return file
+}
+
+/**
+ * Starts a planned node. `logLevel` goes into a config file (the default, info, logs one JSON line
+ * per request: with many nodes polled hard the bench would spend its CPU reading logs). Readiness
+ * is /readyz answering 200 and the admin token seen on stderr (neither depends on the log level).
+ */
+export async function startMeshNode (plan: MeshNodePlan, opts: { logLevel?: string, timeoutMs?: number } = {}): Promise<MeshNode> {
+  const args = [AKMESH_CLI, 'start', '--data', plan.dataDir, '--host', '127.0.0.1', '--port', String(plan.httpPort)]
+  if (opts.logLevel != null && opts.logLevel !== '') {
+    const cfg = join(plan.dataDir, '..', `node${plan.index}.yaml`)
+    writeFileSync(cfg, `log:\n  level: ${opts.logLevel}\n`)
+    args.push('--config', cfg)
+  }
+  const url = `http://127.0.0.1:${plan.httpPort}`
+  let token: string | undefined
+  const service = await startService(`akmesh node ${plan.index}`, NODE, args, {
+    env: cleanEnv(),
+    ready: (line, stream) => {
+      if (stream === 'stderr') token ??= /akm_[A-Za-z0-9_-]{43}/.exec(line)?.[0]
+      return false
+    },
+    probe: async () => {
+      if (token == null) return false
+      try {
+        const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })
+        await res.arrayBuffer()
+        return res.status === 200
+      } catch { return false }
+    },
+    // Several nodes loading the libp2p stack at once on 2 shared cores is slow.
+    timeoutMs: opts.timeoutMs ?? 120_000
+  })
+  return { ...plan, url, token: token!, service, stop: service.stop }
+}
+
+/** Peer IDs the node is connected to (admin API). */
+export async function connectedPeers (node: MeshNode): Promise<string[]> {
+  const res = await fetch(`${node.url}/-/mesh/peers`, { headers: { authorization: `Bearer ${node.token}` } })
+  if (res.status !== 200) throw new Error(`node ${node.index}: GET /-/mesh/peers -> ${res.status} ${await res.text()}`)
+  return (await res.json() as { peers: Array<{ peerId: string }> }).peers.map(p => p.peerId)
+}
+
+/** A minimal npm package tarball (package/package.json, package/index.js), built in `dir`. */
+export async function tinyTarball (dir: string, name: string, version: string): Promise<Buffer> {
+  const root = join(dir, `${name.replace('/', '+')}-${version}`)
+  mkdirSync(join(root, 'package'), { recursive: true })
+  writeFileSync(join(root, 'package', 'package.json'), JSON.stringify({ name, version, main: 'index.js' }))
+  writeFileSync(join(root, 'package', 'index.js'), `module.exports = ${JSON.stringify(version)}\n`)
+  const chunks: Buffer[] = []
+  for await (const c of tarCreate({ gzip: true, cwd: root, portable: true }, ['package'])) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
+}
+
+/** p-th percentile (0..100), nearest-rank on the sorted values. */
+export function percentile (xs: number[], p: number): number {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p / 100 * s.length) - 1))]!
+}
