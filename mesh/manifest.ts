@@ -43,7 +43,7 @@ export interface BlobCatalog {
 }
 
 /** The manifest of a local change-log row. */
-export async function buildManifest (change: Change, ctx: { mesh: string, origin: string, format: string, blobs: BlobCatalog }): Promise<Manifest> {
+export async function buildManifest (change: Change, ctx: { mesh: string, origin: string, prev: number, format: string, blobs: BlobCatalog }): Promise<Manifest> {
   const d = change.detail
   const files: ManifestFile[] = []
   for (const f of d.files ?? []) {
@@ -60,6 +60,7 @@ export async function buildManifest (change: Change, ctx: { mesh: string, origin
     mesh: ctx.mesh,
     origin: ctx.origin,
     seq: change.seq,
+    prev: ctx.prev,
     timestamp: change.at,
     kind: change.kind,
     repo: change.repo,
@@ -121,7 +122,7 @@ export async function openEnvelope (bytes: Uint8Array, opts: OpenOptions): Promi
   return m
 }
 
-const MANIFEST_KEYS = ['v', 'mesh', 'origin', 'seq', 'timestamp', 'kind', 'repo', 'format', 'name', 'version', 'files', 'metadata']
+const MANIFEST_KEYS = ['v', 'mesh', 'origin', 'seq', 'prev', 'timestamp', 'kind', 'repo', 'format', 'name', 'version', 'files', 'metadata']
 const FILE_KEYS = ['filename', 'cid', 'size', 'sha256', 'sha512', 'sha1', 'chunkSize', 'chunkRoot']
 
 /** Checks every field of a decoded payload; throws ManifestError('malformed') naming the field. */
@@ -135,6 +136,7 @@ export function validateManifest (x: unknown): Manifest {
   text(x.mesh, 1, 256) || bad('mesh', 'a string of 1-256 characters')
   if (!isEd25519PeerId(x.origin)) bad('origin', 'an Ed25519 peer ID')
   if (!count(x.seq, 1)) bad('seq', 'a positive integer')
+  if (!count(x.prev, 0) || (x.prev as number) >= (x.seq as number)) bad('prev', 'a non-negative integer below seq')
   if (!count(x.timestamp, 0)) bad('timestamp', 'a non-negative integer (ms)')
   if (!(CHANGE_KINDS as readonly unknown[]).includes(x.kind)) bad('kind', CHANGE_KINDS.join(' | '))
   text(x.repo, 1, 256) || bad('repo', 'a string of 1-256 characters')

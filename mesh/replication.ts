@@ -39,7 +39,10 @@ export interface ManifestReceiver {
 }
 
 export interface ReplicationStatus {
+  /** Per origin: every manifest up to this seq is held. */
   watermarks: Record<string, number>
+  /** Per origin: the highest seq held (above its watermark while an earlier one is missing). */
+  heads: Record<string, number>
   received: number
   rejected: number
   conflicts: number
@@ -141,6 +144,7 @@ export class Replication implements ManifestReceiver {
   status (): ReplicationStatus {
     return {
       watermarks: Object.fromEntries(this.manifests.watermarks()),
+      heads: Object.fromEntries(this.manifests.heads()),
       received: this.#received,
       rejected: this.#rejected,
       conflicts: this.applier.conflicts(1000).length

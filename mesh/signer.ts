@@ -82,21 +82,23 @@ export class ManifestSigner {
   async #drain (): Promise<void> {
     const { artifacts, manifests, mesh, privateKey, store } = this.#d
     for (;;) {
-      const rows = this.#changes.localAfter(manifests.watermark(this.peerId), BATCH)
+      let prev = manifests.latest(this.peerId)
+      const rows = this.#changes.localAfter(prev, BATCH)
       if (rows.length === 0) return
       for (const change of rows) {
         const format = artifacts.repositoryFormat(change.repo)
         if (format == null) throw new Error(`change ${change.seq}: repository ${change.repo} is not declared`)
-        const manifest = await buildManifest(change, { mesh, origin: this.peerId, format, blobs: store })
+        const manifest = await buildManifest(change, { mesh, origin: this.peerId, prev, format, blobs: store })
         const envelope = await signManifest(manifest, privateKey)
         if (envelope.byteLength > MAX_ENVELOPE_BYTES) {
           // Peers will refuse it (too-large); the change stays local. Logged so it is not silent.
           this.#d.log?.error({ seq: change.seq, repo: change.repo, name: change.name, version: change.version, bytes: envelope.byteLength }, 'manifest too large to replicate')
         }
         manifests.insert({
-          origin: this.peerId, seq: change.seq, kind: change.kind, repo: change.repo, name: change.name,
+          origin: this.peerId, seq: change.seq, prev, kind: change.kind, repo: change.repo, name: change.name,
           version: change.version, timestamp: change.at, envelope
         })
+        prev = change.seq
         for (const l of this.#listeners) {
           try { l({ manifest, envelope }) } catch (err) { this.#d.log?.error({ err }, 'manifest listener failed') }
         }

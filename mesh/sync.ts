@@ -1,5 +1,5 @@
 // Catch-up (anti-entropy): `/akmesh/<mesh>/sync/1.0.0`, one request per stream. The asker sends
-// its per-origin watermarks; the answerer returns the manifests it holds above them (for every
+// its per-origin contiguous watermarks (store/manifests.ts); the answerer returns the manifests it holds above them (for every
 // origin it holds, including ones the asker never heard of) in a bounded page: a JSON head
 // `{ count, more }` then `count` envelope frames. The asker verifies and applies each page in one
 // transaction and asks again while `more`. Runs on every new connection and every ~30 s per peer,
@@ -45,7 +45,7 @@ export interface SyncInit {
 export function syncPage (manifests: ManifestLog, have: Record<string, number>): { envelopes: Uint8Array[], more: boolean } {
   const envelopes: Uint8Array[] = []
   let bytes = 0
-  for (const [origin, mine] of manifests.watermarks()) {
+  for (const [origin, mine] of manifests.heads()) {
     const theirs = Number.isSafeInteger(have[origin]) ? have[origin] : 0
     if (mine <= theirs) continue
     let after = theirs
@@ -132,7 +132,8 @@ export class ManifestSync {
       const outcomes = await this.#i.receiver.receiveMany(envelopes, from)
       const fresh = outcomes.filter(o => o === 'new').length
       total += fresh
-      // No progress (all rejected or held): asking again would return the same page.
+      // No progress (all rejected or held: the answerer lacks our hole too): asking again would
+      // return the same page.
       if (!more || fresh === 0) break
     }
     if (total > 0) this.#log.info({ peer: from.peer, manifests: total }, 'caught up')

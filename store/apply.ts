@@ -102,7 +102,7 @@ export class RemoteApplier {
   #admit (change: RemoteChange, envelope: Uint8Array): ApplyStatus {
     const { artifacts, store, manifests, self } = this.#d
     const { origin, seq, repo, name } = change
-    manifests.insert({ origin, seq, kind: change.kind, repo, name, version: change.version, timestamp: change.timestamp, envelope })
+    manifests.insert({ origin, seq, prev: change.prev, kind: change.kind, repo, name, version: change.version, timestamp: change.timestamp, envelope })
     if (origin === self) return 'own'
     if (this.#changes.hasRemote(origin, seq)) return 'duplicate'
     const format = artifacts.repositoryFormat(repo)

@@ -77,6 +77,8 @@ export class ChangeLog {
 export interface RemoteChange {
   origin: string
   seq: number
+  /** The origin's seq before this one (0: its first): lets receivers see holes. */
+  prev: number
   timestamp: number
   kind: ChangeKind
   repo: string

@@ -153,6 +153,20 @@ export const MIGRATIONS: readonly string[] = [
     detected_at INTEGER NOT NULL,
     PRIMARY KEY (loser_origin, loser_seq)
   );
+  `,
+  `
+  -- Each manifest names its origin's previous seq, so holes are visible (store/manifests.ts).
+  -- Rows from before: the previous seq held stands in.
+  ALTER TABLE manifests ADD COLUMN prev INTEGER NOT NULL DEFAULT 0;
+  UPDATE manifests SET prev = COALESCE(
+    (SELECT MAX(p.seq) FROM manifests p WHERE p.origin = manifests.origin AND p.seq < manifests.seq), 0);
+  CREATE INDEX manifests_prev ON manifests (origin, prev);
+  -- Per origin, the contiguous watermark: every manifest up to seq is held.
+  CREATE TABLE manifest_origins (
+    origin TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO manifest_origins (origin, seq) SELECT origin, MAX(seq) FROM manifests GROUP BY origin;
   `
 ]
 

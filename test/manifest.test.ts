@@ -13,7 +13,7 @@ const CID = 'bafkr4ibrtu4wqgw7yy3swufkm3ltbmsouldzjwtagdqeqdwg5jogyf6ltm'
 async function keyAndManifest (): Promise<{ key: Awaited<ReturnType<typeof generateKeyPair>>, m: Manifest }> {
   const key = await generateKeyPair('Ed25519')
   const m: Manifest = {
-    v: 1, mesh: MESH, origin: peerIdFromPrivateKey(key).toString(), seq: 7, timestamp: 1_700_000_000_000,
+    v: 1, mesh: MESH, origin: peerIdFromPrivateKey(key).toString(), seq: 7, prev: 3, timestamp: 1_700_000_000_000,
     kind: 'publish', repo: 'npm', format: 'npm', name: 'left-pad', version: '1.0.0',
     files: [{
       filename: 'left-pad-1.0.0.tgz', cid: CID, size: 1234, sha256: 'a'.repeat(64), sha512: 'b'.repeat(128),
@@ -81,6 +81,8 @@ const malformed: Array<[string, (m: Manifest) => unknown]> = [
   ['origin not a peer ID', m => ({ ...m, origin: 'not-a-peer' })],
   ['seq 0', m => ({ ...m, seq: 0 })],
   ['fractional seq', m => ({ ...m, seq: 1.5 })],
+  ['prev not below seq', m => ({ ...m, prev: m.seq })],
+  ['negative prev', m => ({ ...m, prev: -1 })],
   ['negative timestamp', m => ({ ...m, timestamp: -1 })],
   ['unknown kind', m => ({ ...m, kind: 'rename' })],
   ['empty repo', m => ({ ...m, repo: '' })],

@@ -255,7 +255,7 @@ test('a local change made after applying a remote one sorts after it, even if th
   b.artifacts.publish({ repo: 'npm', name: 'p', version: '1.0.0', files: [{ filename: 'p-1.0.0.tgz', cid: one.cid }], metadata: {} })
   // A's clock runs a minute ahead: its tag move is dated in B's future.
   const ahead: Manifest = {
-    v: 1, mesh: MESH, origin: a.peerId, seq: 1, timestamp: Date.now() + 60_000, kind: 'tag', repo: 'npm', format: 'npm',
+    v: 1, mesh: MESH, origin: a.peerId, seq: 1, prev: 0, timestamp: Date.now() + 60_000, kind: 'tag', repo: 'npm', format: 'npm',
     name: 'p', version: '1.0.0', tag: 'latest', files: [], metadata: {}
   }
   const envelope = await signManifest(ahead, a.key)
@@ -300,7 +300,7 @@ test('a manifest that describes a blob unlike its bytes here is kept but not app
   const [a, b] = await Promise.all([openMeshStore(t), openMeshStore(t)])
   const blob = await b.put('the real bytes')
   const liar: Manifest = {
-    v: 1, mesh: MESH, origin: a.peerId, seq: 1, timestamp: Date.now(), kind: 'publish', repo: 'npm', format: 'npm', name: 'p', version: '1.0.0',
+    v: 1, mesh: MESH, origin: a.peerId, seq: 1, prev: 0, timestamp: Date.now(), kind: 'publish', repo: 'npm', format: 'npm', name: 'p', version: '1.0.0',
     files: [{ filename: 'p.tgz', cid: blob.cid, size: blob.size + 1, sha256: blob.sha256, sha512: blob.sha512, sha1: blob.sha1, chunkSize: blob.chunkSize, chunkRoot: await b.store.chunkRoot(blob.cid) }],
     metadata: {}
   }

@@ -139,7 +139,7 @@ test.serial('manifests that are garbage, of another mesh, from a non-member or b
   await waitFor(() => libp2p.services.pubsub.getSubscribers(topic).some(p => p.toString() === b.peerId), 'B subscribed, as seen from X')
 
   const manifest = (origin: string, seq: number, mesh = 'default') => ({
-    v: 1, mesh, origin, seq, timestamp: Date.now(), kind: 'publish', repo: 'not-a-repo', format: 'npm', name: `n${seq}`, version: '1.0.0', files: [], metadata: {}
+    v: 1, mesh, origin, seq, prev: seq - 1, timestamp: Date.now(), kind: 'publish', repo: 'not-a-repo', format: 'npm', name: `n${seq}`, version: '1.0.0', files: [], metadata: {}
   }) as any
   const status = async () => await adminGet(nodeB, '/-/mesh/status')
 
