@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
+import bytesParse from 'bytes'
 import { CONFIG_TEMPLATE } from '../config/template.ts'
 import { SCOPES, type Scope } from '../store/accounts.ts'
 import type { ConfigFlags } from './config.ts'
@@ -199,6 +200,124 @@ withConfig(program.command('verify').description('re-hash every blob; exit 1 if 
       console.log(`checked ${report.checked} blobs (${report.bytes} bytes): ${report.problems.length === 0 ? 'all intact' : `${report.problems.length} problem(s)`}`)
     }
     if (report.problems.length > 0) process.exitCode = 1
+  })
+
+// Air-gap bundles (node/bundle/): export and inventory read the data directory (beside a running
+// node too); import applies through the running node when there is one (--url), else directly.
+const bundleParts = async (flags: ConfigFlags & { peering?: string }) => {
+  const { dataDir, repositories } = await resolveConfig(flags)
+  const { loadIdentity } = await import('../mesh/identity.ts')
+  const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
+  const { isAllowed } = await import('../config/peering-schema.ts')
+  const self = (await loadIdentity(dataDir)).peerId.toString()
+  const peering = await loadPeeringFile(peeringPath(dataDir, flags.peering))
+  return { dataDir, repositories, self, mesh: peering.mesh, isAllowed: (o: string) => o === self || isAllowed(peering, o) }
+}
+const byteSize = (v: string): number => {
+  const n = bytesParse.parse(v)
+  if (n == null || !Number.isSafeInteger(n) || n < 1024 * 1024) throw new InvalidArgumentError(`expected a size of at least 1MB such as 700MB or 4GB, got "${v}"`)
+  return n
+}
+/** Aborts on the first Ctrl-C (export removes its partial file; import keeps what it staged). */
+const interruptSignal = (): AbortSignal => {
+  const controller = new AbortController()
+  process.once('SIGINT', () => { process.stderr.write('\ninterrupted\n'); controller.abort(new Error('interrupted')) })
+  return controller.signal
+}
+
+withPeering(withConfig(program.command('export').description('write an air-gap bundle (CAR) of signed manifests and the blobs they name')
+  .argument('<file>', 'bundle to write (with --volume-size: <file>.001, <file>.002, ...)')))
+  .option('-r, --repo <repos>', 'only these repositories (comma-separated)', repoList)
+  .option('--to <site>', 'name of the destination: records what this export covered, for --since-last')
+  .option('--since-last', 'only what is new since the last export --to the same destination')
+  .option('--lacks <inventory>', 'only what the site that wrote this inventory file (akmesh inventory) lacks')
+  .option('--volume-size <size>', 'split into volumes of at most this size (e.g. 700MB, 4GB)', byteSize)
+  .option('--allow-missing', 'bundle manifests even if this node lacks some of their blobs (listed as absent)')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], to?: string, sinceLast?: boolean, lacks?: string, volumeSize?: number, allowMissing?: boolean, json?: boolean }) => {
+    if (opts.sinceLast === true && opts.to == null) throw new Error('--since-last needs --to <site> (the destination whose last export it continues)')
+    if (opts.sinceLast === true && opts.lacks != null) throw new Error('use either --since-last or --lacks')
+    const parts = await bundleParts(opts)
+    const { readExportState, recordExport } = await import('./bundle/export-state.ts')
+    const { readInventory } = await import('./bundle/inventory.ts')
+    const { exportBundle } = await import('./bundle/export.ts')
+    const { ManifestLog } = await import('../store/manifests.ts')
+    const since = opts.sinceLast === true ? (await readExportState(parts.dataDir))[opts.to as string] : undefined
+    if (opts.sinceLast === true && since == null) process.stderr.write(`akmesh: no earlier export to "${opts.to}" is recorded: exporting everything\n`)
+    const lacks = opts.lacks != null ? await readInventory(opts.lacks) : undefined
+    if (lacks != null && lacks.mesh !== parts.mesh) throw new Error(`${opts.lacks} is an inventory of mesh "${lacks.mesh}", this node is in "${parts.mesh}"`)
+    const { db, store } = await openStorage(parts.dataDir)
+    try {
+      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self },
+        { out: file, repos: opts.repo, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, signal: interruptSignal() })
+      if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, exportedAt: Date.now(), bundle: r.root })
+      const { selection, ...shown } = r
+      if (opts.json === true) console.log(JSON.stringify({ ...shown, mode: selection.mode }, null, 2))
+      else {
+        console.log(`exported ${r.manifests} manifests and ${r.blobs} blobs (${r.blobBytes} bytes of blobs${r.absent > 0 ? `; ${r.absent} absent` : ''}) as bundle ${r.root}`)
+        for (const f of r.files) console.log(`  ${f}`)
+        console.log(`${r.bytes} bytes: ${r.summary}`)
+      }
+    } finally { db.close() }
+  })
+
+withPeering(withConfig(program.command('inventory').description('write what this node holds (manifests, blobs), for another site\'s export --lacks')
+  .argument('[file]', 'where to write it (default: stdout)')))
+  .action(async (file: string | undefined, opts: ConfigFlags & { peering?: string }) => {
+    const parts = await bundleParts(opts)
+    const { buildInventory } = await import('./bundle/inventory.ts')
+    const { db } = await openStorage(parts.dataDir)
+    let text: string
+    try { text = JSON.stringify(buildInventory(db, { mesh: parts.mesh, peerId: parts.self })) + '\n' } finally { db.close() }
+    if (file == null || file === '-') process.stdout.write(text)
+    else {
+      const { writeFileAtomic } = await import('../config/atomic-file.ts')
+      await writeFileAtomic(file, text)
+      console.log(`wrote ${file}`)
+    }
+  })
+
+withPeering(withConfig(program.command('import').description('verify an air-gap bundle completely, then add its blobs and apply its manifests at once')
+  .argument('<bundle>', 'bundle file, or its first volume (<file>.001)')))
+  .option('--url <url>', 'the node running on this data directory (default $AKMESH_URL): it applies the manifests and gossips them on')
+  .option('--token <token>', 'admin token for --url (default $AKMESH_TOKEN)')
+  .option('--allow-gaps', 'import an incremental bundle even if this node lacks the export it continues')
+  .option('--json', 'print the report as JSON')
+  .action(async (bundle: string, opts: ConfigFlags & { peering?: string, url?: string, token?: string, allowGaps?: boolean, json?: boolean }) => {
+    const parts = await bundleParts(opts)
+    const url = opts.url ?? process.env.AKMESH_URL
+    const token = opts.token ?? process.env.AKMESH_TOKEN
+    if (url == null) {
+      const { processesHoldingIndex } = await import('./bundle/running.ts')
+      const pids = await processesHoldingIndex(parts.dataDir)
+      if (pids.length > 0) {
+        throw new Error(`process ${pids.join(', ')} has ${parts.dataDir} open (a running node?): pass --url http://HOST:PORT and --token <admin token> ` +
+          'so the node applies the bundle (and gossips it on), or stop it first')
+      }
+    } else {
+      if (token == null) throw new Error('--url needs an admin token: --token or $AKMESH_TOKEN')
+      const res = await fetch(new URL('/-/mesh/status', url), { headers: { authorization: `Bearer ${token}` } })
+      if (res.status !== 200) throw new Error(`${url}/-/mesh/status: ${res.status} ${await res.text()}`)
+      const { peerId } = await res.json() as { peerId: string }
+      if (peerId !== parts.self) throw new Error(`the node at ${url} is ${peerId}, not the node of ${parts.dataDir} (${parts.self})`)
+    }
+    const { importBundle } = await import('./bundle/import.ts')
+    const storage = await openStorage(parts.dataDir)
+    try {
+      // As the node does at start: a data directory never started must know its repositories.
+      for (const repo of parts.repositories) storage.artifacts.ensureRepository(repo.name, repo.format)
+      const r = await importBundle({ ...parts, ...storage }, { bundle, node: url != null ? { url, token: token as string } : undefined, allowGaps: opts.allowGaps, signal: interruptSignal() })
+      const count = (o: string) => r.manifests.filter(m => m.outcome === o).length
+      if (opts.json === true) { console.log(JSON.stringify(r, null, 2)); return }
+      for (const m of r.manifests) {
+        console.log(`${m.outcome.padEnd(11)} ${m.origin}/${m.seq} ${m.kind} ${m.repo} ${m.name}${m.version === '' ? '' : `@${m.version}`}${m.reason != null ? `: ${m.reason}` : ''}`)
+      }
+      console.log(`imported bundle ${r.root}: ${count('added')} added, ${count('skipped')} skipped, ${count('not-applied')} not applied; ` +
+        `blobs: ${r.blobs.added} added (${r.blobs.addedBytes} bytes), ${r.blobs.skipped} skipped; read ${r.summary}`)
+    } catch (err: any) {
+      if (err?.code === 'IntegrityError') throw new Error(`bundle rejected, nothing imported: ${err.message}`)
+      throw err
+    } finally { storage.db.close() }
   })
 
 try {

@@ -1,10 +1,14 @@
 // Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
-// /-/mesh/status (peer ID, per-origin watermarks, counts), /-/mesh/conflicts.
+// /-/mesh/status (peer ID, per-origin watermarks, counts), /-/mesh/conflicts; POST
+// /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`).
 import Router from '@koa/router'
 import type { Context } from 'koa'
+import { isAllowed } from '../config/peering-schema.ts'
+import { ManifestError, MAX_ENVELOPE_BYTES, openEnvelope } from '../mesh/manifest.ts'
 import { grants } from '../store/accounts.ts'
-import { forbidden, unauthorized } from '../store/errors.ts'
+import { forbidden, integrityError, RegistryError, unauthorized } from '../store/errors.ts'
 import type { AuthState } from './auth.ts'
+import { readFrames } from './bundle/frames.ts'
 
 /** What the HTTP front needs from the mesh service. */
 export interface MeshStatus {
@@ -14,8 +18,15 @@ export interface MeshStatus {
   replication?: {
     status: () => { watermarks: Record<string, number>, received: number, rejected: number, conflicts: number }
     applier: { conflicts: (limit?: number) => unknown[] }
+    /** Verifies, applies in one transaction and gossips onward (mesh/replication.ts). */
+    receiveMany?: (envelopes: Uint8Array[], from: { via: string, peer: string }) => Promise<Array<'new' | 'held' | 'rejected'>>
   }
+  /** The live peering file: mesh name and allowlist (membership). */
+  peering?: { current: { mesh: string, allow: string[] } }
 }
+
+/** An import body holds manifests only (blobs are committed by the CLI beside the node). */
+const MAX_IMPORT_BYTES = 1024 * 1024 * 1024
 
 function requireAdmin (ctx: Context): void {
   const state = ctx.state as AuthState
@@ -37,6 +48,25 @@ export function meshRoutes (mesh: MeshStatus): Router {
   router.get('/conflicts', (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)
     ctx.body = { conflicts: mesh.replication?.applier.conflicts(limit) ?? [] }
+  })
+  // All or nothing: every envelope is checked against the live allowlist before any is applied;
+  // then they go the way gossip and catch-up go (receiveMany), so the node gossips them onward.
+  router.post('/import', async (ctx) => {
+    const receiveMany = mesh.replication?.receiveMany?.bind(mesh.replication)
+    if (receiveMany == null || mesh.peering == null) throw new RegistryError('Unavailable', 'this node does not replicate; nothing can be imported')
+    const envelopes = await readFrames(ctx.req, { maxFrame: MAX_ENVELOPE_BYTES, maxTotal: MAX_IMPORT_BYTES })
+    const peering = mesh.peering.current
+    const self = mesh.peerId.toString()
+    for (const [i, envelope] of envelopes.entries()) {
+      try {
+        await openEnvelope(envelope, { mesh: peering.mesh, isAllowed: (o) => o === self || isAllowed(peering, o) })
+      } catch (err) {
+        if (!(err instanceof ManifestError)) throw err
+        throw integrityError(`manifest ${i} of the import rejected (${err.reason}): ${err.message}; nothing was applied`)
+      }
+    }
+    const outcomes = await receiveMany(envelopes, { via: 'bundle', peer: self })
+    ctx.body = { outcomes }
   })
   return router
 }

@@ -1,0 +1,159 @@
+// `akmesh export`: writes a bundle (node/bundle/format.ts) of the selected manifests, byte for byte
+// as their origins signed them, and every blob they name, chunk by chunk. Reads the data
+// directory directly: SQLite (WAL) lets it read beside a running node, blob files never change
+// once renamed into place, and the selection is one read transaction. Memory stays flat: one
+// chunk is read, checked against the chunk table and written at a time (backpressure through
+// CarWriter.put, which resolves when its bytes have been taken).
+import { CarWriter } from '@ipld/car/writer'
+import { open, rm } from 'node:fs/promises'
+import type { CID } from 'multiformats/cid'
+import type { FileBlobStore } from '../../store/blobs.ts'
+import type { DB } from '../../store/db.ts'
+import { integrityError } from '../../store/errors.ts'
+import type { ManifestLog } from '../../store/manifests.ts'
+import { CHUNK_SIZE } from '../../store/types.ts'
+import { blake3Of } from '../../store/hash.ts'
+import { BUNDLE_FORMAT, BUNDLE_VERSION, DAG_CBOR_CODE, blake3Cid, chunkCid, chunkCount, encodeIndex, type BundleIndex } from './format.ts'
+import { Progress } from './progress.ts'
+import { selectBundle, type SelectOptions, type Selection } from './select.ts'
+import { VolumeWriter } from './volumes.ts'
+
+export interface ExportDeps { db: DB, store: FileBlobStore, manifests: ManifestLog, mesh: string, peerId: string }
+
+export interface ExportOptions extends SelectOptions {
+  out: string
+  volumeSize?: number
+  signal?: AbortSignal
+  progress?: boolean
+}
+
+export interface ExportResult {
+  root: string
+  files: string[]
+  bytes: number
+  manifests: number
+  blobs: number
+  blobBytes: number
+  absent: number
+  selection: Selection
+  summary: string
+}
+
+/** Bytes of a CAR section: varint(length) + CID + data. */
+const sectionSize = (cidBytes: number, data: number): number => varintSize(cidBytes + data) + cidBytes + data
+const varintSize = (n: number): number => { let s = 1; while (n >= 0x80) { n = Math.floor(n / 0x80); s++ } return s }
+
+export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Promise<ExportResult> {
+  const selection = selectBundle(deps, opts)
+  const { manifests, store } = deps
+
+  // The index names every block, so manifest CIDs are computed first (envelopes are small; they
+  // are read again when written rather than held).
+  const entries: BundleIndex['manifests'] = []
+  let total = 0
+  for (const m of selection.manifests) {
+    const envelope = manifests.get(m.origin, m.seq)?.envelope
+    if (envelope == null) throw new Error(`manifest ${m.origin}/${m.seq} vanished during export`)
+    const cid = await blake3Cid(DAG_CBOR_CODE, envelope)
+    entries.push({ origin: m.origin, seq: m.seq, cid })
+    total += sectionSize(cid.bytes.byteLength, envelope.byteLength)
+  }
+  for (const b of selection.blobs) total += chunkCount(b.size) * sectionSize(36, 0) + b.size
+  const index: BundleIndex = {
+    format: BUNDLE_FORMAT,
+    v: BUNDLE_VERSION,
+    mesh: deps.mesh,
+    exporter: deps.peerId,
+    createdAt: Date.now(),
+    selection: {
+      mode: selection.mode,
+      ...(opts.repos != null && opts.repos.length > 0 ? { repos: opts.repos } : {}),
+      ...(opts.destination != null ? { destination: opts.destination } : {})
+    },
+    base: selection.base,
+    manifests: entries,
+    blobs: selection.blobs,
+    absent: selection.absent
+  }
+  const indexBytes = encodeIndex(index)
+  const root = await blake3Cid(DAG_CBOR_CODE, indexBytes)
+  total += sectionSize(root.bytes.byteLength, indexBytes.byteLength)
+
+  const progress = new Progress('export', total, { enabled: opts.progress })
+  const out = new VolumeWriter(opts.out, opts.volumeSize)
+  const { writer, out: carBytes } = CarWriter.create([root])
+  let writeError: unknown
+  // Drains the CAR stream into the volumes; after a write error it keeps draining (discarding)
+  // so the producer is never left waiting, and the producer rethrows the error.
+  const consuming = (async () => {
+    for await (const bytes of carBytes) {
+      if (writeError != null) continue
+      try { await out.write(bytes); progress.add(bytes.byteLength) } catch (err) { writeError = err }
+    }
+  })()
+  const put = async (cid: CID, bytes: Uint8Array): Promise<void> => {
+    opts.signal?.throwIfAborted()
+    await writer.put({ cid, bytes })
+    if (writeError != null) throw writeError
+  }
+
+  let blobBytes = 0
+  try {
+    try {
+      await put(root, indexBytes)
+      for (const e of entries) await put(e.cid, (manifests.get(e.origin, e.seq) as { envelope: Uint8Array }).envelope)
+      for (const b of selection.blobs) {
+        await writeBlob(store, b, put)
+        blobBytes += b.size
+      }
+    } finally {
+      await writer.close()
+      await consuming
+    }
+    if (writeError != null) throw writeError
+    await out.close()
+  } catch (err) {
+    out.destroy()
+    await Promise.all(out.paths.map(async p => await rm(p, { force: true })))
+    throw err
+  }
+  progress.finish()
+  return {
+    root: root.toString(),
+    files: out.paths,
+    bytes: out.written,
+    manifests: entries.length,
+    blobs: selection.blobs.length,
+    blobBytes,
+    absent: selection.absent.length,
+    selection,
+    summary: progress.summary()
+  }
+}
+
+/** Streams one blob as chunk blocks named by the store's chunk table, checking each chunk (a
+ *  damaged local file must fail here, not at the far site). */
+async function writeBlob (store: FileBlobStore, b: { cid: string, size: number }, put: (cid: CID, bytes: Uint8Array) => Promise<void>): Promise<void> {
+  const hashes = store.chunkHashes(b.cid)
+  const n = chunkCount(b.size)
+  if (hashes.length !== n) throw integrityError(`blob ${b.cid}: chunk table has ${hashes.length} entries, expected ${n}; run akmesh verify`)
+  const fh = await open(store.pathOf(b.cid), 'r')
+  try {
+    for (let i = 0; i < n; i++) {
+      const length = Math.min(CHUNK_SIZE, b.size - i * CHUNK_SIZE)
+      const chunk = new Uint8Array(length) // fresh: CarWriter holds it until written
+      let got = 0
+      while (got < length) {
+        const { bytesRead } = await fh.read(chunk, got, length - got, i * CHUNK_SIZE + got)
+        if (bytesRead === 0) throw integrityError(`blob ${b.cid} is shorter on disk than its ${b.size} bytes; run akmesh verify`)
+        got += bytesRead
+      }
+      if (!Buffer.from(await blake3Of(chunk)).equals(Buffer.from(hashes[i]))) {
+        throw integrityError(`blob ${b.cid} is damaged on this node (chunk ${i} does not match its hash); run akmesh verify`)
+      }
+      await put(chunkCid(hashes[i]), chunk)
+    }
+  } finally {
+    await fh.close()
+  }
+}

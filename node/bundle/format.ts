@@ -1,0 +1,83 @@
+// The bundle format: a CARv1 file (https://ipld.io/specs/transport/car/carv1/). Its root is an
+// index block (dag-cbor) that lists, in order, every block that follows: the manifest envelopes
+// exactly as their origins signed them, then each blob as its 1 MiB chunks. Every block is named
+// by a CIDv1 with a BLAKE3 multihash, so any CAR tool can check it, and a chunk's CID is the
+// chunk hash the store already keeps (no re-hash to export). Blobs are chunked because a CAR
+// block is read whole; 1 MiB blocks keep memory flat whatever the blob size. Because the index
+// comes first and names every block, a bundle cut anywhere (even at a block boundary) is caught.
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import { integrityError } from '../../store/errors.ts'
+import { BLAKE3_CODE, blake3Of, parseBlobCid } from '../../store/hash.ts'
+import { CHUNK_SIZE } from '../../store/types.ts'
+
+export const BUNDLE_FORMAT = 'akmesh-bundle'
+export const BUNDLE_VERSION = 1
+/** The index of a bundle of a million manifests is ~100 MB; refuse anything far beyond. */
+const MAX_INDEX_BYTES = 256 * 1024 * 1024
+
+export type SelectionMode = 'all' | 'repos' | 'since' | 'lacks'
+
+export interface BundleManifestEntry { origin: string, seq: number, cid: CID }
+export interface BundleBlobEntry { cid: string, size: number }
+
+export interface BundleIndex {
+  format: typeof BUNDLE_FORMAT
+  v: typeof BUNDLE_VERSION
+  mesh: string
+  /** Peer ID of the exporting node. */
+  exporter: string
+  createdAt: number
+  selection: { mode: SelectionMode, repos?: string[], destination?: string }
+  /** Incremental bundles: per origin, the watermark of the previous export to the destination. */
+  base: Record<string, number>
+  manifests: BundleManifestEntry[]
+  blobs: BundleBlobEntry[]
+  /** Blobs the bundled manifests name that the exporter did not hold (--allow-missing). */
+  absent: string[]
+}
+
+export const chunkCount = (size: number): number => Math.max(1, Math.ceil(size / CHUNK_SIZE))
+
+/** CIDv1 (codec, BLAKE3) of some bytes. */
+export async function blake3Cid (codec: number, bytes: Uint8Array): Promise<CID> {
+  return CID.createV1(codec, createDigest(BLAKE3_CODE, await blake3Of(bytes)))
+}
+
+/** The CID of a blob chunk block: raw codec, the chunk's BLAKE3 (from the store's chunk table). */
+export const chunkCid = (hash: Uint8Array): CID => CID.createV1(raw.code, createDigest(BLAKE3_CODE, hash))
+
+export const encodeIndex = (index: BundleIndex): Uint8Array => dagCbor.encode(index)
+
+/** Checks a block's bytes against its CID (BLAKE3 only: the only hash bundles use). */
+export async function blockMatches (cid: CID, bytes: Uint8Array): Promise<boolean> {
+  if (cid.multihash.code !== BLAKE3_CODE) return false
+  return Buffer.from(await blake3Of(bytes)).equals(Buffer.from(cid.multihash.digest))
+}
+
+/** Decodes and validates an index block; throws IntegrityError naming what is wrong. */
+export function decodeIndex (bytes: Uint8Array): BundleIndex {
+  if (bytes.byteLength > MAX_INDEX_BYTES) throw integrityError(`bundle index of ${bytes.byteLength} bytes is too large`)
+  let x: any
+  try { x = dagCbor.decode(bytes) } catch (err) { throw integrityError(`bundle index is not dag-cbor: ${(err as Error).message}`) }
+  const bad = (what: string): never => { throw integrityError(`bundle index: ${what}`) }
+  if (x == null || typeof x !== 'object') bad('not a map')
+  if (x.format !== BUNDLE_FORMAT) bad(`format is ${JSON.stringify(x.format)}, expected "${BUNDLE_FORMAT}"`)
+  if (x.v !== BUNDLE_VERSION) bad(`version ${String(x.v)} is not supported (this node reads version ${BUNDLE_VERSION})`)
+  if (typeof x.mesh !== 'string' || typeof x.exporter !== 'string' || !Number.isSafeInteger(x.createdAt)) bad('mesh, exporter or createdAt missing')
+  if (!Array.isArray(x.manifests) || !Array.isArray(x.blobs) || !Array.isArray(x.absent)) bad('manifests, blobs or absent is not a list')
+  for (const [i, m] of (x.manifests as any[]).entries()) {
+    if (typeof m?.origin !== 'string' || !Number.isSafeInteger(m?.seq) || CID.asCID(m?.cid) == null) bad(`manifests[${i}] is malformed`)
+  }
+  for (const [i, b] of (x.blobs as any[]).entries()) {
+    if (typeof b?.cid !== 'string' || parseBlobCid(b.cid)?.toString() !== b.cid || !Number.isSafeInteger(b?.size) || b.size < 0) bad(`blobs[${i}] is malformed`)
+  }
+  if (!(x.absent as unknown[]).every(c => typeof c === 'string')) bad('absent is malformed')
+  if (x.base == null || typeof x.base !== 'object' || !Object.values(x.base).every(Number.isSafeInteger)) bad('base is malformed')
+  return x as BundleIndex
+}
+
+export { raw }
+export const DAG_CBOR_CODE = dagCbor.code

@@ -1,0 +1,24 @@
+// Read-only views of what a node holds, for selecting a bundle and writing an inventory: which
+// manifests (by origin and seq), which blobs each names, which blobs are here.
+import * as dagCbor from '@ipld/dag-cbor'
+import type { DB } from '../../store/db.ts'
+
+export interface HeldManifest { origin: string, seq: number, repo: string }
+
+/** Every manifest row, ordered by origin then seq (one read, no envelopes). */
+export function heldManifests (db: DB): HeldManifest[] {
+  return db.prepare<[], HeldManifest>('SELECT origin, seq, repo FROM manifests ORDER BY origin, seq').all()
+}
+
+/** CIDs of every blob whose bytes are here. */
+export function presentBlobs (db: DB): string[] {
+  return db.prepare<[], { cid: string }>('SELECT cid FROM blobs WHERE present = 1 ORDER BY cid').all().map(r => r.cid)
+}
+
+/** The blob CIDs a stored envelope's manifest names. It was verified when it was received or
+ *  signed here, so this only decodes. */
+export function filesOf (envelope: Uint8Array): Array<{ cid: string, size: number }> {
+  const { payload } = dagCbor.decode<{ payload: Uint8Array }>(envelope)
+  const m = dagCbor.decode<{ files?: Array<{ cid: string, size: number }> }>(payload)
+  return (m.files ?? []).map(f => ({ cid: f.cid, size: f.size }))
+}

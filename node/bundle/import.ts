@@ -1,0 +1,144 @@
+// `akmesh import`: verify everything (node/bundle/stage.ts), then make it visible in two steps:
+// commit the staged blobs into the store (rename, no copy), then apply every manifest in one
+// transaction. Applying goes either
+//  - through the running node (`POST /-/mesh/import`, admin token): the node checks the
+//    envelopes again against its live allowlist, applies them with Replication.receiveMany (one
+//    transaction, the npm packument cache invalidated, and each new manifest gossiped onward to
+//    its mesh with the origin's signature), or
+//  - straight into the data directory when no node runs on it (RemoteApplier.applyMany, one
+//    transaction); the node's catch-up offers the manifests to its peers when it next starts.
+// Blobs are committed by this process in both cases: bytes never cross HTTP, and a blob is not
+// served before a manifest names it (formats serve artifacts; peers ask only for CIDs that signed
+// manifests name).
+import type { Logger } from 'pino'
+import { rm } from 'node:fs/promises'
+import { RemoteApplier, type ApplyStatus } from '../../store/apply.ts'
+import type { ArtifactIndex } from '../../store/artifacts.ts'
+import type { FileBlobStore } from '../../store/blobs.ts'
+import type { DB } from '../../store/db.ts'
+import { conflict, integrityError } from '../../store/errors.ts'
+import { ManifestLog } from '../../store/manifests.ts'
+import { Progress } from './progress.ts'
+import { stageBundle, type StagedBundle } from './stage.ts'
+import { findVolumes, VolumeReader } from './volumes.ts'
+import { encodeFrames } from './frames.ts'
+
+export interface ImportDeps {
+  dataDir: string
+  db: DB
+  store: FileBlobStore
+  artifacts: ArtifactIndex
+  mesh: string
+  /** This node's peer ID. */
+  self: string
+  isAllowed (origin: string): boolean
+  log?: Logger
+}
+
+export interface ImportOptions {
+  bundle: string
+  /** Apply through this running node instead of the data directory. */
+  node?: { url: string, token: string }
+  /** Import an incremental bundle even if this node lacks what it was based on. */
+  allowGaps?: boolean
+  progress?: boolean
+  signal?: AbortSignal
+}
+
+export type ManifestOutcome = 'added' | 'skipped' | 'not-applied'
+
+export interface ImportReport {
+  root: string
+  manifests: Array<{ origin: string, seq: number, repo: string, name: string, version: string, kind: string, outcome: ManifestOutcome, reason?: string }>
+  blobs: { added: number, addedBytes: number, skipped: number }
+  summary: string
+}
+
+export async function importBundle (deps: ImportDeps, opts: ImportOptions): Promise<ImportReport> {
+  const volumes = await findVolumes(opts.bundle)
+  const reader = new VolumeReader(volumes)
+  const progress = new Progress('import', reader.total, { enabled: opts.progress })
+  let staged: StagedBundle
+  try {
+    staged = await stageBundle(reader, { dataDir: deps.dataDir, store: deps.store, mesh: deps.mesh, isAllowed: deps.isAllowed, signal: opts.signal, progress })
+  } finally {
+    await reader.close()
+  }
+  progress.finish()
+  const manifests = new ManifestLog(deps.db)
+  checkFiles(staged, deps.store)
+  if (opts.allowGaps !== true) checkBase(staged, manifests)
+
+  // Commit: blobs first (invisible until a manifest names them), then every manifest at once.
+  let addedBytes = 0
+  let added = 0
+  for (const b of staged.staged.values()) {
+    opts.signal?.throwIfAborted()
+    if (deps.store.has(b.cid)) continue
+    await deps.store.commitTemp(b.path, b.digests)
+    await rm(`${b.path}.json`, { force: true })
+    added++
+    addedBytes += b.digests.size
+  }
+  const outcomes = opts.node != null
+    ? await applyThroughNode(opts.node, staged, opts.signal)
+    : applyHere(deps, manifests, staged)
+  await rm(staged.dir, { recursive: true, force: true })
+
+  return {
+    root: staged.root,
+    manifests: staged.items.map(({ change }, i) => ({
+      origin: change.origin, seq: change.seq, repo: change.repo, name: change.name, version: change.version, kind: change.kind, ...outcomes[i]
+    })),
+    blobs: { added, addedBytes, skipped: staged.held.length + staged.staged.size - added },
+    summary: progress.summary()
+  }
+}
+
+/** Every file a manifest names must be in the bundle, held here, or declared absent by it. */
+function checkFiles (staged: StagedBundle, store: FileBlobStore): void {
+  const absent = new Set(staged.index.absent)
+  for (const { change } of staged.items) {
+    for (const f of change.files) {
+      if (staged.staged.has(f.cid) || absent.has(f.cid) || store.has(f.cid)) continue
+      throw integrityError(`manifest ${change.origin}/${change.seq} (${change.repo} ${change.name}@${change.version}) names blob ${f.cid}, which is neither in the bundle nor held here`)
+    }
+  }
+}
+
+/** An incremental bundle continues from what the previous export held: refuse it where that is
+ *  missing (import the earlier bundle first), rather than leave a hole to be found later. */
+function checkBase (staged: StagedBundle, manifests: ManifestLog): void {
+  const missing = Object.entries(staged.index.base).filter(([origin, seq]) => seq > 0 && manifests.watermark(origin) < seq)
+  if (missing.length === 0) return
+  const [origin, seq] = missing[0]
+  throw conflict(`this bundle continues an earlier export to "${staged.index.selection.destination ?? '?'}": it needs every manifest of ${origin} up to seq ${seq}, ` +
+    `but this node holds them only up to ${manifests.watermark(origin)}${missing.length > 1 ? ` (and ${missing.length - 1} more origin(s))` : ''}. ` +
+    'Import the earlier bundle first, or pass --allow-gaps')
+}
+
+const NOT_APPLIED: Partial<Record<ApplyStatus, string>> = {
+  'unknown-repository': 'no such repository here (kept for forwarding)',
+  'format-mismatch': 'the repository of that name here holds another format',
+  'blob-mismatch': 'contradicts the bytes of a blob held here'
+}
+
+function applyHere (deps: ImportDeps, manifests: ManifestLog, staged: StagedBundle): Array<{ outcome: ManifestOutcome, reason?: string }> {
+  const applier = new RemoteApplier({ db: deps.db, artifacts: deps.artifacts, store: deps.store, manifests, self: deps.self, log: deps.log })
+  const results = applier.applyMany(staged.items.map(({ change, envelope }) => ({ change, envelope })))
+  return results.map(r => r.status === 'applied'
+    ? { outcome: 'added' as const }
+    : NOT_APPLIED[r.status] != null ? { outcome: 'not-applied' as const, reason: NOT_APPLIED[r.status] } : { outcome: 'skipped' as const })
+}
+
+async function applyThroughNode (node: { url: string, token: string }, staged: StagedBundle, signal?: AbortSignal): Promise<Array<{ outcome: ManifestOutcome, reason?: string }>> {
+  const res = await fetch(new URL('/-/mesh/import', node.url), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/octet-stream' },
+    body: encodeFrames(staged.items.map(i => i.envelope)),
+    signal
+  })
+  const body = await res.json().catch(() => ({})) as { outcomes?: string[], error?: string }
+  if (res.status !== 200 || !Array.isArray(body.outcomes)) throw new Error(`the node at ${node.url} refused the manifests: ${res.status} ${body.error ?? ''}`)
+  return body.outcomes.map(o => o === 'new' ? { outcome: 'added' as const } : o === 'held' ? { outcome: 'skipped' as const } : { outcome: 'not-applied' as const, reason: 'rejected by the node (see its log)' })
+}

@@ -1,0 +1,74 @@
+// Which manifests and blobs a bundle carries: the whole node, some repositories, what is new since
+// the last export to a destination, or what another site's inventory lacks. Selected in one read
+// transaction, so the recorded watermarks match what was selected.
+import type { FileBlobStore } from '../../store/blobs.ts'
+import type { DB } from '../../store/db.ts'
+import { badRequest, conflict } from '../../store/errors.ts'
+import type { ManifestLog } from '../../store/manifests.ts'
+import type { DestinationState } from './export-state.ts'
+import type { BundleIndex, SelectionMode } from './format.ts'
+import { filesOf, heldManifests, type HeldManifest } from './held.ts'
+import type { Inventory } from './inventory.ts'
+
+export interface SelectOptions {
+  repos?: string[]
+  /** Only what is newer than this previous export (the --since-last state of a destination). */
+  since?: DestinationState
+  destination?: string
+  lacks?: Inventory
+  /** Bundle manifests whose blobs are not here (listed as absent) instead of failing. */
+  allowMissing?: boolean
+}
+
+export interface Selection {
+  mode: SelectionMode
+  manifests: HeldManifest[]
+  blobs: Array<{ cid: string, size: number }>
+  absent: string[]
+  base: Record<string, number>
+  /** Per origin, the watermark at selection: what the next --since-last export starts from. */
+  watermarks: Record<string, number>
+}
+
+export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: ManifestLog }, opts: SelectOptions): Selection {
+  const { db, store, manifests } = deps
+  const repos = opts.repos != null && opts.repos.length > 0 ? new Set(opts.repos) : undefined
+  if (opts.since != null) {
+    const was = opts.since.repos == null ? null : [...opts.since.repos].sort().join(',')
+    const now = repos == null ? null : [...repos].sort().join(',')
+    if (was !== now) throw badRequest(`the last export to ${opts.destination} selected repositories ${was ?? '(all)'}, this one ${now ?? '(all)'}: use the same selection, or another destination name`)
+  }
+  return db.transaction((): Selection => {
+    const held = heldManifests(db)
+    const base = opts.since?.watermarks ?? {}
+    const lacks = opts.lacks == null ? undefined : new Map(Object.entries(opts.lacks.manifests).map(([o, s]) => [o, new Set(s)]))
+    const chosen = held.filter(m =>
+      (repos == null || repos.has(m.repo)) &&
+      (opts.since == null || m.seq > (base[m.origin] ?? 0)) &&
+      (lacks == null || lacks.get(m.origin)?.has(m.seq) !== true))
+
+    const theirs = new Set(opts.lacks?.blobs ?? [])
+    const blobs = new Map<string, number>()
+    const absent = new Set<string>()
+    for (const m of chosen) {
+      const record = manifests.get(m.origin, m.seq)
+      if (record == null) continue
+      for (const f of filesOf(record.envelope)) {
+        if (theirs.has(f.cid) || blobs.has(f.cid) || absent.has(f.cid)) continue
+        if (store.has(f.cid)) blobs.set(f.cid, f.size)
+        else absent.add(f.cid)
+      }
+    }
+    if (absent.size > 0 && opts.allowMissing !== true) {
+      const list = [...absent]
+      throw conflict(`${list.length} blob(s) the selected manifests name are not held here (replication on-demand?): ` +
+        `${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}. Fetch them first, or pass --allow-missing to bundle the manifests without them`)
+    }
+    const watermarks: Record<string, number> = {}
+    for (const origin of new Set(held.map(m => m.origin))) watermarks[origin] = manifests.watermark(origin)
+    const mode: SelectionMode = opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : 'all'
+    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...absent], base, watermarks }
+  })()
+}
+
+export type { BundleIndex }

@@ -1,0 +1,194 @@
+// Reading a bundle for import: every block is checked against its CID, every manifest's signature
+// and origin (openEnvelope), and each blob is staged under `<data>/imports/<root>/` (hashed as
+// an upload is: BLAKE3 for its CID and chunk table, the SHA family in workers) where no client
+// and no peer can see it. Nothing is committed here. A staged blob survives an interrupted import,
+// so running the import again resumes: blobs staged or already held are skipped by seeking past
+// their blocks.
+import { readBlockHead, readHeader } from '@ipld/car/decoder'
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { CID } from 'multiformats/cid'
+import { writeFileAtomic } from '../../config/atomic-file.ts'
+import { ManifestError, openEnvelope, type Manifest } from '../../mesh/manifest.ts'
+import type { FileBlobStore } from '../../store/blobs.ts'
+import { integrityError, isRegistryError } from '../../store/errors.ts'
+import { blake3Of, MultiHasher, type Digests } from '../../store/hash.ts'
+import { CHUNK_SIZE } from '../../store/types.ts'
+import type { RemoteFile } from '../../store/changes.ts'
+import { blockMatches, chunkCount, decodeIndex, raw, type BundleIndex } from './format.ts'
+import type { Progress } from './progress.ts'
+import type { VolumeReader } from './volumes.ts'
+
+export interface StageContext {
+  dataDir: string
+  store: FileBlobStore
+  mesh: string
+  /** Members whose manifests are accepted (the peering file's allowlist, and this node). */
+  isAllowed (origin: string): boolean
+  signal?: AbortSignal
+  progress?: Progress
+}
+
+export interface StagedBlob { cid: string, path: string, digests: Digests }
+
+export interface StagedBundle {
+  root: string
+  dir: string
+  index: BundleIndex
+  items: Array<{ change: Manifest, envelope: Uint8Array, cid: string }>
+  staged: Map<string, StagedBlob>
+  /** Blobs of the bundle already held here (not read). */
+  held: string[]
+}
+
+export const stagingDir = (dataDir: string, root: string): string => join(dataDir, 'imports', root)
+
+/** Reads and verifies the whole bundle; throws IntegrityError naming the first bad block or
+ *  manifest (and then discards what it staged), or another error (staged blobs are kept). */
+export async function stageBundle (reader: VolumeReader, ctx: StageContext): Promise<StagedBundle> {
+  let dir: string | undefined
+  try {
+    const header = await readHeader(reader) as { version: number, roots: CID[] }
+    if (header.version !== 1 || header.roots.length !== 1) throw integrityError(`not an akmesh bundle: a CAR v${header.version} with ${header.roots.length} roots`)
+    const root = header.roots[0]
+    const indexBlock = await readBlock(reader, 'the bundle index')
+    if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
+    await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
+    const index = decodeIndex(indexBlock.bytes)
+    if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
+    dir = stagingDir(ctx.dataDir, root.toString())
+    ctx.progress?.add(reader.pos)
+
+    const items: StagedBundle['items'] = []
+    const named = new Map<string, RemoteFile>()
+    for (const entry of index.manifests) {
+      const what = `manifest ${entry.origin}/${entry.seq} (block ${entry.cid})`
+      const block = await readBlock(reader, what)
+      if (!block.cid.equals(entry.cid)) throw integrityError(`${what}: found block ${block.cid} in its place`)
+      await mustMatch(block.cid, block.bytes, what)
+      let change: Manifest
+      try {
+        change = await openEnvelope(block.bytes, { mesh: ctx.mesh, isAllowed: ctx.isAllowed })
+      } catch (err) {
+        if (!(err instanceof ManifestError)) throw err
+        throw integrityError(`${what} rejected (${err.reason}): ${err.message}`)
+      }
+      if (change.origin !== entry.origin || change.seq !== entry.seq) throw integrityError(`${what}: the signed manifest is ${change.origin}/${change.seq}`)
+      for (const f of change.files) if (!named.has(f.cid)) named.set(f.cid, f)
+      items.push({ change, envelope: block.bytes.slice(), cid: block.cid.toString() })
+      ctx.progress?.add(block.section)
+    }
+
+    await mkdir(dir, { recursive: true })
+    const staged = new Map<string, StagedBlob>()
+    const held: string[] = []
+    for (const b of index.blobs) {
+      ctx.signal?.throwIfAborted()
+      const fact = named.get(b.cid)
+      if (fact == null) throw integrityError(`blob ${b.cid} is not named by any manifest in the bundle`)
+      if (fact.size !== b.size) throw integrityError(`blob ${b.cid}: the index says ${b.size} bytes, its manifest ${fact.size}`)
+      const already = ctx.store.has(b.cid) ? undefined : await readStaged(dir, b.cid)
+      if (ctx.store.has(b.cid) || already != null) {
+        await skipBlob(reader, b, ctx.progress)
+        if (already != null) staged.set(b.cid, already)
+        else held.push(b.cid)
+        continue
+      }
+      staged.set(b.cid, await stageBlob(reader, dir, b, fact, ctx))
+    }
+    if (reader.pos !== reader.total) throw integrityError(`${reader.total - reader.pos} unexpected bytes after the last block the index names (offset ${reader.pos})`)
+    return { root: root.toString(), dir, index, items, staged, held }
+  } catch (thrown) {
+    // An interruption or a system error (ENOSPC, EIO) keeps what was staged, for a resume; a
+    // damaged bundle discards it.
+    const e = thrown as { name?: string, code?: unknown, message?: string }
+    if (e?.name === 'AbortError' || (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code))) throw thrown
+    const err = isRegistryError(thrown) ? thrown : integrityError(`bundle unreadable at offset ${reader.pos}: ${e?.message ?? String(thrown)}`)
+    if (err.code === 'IntegrityError' && dir != null) await rm(dir, { recursive: true, force: true })
+    throw err
+  }
+}
+
+async function readBlock (reader: VolumeReader, what: string): Promise<{ cid: CID, bytes: Uint8Array, section: number }> {
+  const start = reader.pos
+  if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})`)
+  const head = await readBlockHead(reader)
+  const bytes = await reader.exactly(head.blockLength, true)
+  return { cid: head.cid, bytes, section: reader.pos - start }
+}
+
+async function mustMatch (cid: CID, bytes: Uint8Array, what: string): Promise<void> {
+  if (!await blockMatches(cid, bytes)) throw integrityError(`${what}: block ${cid} does not match its CID (the bundle is damaged)`)
+}
+
+async function skipBlob (reader: VolumeReader, b: { cid: string, size: number }, progress?: Progress): Promise<void> {
+  const n = chunkCount(b.size)
+  for (let i = 0; i < n; i++) {
+    const start = reader.pos
+    if (start >= reader.total) throw integrityError(`bundle truncated: chunk ${i} of blob ${b.cid} is missing (the bundle ends at offset ${start})`)
+    const head = await readBlockHead(reader)
+    if (start + head.length > reader.total) throw integrityError(`bundle truncated inside chunk ${i} of blob ${b.cid} (block ${head.cid})`)
+    reader.seek(head.blockLength)
+    progress?.add(reader.pos - start)
+  }
+}
+
+/** Streams a blob's chunk blocks into a staging file, checking each against its CID and the
+ *  whole against the blob's CID and its manifest's digests. */
+async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, size: number }, fact: RemoteFile, ctx: StageContext): Promise<StagedBlob> {
+  const path = join(dir, b.cid)
+  const part = `${path}.part`
+  const fh = await open(part, 'w')
+  const hasher = await MultiHasher.create({ md5: fact.md5 != null })
+  try {
+    const n = chunkCount(b.size)
+    for (let i = 0; i < n; i++) {
+      ctx.signal?.throwIfAborted()
+      const what = `chunk ${i} of blob ${b.cid}`
+      const start = reader.pos
+      if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})`)
+      const head = await readBlockHead(reader)
+      const expected = i < n - 1 ? CHUNK_SIZE : b.size - (n - 1) * CHUNK_SIZE
+      if (head.cid.code !== raw.code || head.blockLength !== expected) {
+        throw integrityError(`${what}: block ${head.cid} has ${head.blockLength} bytes, expected a raw block of ${expected}`)
+      }
+      if (start + head.length > reader.total) throw integrityError(`bundle truncated inside ${what} (block ${head.cid})`)
+      const bytes = await reader.exactly(head.blockLength, true)
+      await mustMatch(head.cid, bytes, what)
+      hasher.update(bytes)
+      await Promise.all([fh.write(bytes), hasher.settle()])
+      ctx.progress?.add(reader.pos - start)
+    }
+    await fh.sync()
+    await fh.close()
+    const digests = await hasher.digest()
+    if (digests.cid !== b.cid) throw integrityError(`blob ${b.cid}: its chunks hash to ${digests.cid}`)
+    const facts: Array<[string, unknown, unknown]> = [
+      ['size', digests.size, fact.size], ['sha256', digests.sha256, fact.sha256], ['sha512', digests.sha512, fact.sha512], ['sha1', digests.sha1, fact.sha1],
+      ['chunkRoot', Buffer.from(await blake3Of(Buffer.concat(digests.chunks))).toString('hex'), fact.chunkRoot],
+      ...(fact.md5 != null ? [['md5', digests.md5, fact.md5] as [string, unknown, unknown]] : [])
+    ]
+    for (const [name, got, want] of facts) {
+      if (got !== want) throw integrityError(`blob ${b.cid}: its ${name} is ${String(got)}, but its manifest signs ${String(want)}`)
+    }
+    await writeFileAtomic(`${path}.json`, JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) }))
+    await rename(part, path)
+    return { cid: b.cid, path, digests }
+  } catch (err) {
+    hasher.abandon()
+    await fh.close().catch(() => {})
+    await rm(part, { force: true })
+    throw err
+  }
+}
+
+/** A blob a previous run of this import staged completely (its digests beside it). */
+async function readStaged (dir: string, cid: string): Promise<StagedBlob | undefined> {
+  const path = join(dir, cid)
+  try {
+    const [s, text] = await Promise.all([stat(path), readFile(`${path}.json`, 'utf8')])
+    const d = JSON.parse(text)
+    if (d.cid !== cid || d.size !== s.size) return undefined
+    return { cid, path, digests: { ...d, chunks: (d.chunks as string[]).map(h => new Uint8Array(Buffer.from(h, 'hex'))) } }
+  } catch { return undefined }
+}

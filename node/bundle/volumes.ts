@@ -1,0 +1,173 @@
+// A bundle on disk: one file, or volumes `<file>.001`, `<file>.002`, ... when split for media
+// limits (plain byte slices, like split(1): `cat` joins them back into the CAR).
+import { createWriteStream, type WriteStream } from 'node:fs'
+import { open, stat, type FileHandle } from 'node:fs/promises'
+import { once } from 'node:events'
+import { badRequest, integrityError } from '../../store/errors.ts'
+
+export interface Volume { path: string, size: number }
+
+export const volumeName = (base: string, n: number): string => `${base}.${String(n).padStart(3, '0')}`
+
+/** The volumes of a bundle: `path` itself if it exists, else `path.001`, `path.002`, ... (also
+ *  when `path` names the first volume). */
+export async function findVolumes (path: string): Promise<Volume[]> {
+  const base = /\.001$/.test(path) ? path.slice(0, -4) : path
+  if (base === path) {
+    const s = await stat(path).catch(() => undefined)
+    if (s?.isFile() === true) return [{ path, size: s.size }]
+  }
+  const volumes: Volume[] = []
+  for (let n = 1; ; n++) {
+    const s = await stat(volumeName(base, n)).catch(() => undefined)
+    if (s == null) break
+    volumes.push({ path: volumeName(base, n), size: s.size })
+  }
+  if (volumes.length === 0) throw badRequest(`no bundle at ${path} (nor volumes ${volumeName(base, 1)}, ...)`)
+  return volumes
+}
+
+const WINDOW = 4 * 1024 * 1024
+
+/** A BytesReader (@ipld/car's decoder interface) over the volumes, by position: `seek` past a
+ *  block costs no read, which is how a resumed or repeated import skips blobs it already holds. */
+export class VolumeReader {
+  readonly #volumes: Volume[]
+  readonly #handles = new Map<number, FileHandle>()
+  readonly total: number
+  #pos = 0
+  #buf = new Uint8Array(0)
+  #bufStart = 0
+
+  constructor (volumes: Volume[]) {
+    this.#volumes = volumes
+    this.total = volumes.reduce((n, v) => n + v.size, 0)
+  }
+
+  get pos (): number { return this.#pos }
+
+  async upTo (length: number): Promise<Uint8Array> {
+    await this.#fill(Math.min(length, this.total - this.#pos))
+    const at = this.#pos - this.#bufStart
+    return this.#buf.subarray(at, at + Math.min(length, this.total - this.#pos))
+  }
+
+  async exactly (length: number, seek = false): Promise<Uint8Array> {
+    if (this.#pos + length > this.total) {
+      throw integrityError(`bundle truncated: needs ${length} bytes at offset ${this.#pos} but ends at ${this.total}` +
+        (this.#volumes.length > 1 || /\.\d{3}$/.test(this.#volumes[0].path) ? ' (is a volume missing?)' : ''))
+    }
+    await this.#fill(length)
+    const at = this.#pos - this.#bufStart
+    const out = this.#buf.subarray(at, at + length)
+    if (seek) this.#pos += length
+    return out
+  }
+
+  seek (length: number): void { this.#pos += length }
+
+  async close (): Promise<void> {
+    for (const h of this.#handles.values()) await h.close()
+    this.#handles.clear()
+  }
+
+  /** Makes the window hold `length` bytes from the current position. */
+  async #fill (length: number): Promise<void> {
+    const at = this.#pos - this.#bufStart
+    if (at >= 0 && at + length <= this.#buf.byteLength) return
+    const keep = at >= 0 && at < this.#buf.byteLength ? this.#buf.subarray(at) : new Uint8Array(0)
+    const want = Math.min(Math.max(length, WINDOW), this.total - this.#pos)
+    const next = new Uint8Array(want)
+    next.set(keep, 0)
+    await this.#readAt(this.#pos + keep.byteLength, next.subarray(keep.byteLength))
+    this.#buf = next
+    this.#bufStart = this.#pos
+  }
+
+  async #readAt (position: number, into: Uint8Array): Promise<void> {
+    let done = 0
+    let volStart = 0
+    for (let i = 0; i < this.#volumes.length && done < into.byteLength; i++) {
+      const v = this.#volumes[i]
+      const p = position + done
+      if (p < volStart + v.size) {
+        const h = await this.#handle(i)
+        const n = Math.min(into.byteLength - done, volStart + v.size - p)
+        let got = 0
+        while (got < n) {
+          const { bytesRead } = await h.read(into, done + got, n - got, p - volStart + got)
+          if (bytesRead === 0) throw integrityError(`bundle volume ${v.path} shrank while being read`)
+          got += bytesRead
+        }
+        done += n
+      }
+      volStart += v.size
+    }
+  }
+
+  async #handle (i: number): Promise<FileHandle> {
+    let h = this.#handles.get(i)
+    if (h == null) {
+      // Only one volume open at a time: media may be swapped between them.
+      for (const [j, other] of this.#handles) { await other.close(); this.#handles.delete(j) }
+      h = await open(this.#volumes[i].path, 'r')
+      this.#handles.set(i, h)
+    }
+    return h
+  }
+}
+
+/** Writes a byte stream to `base`, or to volumes of at most `volumeSize` bytes. */
+export class VolumeWriter {
+  readonly #base: string
+  readonly #volumeSize: number | undefined
+  readonly paths: string[] = []
+  #out: WriteStream | undefined
+  #inVolume = 0
+  written = 0
+
+  constructor (base: string, volumeSize?: number) {
+    this.#base = base
+    this.#volumeSize = volumeSize
+  }
+
+  async write (bytes: Uint8Array): Promise<void> {
+    let offset = 0
+    while (offset < bytes.byteLength) {
+      if (this.#out == null || (this.#volumeSize != null && this.#inVolume === this.#volumeSize)) await this.#next()
+      const room = this.#volumeSize == null ? bytes.byteLength - offset : Math.min(this.#volumeSize - this.#inVolume, bytes.byteLength - offset)
+      const piece = bytes.subarray(offset, offset + room)
+      const out = this.#out as WriteStream
+      if (!out.write(piece)) await once(out, 'drain')
+      offset += room
+      this.#inVolume += room
+      this.written += room
+    }
+  }
+
+  async #next (): Promise<void> {
+    await this.#finishVolume()
+    const path = this.#volumeSize == null ? this.#base : volumeName(this.#base, this.paths.length + 1)
+    this.#out = createWriteStream(path, { flags: 'w', highWaterMark: 1024 * 1024 })
+    await once(this.#out, 'open')
+    this.paths.push(path)
+    this.#inVolume = 0
+  }
+
+  async #finishVolume (): Promise<void> {
+    const out = this.#out
+    if (out == null) return
+    this.#out = undefined
+    await new Promise<void>((resolve, reject) => { out.end((err?: Error | null) => err != null ? reject(err) : resolve()) })
+    const fh = await open(out.path as string, 'r+')
+    try { await fh.sync() } finally { await fh.close() }
+  }
+
+  /** Flushes and fsyncs the last volume (an empty bundle still gets its file). */
+  async close (): Promise<void> {
+    if (this.#out == null && this.paths.length === 0) await this.#next()
+    await this.#finishVolume()
+  }
+
+  destroy (): void { this.#out?.destroy() }
+}
