@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
-import { connectedPeers, percentile, planMeshNode, startMeshNode, tinyTarball, writePeering, type MeshNode, type MeshNodePlan } from './lib/mesh.ts'
+import { connectedPeers, manifestTimes, percentile, planMeshNode, startMeshNode, tinyTarball, writePeering, type MeshNode, type MeshNodePlan } from './lib/mesh.ts'
 import { escapeName, pool, publishTarball } from './lib/npm-publish.ts'
 import { main, tempDir } from './lib/proc.ts'
 import { fmt, log, table } from './lib/stats.ts'
@@ -32,6 +32,9 @@ const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 200)
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS ?? 60_000)
 const LOG_LEVEL = process.env.AKMESH_BENCH_LOG_LEVEL ?? 'warn'
 const PACKAGE = 'mesh-propagation-bench'
+
+/** Round-trip times of every packument GET the pollers made (ms). */
+const pollRtts: number[] = []
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
@@ -55,14 +58,19 @@ async function shows (node: MeshNode, version: string): Promise<boolean> {
 }
 
 /** Publishes `version` on `origin` and polls every other node; ms from the PUT's start. */
-async function publishAndWait (origin: MeshNode, others: MeshNode[], tgz: Buffer, version: string): Promise<{ put: number, perNode: Array<number | undefined>, all: number | undefined }> {
+async function publishAndWait (origin: MeshNode, others: MeshNode[], tgz: Buffer, version: string): Promise<{ wallStart: number, put: number, perNode: Array<number | undefined>, all: number | undefined }> {
+  const wallStart = Date.now()
   const t0 = performance.now()
   let done = false
   const perNode: Array<number | undefined> = others.map(() => undefined)
   const polls = others.map(async (node, k) => {
     const deadline = t0 + TIMEOUT_MS
     while (!done && performance.now() < deadline) {
-      if (await shows(node, version).catch(() => false)) { perNode[k] = performance.now() - t0; return }
+      const q0 = performance.now()
+      const seen = await shows(node, version).catch(() => false)
+      const now = performance.now()
+      pollRtts.push(now - q0)
+      if (seen) { perNode[k] = now - t0; return }
       await sleep(POLL_MS)
     }
   })
@@ -74,7 +82,7 @@ async function publishAndWait (origin: MeshNode, others: MeshNode[], tgz: Buffer
   await Promise.all(polls)
   done = true
   const all = perNode.every(t => t != null) ? Math.max(...perNode as number[]) : undefined
-  return { put, perNode, all }
+  return { wallStart, put, perNode, all }
 }
 
 /** Hop distances from node 0 over the measured connection graph (-1: unreachable). */
@@ -87,6 +95,15 @@ function hops (adj: Map<number, Set<number>>): number[] {
     for (const j of adj.get(i) ?? []) if (dist[j] === -1) { dist[j] = dist[i]! + 1; queue.push(j) }
   }
   return dist
+}
+
+/** CPU time (user + system) a process has used so far, ms; clock ticks are 100 Hz on Linux. */
+function cpuMs (pid: number | undefined): number {
+  if (pid == null) return NaN
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch { return NaN }
 }
 
 function rssMiB (pid: number | undefined): number {
@@ -170,11 +187,22 @@ await main(async () => {
   const all: number[] = []
   const puts: number[] = []
   const perNode: number[][] = others.map(() => [])
+  const wallStarts = new Map<string, number>()
   let missed = 0
+  // Idle baseline: what the nodes burn with nothing to do (heartbeats, DHT, timers).
+  const idleCpu0 = nodes.map(n => cpuMs(n.service.child.pid))
+  const idle0 = performance.now()
+  await sleep(5000)
+  const idleCores = nodes.reduce((a, n, i) => a + cpuMs(n.service.child.pid) - idleCpu0[i]!, 0) / (performance.now() - idle0)
+
   const loadBefore = loadavg()
+  const rttsFrom = pollRtts.length
+  const cpuBefore = nodes.map(n => cpuMs(n.service.child.pid))
+  const wallBefore = performance.now()
   for (const [k, v] of versions.slice(WARMUP).entries()) {
     const r = await publishAndWait(origin, others, tarballs.get(v)!, v)
     puts.push(r.put)
+    wallStarts.set(v, r.wallStart)
     r.perNode.forEach((t, i) => { if (t != null) perNode[i]!.push(t); else missed++ })
     if (r.all != null) all.push(r.all)
     else log(`publish ${v}: only ${r.perNode.filter(t => t != null).length}/${others.length} nodes within ${TIMEOUT_MS} ms`)
@@ -182,25 +210,50 @@ await main(async () => {
     await sleep(GAP_MS)
   }
   const loadAfter = loadavg()
+  const cpuUsed = nodes.map((n, i) => cpuMs(n.service.child.pid) - cpuBefore[i]!)
+  const wall = performance.now() - wallBefore
+  const cpuSum = cpuUsed.reduce((a, b) => a + b, 0)
   const rss = nodes.map(n => rssMiB(n.service.child.pid))
+  const rttsMeasured = pollRtts.slice(rttsFrom)
+  // When the manifest entered each node's manifest log (same machine, same clock): splits the
+  // polled time into signing on node 0, gossip + verify + apply, and the packument read.
+  const logged = await Promise.all(nodes.map(async n => await manifestTimes(n.dataDir, PACKAGE)))
+  const signed: number[] = []
+  const applied: number[][] = others.map(() => [])
+  for (const [v, start] of wallStarts) {
+    const at0 = logged[0]!.get(v)
+    if (at0 == null) continue
+    signed.push(at0 - start)
+    others.forEach((n, k) => { const at = logged[n.index]!.get(v); if (at != null) applied[k]!.push(at - at0) })
+  }
 
   const pooled = perNode.flat()
   console.log(`\nmanifest propagation: npm publish on node 0, packument polled on the ${others.length} other nodes every ${POLL_MS} ms (times from the start of the publish PUT)`)
   console.log(`nodes: ${N} (separate processes, 127.0.0.1); topology: ${topology}`)
   console.log(`measured connections before the run: ${linkCount} links, degree per node [${degrees.join(' ')}], hops from node 0 [${dist.join(' ')}]`)
   console.log(`publishes: ${PUBLISHES} (+${WARMUP} warm-up: ${warm.map(w => fmt(w, 0)).join(', ')} ms), ${GAP_MS} ms apart; missed (node not showing the version within ${TIMEOUT_MS} ms): ${missed}`)
-  console.log(`load average (1/5/15 min) before: ${loadBefore.map(l => fmt(l)).join(' ')}, after: ${loadAfter.map(l => fmt(l)).join(' ')}; node RSS MiB: ${rss.map(r => fmt(r, 0)).join(' ')} (sum ${fmt(rss.reduce((a, b) => a + b, 0), 0)})\n`)
+  console.log(`load average (1/5/15 min) before: ${loadBefore.map(l => fmt(l)).join(' ')}, after: ${loadAfter.map(l => fmt(l)).join(' ')}; node RSS MiB: ${rss.map(r => fmt(r, 0)).join(' ')} (sum ${fmt(rss.reduce((a, b) => a + b, 0), 0)})`)
+  console.log(`node CPU during the measured publishes: ${fmt(cpuSum / 1000, 1)} s over ${fmt(wall / 1000, 1)} s wall (${fmt(cpuSum / wall, 2)} cores), ${fmt(cpuSum / PUBLISHES, 0)} ms per publish summed over nodes (node 0: ${fmt(cpuUsed[0]! / PUBLISHES, 0)} ms, others: ${cpuUsed.slice(1).map(c => fmt(c / PUBLISHES, 0)).join(' ')}); includes serving the polls; idle, all nodes together use ${fmt(idleCores, 2)} cores\n`)
   const rowOf = (name: string, xs: number[]): string[] => [name, String(xs.length), fmt(percentile(xs, 50), 1), fmt(percentile(xs, 99), 1), fmt(Math.max(...xs), 1)]
   table([
     ['ms', 'n', 'p50', 'p99', 'max'],
     rowOf('publish PUT on node 0', puts),
     rowOf('all other nodes show it', all),
-    rowOf('per node (pooled)', pooled)
+    rowOf('per node (pooled)', pooled),
+    rowOf('one packument GET (poll RTT)', rttsMeasured)
+  ])
+  console.log('\nfrom the nodes\' manifest logs (received_at, ms): signed on node 0 after the PUT started; in the manifest log of each other node after it was signed')
+  table([
+    ['ms', 'n', 'p50', 'p99', 'max'],
+    rowOf('signed on node 0', signed),
+    rowOf('applied, per node (pooled)', applied.flat()),
+    rowOf('applied on all nodes', [...wallStarts.keys()].map((_, i) => Math.max(...applied.map(a => a[i] ?? NaN))).filter(Number.isFinite))
   ])
   console.log('')
   table([
-    ['node', 'hops', 'p50 ms', 'p99 ms', 'max ms'],
-    ...others.map((n, k) => [`node ${n.index}`, String(dist[n.index]), fmt(percentile(perNode[k]!, 50), 1), fmt(percentile(perNode[k]!, 99), 1), fmt(Math.max(...perNode[k]!), 1)])
+    ['node', 'hops', 'shows p50 ms', 'shows p99 ms', 'max ms', 'applied p50 ms (after signing)', 'p99'],
+    ...others.map((n, k) => [`node ${n.index}`, String(dist[n.index]), fmt(percentile(perNode[k]!, 50), 1), fmt(percentile(perNode[k]!, 99), 1), fmt(Math.max(...perNode[k]!), 1),
+      fmt(percentile(applied[k]!, 50), 1), fmt(percentile(applied[k]!, 99), 1)])
   ])
   if (missed > 0) process.exitCode = 1
 })

@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { create as tarCreate } from 'tar'
 import { AKMESH_CLI } from './akmesh.ts'
-import { freePort, NODE, run, startService, type Service } from './proc.ts'
+import { freePort, NODE, ROOT, run, startService, type Service } from './proc.ts'
 
 export interface MeshNodePlan {
   /** Index in the bench's node list (names the node in reports). */
@@ -107,4 +107,19 @@ export function percentile (xs: number[], p: number): number {
   if (xs.length === 0) return NaN
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p / 100 * s.length) - 1))]!
+}
+
+/**
+ * When each manifest for `name` entered the node's manifest log (`manifests.received_at`, the
+ * node's clock, ms): version → ms. Read in a child process after the run, so the bench's own
+ * process holds no SQLite handle and the timing loop does not touch the databases.
+ */
+export async function manifestTimes (dataDir: string, name: string): Promise<Map<string, number>> {
+  const script = `const { default: Database } = await import(${JSON.stringify(join(ROOT, 'node_modules/better-sqlite3/lib/index.js'))})
+    const db = new Database(${JSON.stringify(join(dataDir, 'akmesh.db'))}, { readonly: true, fileMustExist: true })
+    db.pragma('busy_timeout = 5000')
+    process.stdout.write(JSON.stringify(db.prepare("SELECT version, received_at AS at FROM manifests WHERE kind = 'publish' AND name = ?").all(${JSON.stringify(name)})))
+    db.close()`
+  const r = await run(NODE, ['--input-type=module', '-e', script], { quiet: true })
+  return new Map((JSON.parse(r.stdout) as Array<{ version: string, at: number }>).map(x => [x.version, x.at]))
 }
