@@ -111,7 +111,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
 
 async function readBlock (reader: VolumeReader, what: string): Promise<{ cid: CID, bytes: Uint8Array, section: number }> {
   const start = reader.pos
-  if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})`)
+  if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})${reader.hint}`)
   const head = await readBlockHead(reader)
   const bytes = await reader.exactly(head.blockLength, true)
   return { cid: head.cid, bytes, section: reader.pos - start }
@@ -125,9 +125,9 @@ async function skipBlob (reader: VolumeReader, b: { cid: string, size: number },
   const n = chunkCount(b.size)
   for (let i = 0; i < n; i++) {
     const start = reader.pos
-    if (start >= reader.total) throw integrityError(`bundle truncated: chunk ${i} of blob ${b.cid} is missing (the bundle ends at offset ${start})`)
+    if (start >= reader.total) throw integrityError(`bundle truncated: chunk ${i} of blob ${b.cid} is missing (the bundle ends at offset ${start})${reader.hint}`)
     const head = await readBlockHead(reader)
-    if (start + head.length > reader.total) throw integrityError(`bundle truncated inside chunk ${i} of blob ${b.cid} (block ${head.cid})`)
+    if (start + head.length > reader.total) throw integrityError(`bundle truncated inside chunk ${i} of blob ${b.cid} (block ${head.cid})${reader.hint}`)
     reader.seek(head.blockLength)
     progress?.add(reader.pos - start)
   }
@@ -146,13 +146,13 @@ async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, s
       ctx.signal?.throwIfAborted()
       const what = `chunk ${i} of blob ${b.cid}`
       const start = reader.pos
-      if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})`)
+      if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})${reader.hint}`)
       const head = await readBlockHead(reader)
       const expected = i < n - 1 ? CHUNK_SIZE : b.size - (n - 1) * CHUNK_SIZE
       if (head.cid.code !== raw.code || head.blockLength !== expected) {
         throw integrityError(`${what}: block ${head.cid} has ${head.blockLength} bytes, expected a raw block of ${expected}`)
       }
-      if (start + head.length > reader.total) throw integrityError(`bundle truncated inside ${what} (block ${head.cid})`)
+      if (start + head.length > reader.total) throw integrityError(`bundle truncated inside ${what} (block ${head.cid})${reader.hint}`)
       const bytes = await reader.exactly(head.blockLength, true)
       await mustMatch(head.cid, bytes, what)
       hasher.update(bytes)

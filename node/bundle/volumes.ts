@@ -46,6 +46,11 @@ export class VolumeReader {
 
   get pos (): number { return this.#pos }
 
+  /** Appended to "truncated" errors of a split bundle. */
+  get hint (): string {
+    return this.#volumes.length > 1 || /\.\d{3}$/.test(this.#volumes[0].path) ? ' (is a volume missing?)' : ''
+  }
+
   async upTo (length: number): Promise<Uint8Array> {
     await this.#fill(Math.min(length, this.total - this.#pos))
     const at = this.#pos - this.#bufStart
@@ -54,8 +59,7 @@ export class VolumeReader {
 
   async exactly (length: number, seek = false): Promise<Uint8Array> {
     if (this.#pos + length > this.total) {
-      throw integrityError(`bundle truncated: needs ${length} bytes at offset ${this.#pos} but ends at ${this.total}` +
-        (this.#volumes.length > 1 || /\.\d{3}$/.test(this.#volumes[0].path) ? ' (is a volume missing?)' : ''))
+      throw integrityError(`bundle truncated: needs ${length} bytes at offset ${this.#pos} but ends at ${this.total}${this.hint}`)
     }
     await this.#fill(length)
     const at = this.#pos - this.#bufStart
