@@ -313,7 +313,7 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
         console.log(`${m.outcome.padEnd(11)} ${m.origin}/${m.seq} ${m.kind} ${m.repo} ${m.name}${m.version === '' ? '' : `@${m.version}`}${m.reason != null ? `: ${m.reason}` : ''}`)
       }
       console.log(`imported bundle ${r.root}: ${count('added')} added, ${count('skipped')} skipped, ${count('not-applied')} not applied; ` +
-        `blobs: ${r.blobs.added} added (${r.blobs.addedBytes} bytes), ${r.blobs.skipped} skipped; read ${r.summary}`)
+        `blobs: ${r.blobs.added} added (${r.blobs.addedBytes} bytes${r.blobs.resumed > 0 ? `, ${r.blobs.resumed} staged by an earlier run` : ''}), ${r.blobs.skipped} skipped; read ${r.summary}`)
     } catch (err: any) {
       if (err?.code === 'IntegrityError') throw new Error(`bundle rejected, nothing imported: ${err.message}`)
       throw err

@@ -23,7 +23,7 @@ const cidOf = async (dataDir: string, sha256: string): Promise<string> => {
 }
 const sha256 = async (b: Buffer) => (await import('node:crypto')).createHash('sha256').update(b).digest('hex')
 
-test.serial('a second export --since-last holds only what is new; it is refused where its base is missing', async t => {
+test.serial('a second export --since-last holds only what is new; it is refused where its base is missing, then resumes from what it staged', async t => {
   const a = await identity(t)
   const b = await identity(t)
   const c = await identity(t)
@@ -67,7 +67,16 @@ test.serial('a second export --since-last holds only what is new; it is refused 
   const refused = await importBundle(c.dataDir, second)
   t.not(refused.code, 0)
   t.regex(refused.stderr, /continues an earlier export to "site-b".*Import the earlier bundle first/s)
-  t.deepEqual((await visible(c.dataDir)).artifacts, [])
+  t.deepEqual(await visible(c.dataDir), { artifacts: [], present: 0 })
+  // What it verified stays staged (invisible): once the base is in, the import resumes from it.
+  const staged = await readdir(join(c.dataDir, 'imports'))
+  t.is(staged.length, 1)
+  t.is((await importBundle(c.dataDir, first)).code, 0)
+  const resumed = await importBundle(c.dataDir, second)
+  t.is(resumed.code, 0, resumed.stderr)
+  t.regex(resumed.stdout, /2 added, 0 skipped, 0 not applied; blobs: 1 added \(\d+ bytes, 1 staged by an earlier run\)/)
+  t.deepEqual(await readdir(join(c.dataDir, 'imports')), [])
+  t.deepEqual((await visible(c.dataDir)).artifacts, ['files inc/one.bin@', 'npm inc-one@1.0.0', 'npm inc-two@2.0.0'])
 })
 
 test.serial('export --lacks <inventory> holds exactly what the other site lacks; volumes import from the first one', async t => {

@@ -50,7 +50,7 @@ export type ManifestOutcome = 'added' | 'skipped' | 'not-applied'
 export interface ImportReport {
   root: string
   manifests: Array<{ origin: string, seq: number, repo: string, name: string, version: string, kind: string, outcome: ManifestOutcome, reason?: string }>
-  blobs: { added: number, addedBytes: number, skipped: number }
+  blobs: { added: number, addedBytes: number, skipped: number, resumed: number }
   summary: string
 }
 
@@ -90,7 +90,7 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     manifests: staged.items.map(({ change }, i) => ({
       origin: change.origin, seq: change.seq, repo: change.repo, name: change.name, version: change.version, kind: change.kind, ...outcomes[i]
     })),
-    blobs: { added, addedBytes, skipped: staged.held.length + staged.staged.size - added },
+    blobs: { added, addedBytes, skipped: staged.held.length + staged.staged.size - added, resumed: staged.resumed.length },
     summary: progress.summary()
   }
 }

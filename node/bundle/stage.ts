@@ -39,6 +39,8 @@ export interface StagedBundle {
   staged: Map<string, StagedBlob>
   /** Blobs of the bundle already held here (not read). */
   held: string[]
+  /** Blobs an earlier, interrupted run of this import staged (not read again). */
+  resumed: string[]
 }
 
 export const stagingDir = (dataDir: string, root: string): string => join(dataDir, 'imports', root)
@@ -82,6 +84,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
     await mkdir(dir, { recursive: true })
     const staged = new Map<string, StagedBlob>()
     const held: string[] = []
+    const resumed: string[] = []
     for (const b of index.blobs) {
       ctx.signal?.throwIfAborted()
       const fact = named.get(b.cid)
@@ -90,14 +93,13 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       const already = ctx.store.has(b.cid) ? undefined : await readStaged(dir, b.cid)
       if (ctx.store.has(b.cid) || already != null) {
         await skipBlob(reader, b, ctx.progress)
-        if (already != null) staged.set(b.cid, already)
-        else held.push(b.cid)
+        if (already != null) { staged.set(b.cid, already); resumed.push(b.cid) } else held.push(b.cid)
         continue
       }
       staged.set(b.cid, await stageBlob(reader, dir, b, fact, ctx))
     }
     if (reader.pos !== reader.total) throw integrityError(`${reader.total - reader.pos} unexpected bytes after the last block the index names (offset ${reader.pos})`)
-    return { root: root.toString(), dir, index, items, staged, held }
+    return { root: root.toString(), dir, index, items, staged, held, resumed }
   } catch (thrown) {
     // An interruption or a system error (ENOSPC, EIO) keeps what was staged, for a resume; a
     // damaged bundle discards it.
