@@ -11,7 +11,8 @@
 //        publish), AKMESH_BENCH_LOG_LEVEL (nodes' log level; default warn, see lib/mesh.ts)
 //
 // Topology: a circulant graph. Each node's peering file allows all N peer IDs and bootstraps to
-// the nodes at the BENCH_BOOTSTRAP offsets; no node is told about the others. With N=10 and "1,3"
+// the nodes at the BENCH_BOOTSTRAP offsets (written once every node listens: the nodes apply
+// peering file edits live); no node is told the others' addresses. With N=10 and "1,3"
 // every node has 4 bootstrap links (2 it dials, 2 that dial it), diameter 3. libp2p's DHT may add
 // connections beyond those: the bench prints the connection graph it measured before publishing.
 // Replication policy is the default (on-demand): manifests propagate, tarball bytes do not.
@@ -128,19 +129,19 @@ await main(async () => {
   const topology = `circulant: node i bootstraps to i+${OFFSETS.join(', i+')} (mod ${N}); ${edges.length} bootstrap links, every node allows all ${N} peer IDs`
 
   log(`creating ${N} identities`)
-  const plans: MeshNodePlan[] = []
-  for (let i = 0; i < N; i++) plans.push(await planMeshNode(i, join(root, `node${i}`, 'data')))
+  const plans: MeshNodePlan[] = new Array(N)
+  await pool(Array.from({ length: N }, (_, i) => i), 2, async (i) => { plans[i] = await planMeshNode(i, join(root, `node${i}`, 'data')) })
   const allow = plans.map(p => p.peerId)
-  for (const p of plans) {
-    const bootstrap = edges.filter(([a]) => a === p.index).map(([, b]) => plans[b]!.meshAddr)
-    writePeering(p, { mesh: 'bench', node: { name: `node${p.index}` }, allow, bootstrap })
-  }
+  const peeringOf = (p: MeshNodePlan, bootstrap: string[]) => ({ mesh: 'bench', node: { name: `node${p.index}` }, allow, bootstrap })
+  for (const p of plans) await writePeering(p, peeringOf(p, []))
 
   log(`starting ${N} nodes (${topology})`)
   const startT = performance.now()
   const nodes: MeshNode[] = new Array(N)
   await pool(plans, 4, async (p) => { nodes[p.index] = await startMeshNode(p, { logLevel: LOG_LEVEL }) })
-  log(`all ${N} nodes ready in ${fmt((performance.now() - startT) / 1000, 1)} s; waiting for the bootstrap links`)
+  log(`all ${N} nodes ready in ${fmt((performance.now() - startT) / 1000, 1)} s; writing the bootstrap lists, waiting for the links`)
+  // The nodes watch their peering files and dial new bootstrap peers at once.
+  for (const n of nodes) await writePeering(n, peeringOf(n, edges.filter(([a]) => a === n.index).map(([, b]) => nodes[b]!.meshAddr)))
   const idx = new Map(plans.map(p => [p.peerId, p.index]))
   await until(async () => {
     const peers = await Promise.all(nodes.map(connectedPeers))

@@ -1,9 +1,11 @@
 // Meshed akmesh nodes for the benchmarks: identities created first (`akmesh id`), so every peering
-// file can name every peer before any node starts; fixed ports picked up front, so bootstrap
-// addresses are known too. Each node is its own OS process (own process group), stopped at cleanup.
+// file can allow every peer before any node starts; nodes listen on ports the OS picks, and the
+// bootstrap lists are written into the (watched) peering files once every address is known. Each
+// node is its own OS process (own process group), stopped at cleanup.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { create as tarCreate } from 'tar'
+import { writeFileAtomic } from '../../config/atomic-file.ts'
 import { AKMESH_CLI } from './akmesh.ts'
 import { freePort, NODE, ROOT, run, startService, type Service } from './proc.ts'
 
@@ -12,16 +14,14 @@ export interface MeshNodePlan {
   index: number
   dataDir: string
   peerId: string
-  httpPort: number
-  meshPort: number
-  /** `/ip4/127.0.0.1/tcp/<meshPort>/p2p/<peerId>`: what other nodes bootstrap to. */
-  meshAddr: string
 }
 
 export interface MeshNode extends MeshNodePlan {
   url: string
   /** First-run admin token (read from the node's stderr). */
   token: string
+  /** `/ip4/127.0.0.1/tcp/<port>/p2p/<peerId>`: what other nodes bootstrap to. */
+  meshAddr: string
   service: Service
   stop (): Promise<void>
 }
@@ -32,56 +32,70 @@ function cleanEnv (): NodeJS.ProcessEnv {
   return env
 }
 
-/** Creates the node's identity in `dataDir` (`akmesh id`) and picks its two ports. */
+/** Creates the node's identity in `dataDir` (`akmesh id`), so peers can allowlist it. */
 export async function planMeshNode (index: number, dataDir: string): Promise<MeshNodePlan> {
   mkdirSync(dataDir, { recursive: true })
   const r = await run(NODE, [AKMESH_CLI, 'id', '--data', dataDir, '--json'], { quiet: true, env: cleanEnv() })
-  const peerId = (JSON.parse(r.stdout) as { peerId: string }).peerId
-  const httpPort = await freePort()
-  let meshPort = await freePort()
-  while (meshPort === httpPort) meshPort = await freePort()
-  return { index, dataDir, peerId, httpPort, meshPort, meshAddr: `/ip4/127.0.0.1/tcp/${meshPort}/p2p/${peerId}` }
+  return { index, dataDir, peerId: (JSON.parse(r.stdout) as { peerId: string }).peerId }
 }
 
-/** Writes `<dataDir>/peering.json`, listening on 127.0.0.1 at the planned mesh port. */
-export function writePeering (plan: MeshNodePlan, content: Record<string, unknown>): string {
+/**
+ * Writes `<dataDir>/peering.json` atomically (a running node watches it and applies allowlist and
+ * bootstrap edits at once). Listens on 127.0.0.1, on a port the OS picks unless `listen` is given:
+ * ports chosen in advance race with whatever else starts on a shared machine.
+ */
+export async function writePeering (plan: MeshNodePlan, content: Record<string, unknown>): Promise<string> {
   const file = join(plan.dataDir, 'peering.json')
-  writeFileSync(file, JSON.stringify({ listen: [`/ip4/127.0.0.1/tcp/${plan.meshPort}`], ...content }, null, 2) + '\n')
+  await writeFileAtomic(file, JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], ...content }, null, 2) + '\n')
   return file
 }
 
 /**
- * Starts a planned node. `logLevel` goes into a config file (the default, info, logs one JSON line
- * per request: with many nodes polled hard the bench would spend its CPU reading logs). Readiness
- * is /readyz answering 200 and the admin token seen on stderr (neither depends on the log level).
+ * Starts a planned node (its peering file written). `logLevel` goes into a config file (the
+ * default, info, logs one JSON line per request: with many nodes polled hard the bench would spend
+ * its CPU reading logs). Readiness is /readyz answering 200 and the admin token seen on stderr
+ * (neither depends on the log level); the mesh address comes from the admin API. The HTTP port
+ * is picked just before the start and picked again if another process took it meanwhile.
  */
 export async function startMeshNode (plan: MeshNodePlan, opts: { logLevel?: string, timeoutMs?: number } = {}): Promise<MeshNode> {
-  const args = [AKMESH_CLI, 'start', '--data', plan.dataDir, '--host', '127.0.0.1', '--port', String(plan.httpPort)]
+  const extra: string[] = []
   if (opts.logLevel != null && opts.logLevel !== '') {
     const cfg = join(plan.dataDir, '..', `node${plan.index}.yaml`)
     writeFileSync(cfg, `log:\n  level: ${opts.logLevel}\n`)
-    args.push('--config', cfg)
+    extra.push('--config', cfg)
   }
-  const url = `http://127.0.0.1:${plan.httpPort}`
-  let token: string | undefined
-  const service = await startService(`akmesh node ${plan.index}`, NODE, args, {
-    env: cleanEnv(),
-    ready: (line, stream) => {
-      if (stream === 'stderr') token ??= /akm_[A-Za-z0-9_-]{43}/.exec(line)?.[0]
-      return false
-    },
-    probe: async () => {
-      if (token == null) return false
-      try {
-        const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })
-        await res.arrayBuffer()
-        return res.status === 200
-      } catch { return false }
-    },
-    // Several nodes loading the libp2p stack at once on 2 shared cores is slow.
-    timeoutMs: opts.timeoutMs ?? 120_000
-  })
-  return { ...plan, url, token: token!, service, stop: service.stop }
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    let token: string | undefined
+    let service: Service
+    try {
+      service = await startService(`akmesh node ${plan.index}`, NODE, [AKMESH_CLI, 'start', '--data', plan.dataDir, '--host', '127.0.0.1', '--port', String(port), ...extra], {
+        env: cleanEnv(),
+        ready: (line, stream) => {
+          if (stream === 'stderr') token ??= /akm_[A-Za-z0-9_-]{43}/.exec(line)?.[0]
+          return false
+        },
+        probe: async () => {
+          if (token == null) return false
+          const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })
+          await res.arrayBuffer()
+          return res.status === 200
+        },
+        // Several nodes loading the libp2p stack at once on 2 shared cores is slow.
+        timeoutMs: opts.timeoutMs ?? 120_000
+      })
+    } catch (err) {
+      if (attempt < 4 && /EADDRINUSE/.test(String((err as Error).message))) continue
+      throw err
+    }
+    const res = await fetch(`${url}/-/mesh/peers`, { headers: { authorization: `Bearer ${token!}` } })
+    if (res.status !== 200) throw new Error(`node ${plan.index}: GET /-/mesh/peers -> ${res.status} ${await res.text()}`)
+    const { multiaddrs } = await res.json() as { multiaddrs: string[] }
+    const meshAddr = multiaddrs.find(a => a.startsWith('/ip4/127.0.0.1/tcp/'))
+    if (meshAddr == null) throw new Error(`node ${plan.index}: no 127.0.0.1 mesh address in ${JSON.stringify(multiaddrs)}`)
+    return { ...plan, url, token: token!, meshAddr: meshAddr.includes('/p2p/') ? meshAddr : `${meshAddr}/p2p/${plan.peerId}`, service, stop: service.stop }
+  }
 }
 
 /** Peer IDs the node is connected to (admin API). */
