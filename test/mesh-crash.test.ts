@@ -155,7 +155,11 @@ test.serial('kill -9 of B while it mirrors A’s blobs and streams one to C: aft
     for (const u of urls(node)) {
       // C can only stream what B holds; a 503 (no source yet) is retried, nothing else is.
       let got = await download(u.url)
-      for (let i = 0; i < 20 && got.status === 503; i++) { await new Promise(resolve => setTimeout(resolve, 3000)); got = await download(u.url) }
+      for (let i = 0; i < 20 && got.status === 503; i++) {
+        t.log(`${name}: 503 from ${u.url}, retrying`)
+        await new Promise(resolve => setTimeout(resolve, 3000))
+        got = await download(u.url)
+      }
       t.deepEqual(got, { status: 200, sha256: u.sha256 }, `${name}: ${u.url}`)
     }
   }
