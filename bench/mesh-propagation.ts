@@ -12,7 +12,7 @@
 //
 // Topology: a circulant graph. Each node's peering file allows all N peer IDs and bootstraps to
 // the nodes at the BENCH_BOOTSTRAP offsets (written once every node listens: the nodes apply
-// peering file edits live); no node is told the others' addresses. With N=10 and "1,3"
+// peering file edits live); no node is given other addresses. With N=10 and "1,3"
 // every node has 4 bootstrap links (2 it dials, 2 that dial it), diameter 3. libp2p's DHT may add
 // connections beyond those: the bench prints the connection graph it measured before publishing.
 // Replication policy is the default (on-demand): manifests propagate, tarball bytes do not.
