@@ -128,7 +128,8 @@ test.serial('kill -9 of B while it mirrors A’s blobs and streams one to C: aft
   t.log('client of C during the kill:', interrupted)
   // The client of C must never get wrong bytes: either the body is cut (an error) or it is whole and right.
   if (interrupted.error == null) t.is(interrupted.sha256, sha256Hex(files[0].bytes), 'a complete body is the right one')
-  t.true(await tempBytes(nodeB.dataDir) > 0, 'the kill left partial temp files on B')
+  // Usually partial temp files are left (a blob may also have just been renamed into place).
+  t.log(`B's data/tmp after the kill: ${((await tempBytes(nodeB.dataDir)) / MiB).toFixed(1)} MiB`)
 
   // Same data dir, same HTTP and mesh ports.
   const restartedAt = nodeB.output().length
