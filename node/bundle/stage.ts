@@ -7,7 +7,7 @@
 import { readBlockHead, readHeader } from '@ipld/car/decoder'
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { writeFileAtomic } from '../../config/atomic-file.ts'
 import { ManifestError, openEnvelope, type Manifest } from '../../mesh/manifest.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
@@ -52,11 +52,11 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
   try {
     const header = await readHeader(reader) as { version: number, roots: CID[] }
     if (header.version !== 1 || header.roots.length !== 1) throw integrityError(`not an akmesh bundle: a CAR v${header.version} with ${header.roots.length} roots`)
-    const root = header.roots[0]
+    const root = CID.decode(header.roots[0].bytes.slice()) // the reader reuses its buffers
     const indexBlock = await readBlock(reader, 'the bundle index')
     if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
     await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
-    const index = decodeIndex(indexBlock.bytes)
+    const index = decodeIndex(indexBlock.bytes.slice())
     if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
     dir = stagingDir(ctx.dataDir, root.toString())
     ctx.progress?.add(reader.pos)
@@ -67,17 +67,18 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       const what = `manifest ${entry.origin}/${entry.seq} (block ${entry.cid})`
       const block = await readBlock(reader, what)
       if (!block.cid.equals(entry.cid)) throw integrityError(`${what}: found block ${block.cid} in its place`)
-      await mustMatch(block.cid, block.bytes, what)
+      const envelope = block.bytes.slice()
+      await mustMatch(block.cid, envelope, what)
       let change: Manifest
       try {
-        change = await openEnvelope(block.bytes, { mesh: ctx.mesh, isAllowed: ctx.isAllowed })
+        change = await openEnvelope(envelope, { mesh: ctx.mesh, isAllowed: ctx.isAllowed })
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err
         throw integrityError(`${what} rejected (${err.reason}): ${err.message}`)
       }
       if (change.origin !== entry.origin || change.seq !== entry.seq) throw integrityError(`${what}: the signed manifest is ${change.origin}/${change.seq}`)
       for (const f of change.files) if (!named.has(f.cid)) named.set(f.cid, f)
-      items.push({ change, envelope: block.bytes.slice(), cid: block.cid.toString() })
+      items.push({ change, envelope, cid: block.cid.toString() })
       ctx.progress?.add(block.section)
     }
 

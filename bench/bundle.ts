@@ -1,0 +1,158 @@
+// Air-gap bundle throughput: `akmesh export` of a node holding 2 GiB of blobs, and `akmesh import`
+// of that bundle into a fresh data directory (no node running: the direct path), each against
+// `cp` of the same bytes on the same disk (the blob files for export, the bundle for import).
+// Every run writes new files; akmesh fsyncs what it writes, so `cp` is also shown followed by
+// `sync` of the copies. Process start-up is included on both sides.
+//
+//   node_modules/.bin/node bench/bundle.ts
+//   env: BENCH_RUNS (default 3), BENCH_SIZE_MIB (default 2048), BENCH_FILES (default 8: the
+//        size is spread over this many generic files)
+import { randomFillSync } from 'node:crypto'
+import { once } from 'node:events'
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { request, type IncomingMessage } from 'node:http'
+import { join } from 'node:path'
+import { AKMESH_CLI, startAkmesh, type AkmeshNode } from './lib/akmesh.ts'
+import { main, NODE, run, tempDir, WORK_DIR } from './lib/proc.ts'
+import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const SIZE = Number(process.env.BENCH_SIZE_MIB ?? 2048) * 1024 * 1024
+const FILES = Number(process.env.BENCH_FILES ?? 8)
+const DIR = join(WORK_DIR, 'bundle')
+
+/** Random source files, written once and kept under bench/.work/bundle. */
+async function ensureFiles (): Promise<string[]> {
+  mkdirSync(DIR, { recursive: true })
+  const each = Math.floor(SIZE / FILES)
+  const files: string[] = []
+  for (let i = 0; i < FILES; i++) {
+    const file = join(DIR, `part-${i}-${each}.bin`)
+    files.push(file)
+    if (existsSync(file) && statSync(file).size === each) continue
+    log(`writing ${each} random bytes to ${file}`)
+    const out = createWriteStream(`${file}.part`)
+    const chunk = Buffer.allocUnsafe(16 * 1024 * 1024)
+    for (let left = each; left > 0; left -= chunk.length) {
+      const piece = left >= chunk.length ? Buffer.from(randomFillSync(chunk)) : randomFillSync(Buffer.allocUnsafe(left))
+      if (!out.write(piece)) await once(out, 'drain')
+    }
+    out.end()
+    await once(out, 'finish')
+    renameSync(`${file}.part`, file)
+  }
+  return files
+}
+
+async function upload (node: AkmeshNode, file: string, path: string): Promise<void> {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request(`${node.url}${path}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/octet-stream', 'content-length': String(statSync(file).size) }
+    }, resolve)
+    req.once('error', reject)
+    createReadStream(file).once('error', reject).pipe(req)
+  })
+  res.resume()
+  await once(res, 'end')
+  if ((res.statusCode ?? 0) >= 300) throw new Error(`PUT ${path} -> ${res.statusCode}`)
+}
+
+/** Waits until the node has signed a manifest for each of its `n` changes. */
+async function signed (node: AkmeshNode, n: number): Promise<string> {
+  for (const deadline = Date.now() + 120_000; Date.now() < deadline; await new Promise(resolve => setTimeout(resolve, 200))) {
+    const res = await fetch(`${node.url}/-/mesh/status`, { headers: { authorization: `Bearer ${node.token}` } })
+    const s = await res.json() as { peerId: string, watermarks?: Record<string, number> }
+    if ((s.watermarks?.[s.peerId] ?? 0) >= n) return s.peerId
+  }
+  throw new Error('the node did not sign its changes within 120 s')
+}
+
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AKMESH_')))
+const TIME = '/usr/bin/time'
+interface Usage { peakRss?: number, cpuS?: number }
+/** Runs a command, under GNU time where present for its CPU seconds (user + sys) and peak
+ *  resident memory: on a shared machine CPU time is steadier than wall time. */
+async function timed (cmd: string, args: string[], opts: { cwd?: string, env?: NodeJS.ProcessEnv } = {}): Promise<Usage> {
+  if (!existsSync(TIME)) { await run(cmd, args, opts); return {} }
+  const r = await run(TIME, ['-f', 'usage %U %S %M', cmd, ...args], opts)
+  const m = /usage ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr)
+  return m == null ? {} : { cpuS: Number(m[1]) + Number(m[2]), peakRss: Number(m[3]) * 1024 }
+}
+/** The CLI with the embedded default config (no akmesh.yaml from the working directory). */
+const akmesh = async (args: string[]) => await timed(NODE, [AKMESH_CLI, ...args], { env: cleanEnv, cwd: WORK_DIR })
+
+await main(async () => {
+  const files = await ensureFiles()
+  const node = await startAkmesh()
+  log(`akmesh up at ${node.url}; uploading ${FILES} files (${SIZE / 1024 / 1024} MiB)`)
+  for (const [i, f] of files.entries()) await upload(node, f, `/files/bench/part-${i}.bin`)
+  const peerId = await signed(node, FILES)
+  await node.stop() // export reads the data directory; nothing else competes for the disk
+  const blobFiles = readdirSync(join(node.dataDir, 'blobs'), { recursive: true, withFileTypes: true })
+    .filter(e => e.isFile()).map(e => join(e.parentPath, e.name))
+  const blobBytes = blobFiles.reduce((n, f) => n + statSync(f).size, 0)
+
+  const work = tempDir('bundle') // same file system as the data directory (both under tmpdir)
+  const bundle = join(work, 'bundle.car')
+  const speeds: Record<string, number[]> = { export: [], 'cp blobs': [], 'cp blobs + sync': [], import: [], 'cp bundle': [], 'cp bundle + sync': [] }
+  const mbs = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000)
+  let bundleBytes = 0
+  const peak = { export: 0, import: 0 }
+  const cpu: Record<string, number[]> = { export: [], 'cp blobs': [], import: [], 'cp bundle': [] }
+
+  for (let i = 0; i < RUNS; i++) {
+    rmSync(bundle, { force: true })
+    const e = await timeMs(async () => await akmesh(['export', bundle, '--data', node.dataDir]))
+    peak.export = Math.max(peak.export, e.value.peakRss ?? 0)
+    if (e.value.cpuS != null) cpu.export.push(e.value.cpuS)
+    bundleBytes = statSync(bundle).size
+    speeds.export.push(mbs(bundleBytes, e.ms))
+    log(`export run ${i + 1}: ${fmt(mbs(bundleBytes, e.ms), 0)} MB/s (${bundleBytes} bytes)`)
+    for (const withSync of [false, true]) {
+      const copyDir = join(work, 'blobs-copy')
+      mkdirSync(copyDir)
+      const c = await timeMs(async () => {
+        const u = await timed('cp', [...blobFiles, copyDir])
+        if (!withSync && u.cpuS != null) cpu['cp blobs'].push(u.cpuS)
+        if (withSync) await run('sync', readdirSync(copyDir).map(f => join(copyDir, f)))
+      })
+      speeds[withSync ? 'cp blobs + sync' : 'cp blobs'].push(mbs(blobBytes, c.ms))
+      rmSync(copyDir, { recursive: true, force: true })
+    }
+
+    const target = join(work, `import-${i}`)
+    mkdirSync(target)
+    writeFileSync(join(target, 'peering.json'), JSON.stringify({ allow: [peerId] }))
+    await akmesh(['id', '--data', target]) // the identity is not what is measured
+    const im = await timeMs(async () => await akmesh(['import', bundle, '--data', target]))
+    peak.import = Math.max(peak.import, im.value.peakRss ?? 0)
+    if (im.value.cpuS != null) cpu.import.push(im.value.cpuS)
+    speeds.import.push(mbs(bundleBytes, im.ms))
+    log(`import run ${i + 1}: ${fmt(mbs(bundleBytes, im.ms), 0)} MB/s`)
+    rmSync(target, { recursive: true, force: true })
+    for (const withSync of [false, true]) {
+      const copy = join(work, 'bundle-copy.car')
+      const c = await timeMs(async () => {
+        const u = await timed('cp', [bundle, copy])
+        if (!withSync && u.cpuS != null) cpu['cp bundle'].push(u.cpuS)
+        if (withSync) await run('sync', [copy])
+      })
+      speeds[withSync ? 'cp bundle + sync' : 'cp bundle'].push(mbs(bundleBytes, c.ms))
+      rmSync(copy, { force: true })
+    }
+  }
+
+  console.log(`\nair-gap bundle of ${FILES} generic files, ${blobBytes} bytes of blobs (bundle ${bundleBytes} bytes), ${RUNS} runs each, same disk`)
+  const rows = [['operation', 'runs (MB/s)', 'median (MB/s)']]
+  for (const [name, xs] of Object.entries(speeds)) rows.push([name, xs.map(x => fmt(x, 0)).join(' '), fmt(median(xs), 0)])
+  table(rows)
+  const m = (k: string) => median(speeds[k])
+  console.log(`ratio export/cp: ${ratio(m('export'), m('cp blobs'))}   export/(cp+sync): ${ratio(m('export'), m('cp blobs + sync'))}`)
+  if (cpu.export.length > 0) {
+    const c = (k: string) => median(cpu[k])
+    console.log(`CPU seconds (user+sys, median): export ${fmt(c('export'))}, cp blobs ${fmt(c('cp blobs'))}, import ${fmt(c('import'))}, cp bundle ${fmt(c('cp bundle'))}`)
+  }
+  if (peak.export > 0) console.log(`peak RSS of the akmesh process: export ${fmt(peak.export / 1024 / 1024, 0)} MiB, import ${fmt(peak.import / 1024 / 1024, 0)} MiB`)
+  console.log(`ratio import/cp: ${ratio(m('import'), m('cp bundle'))}   import/(cp+sync): ${ratio(m('import'), m('cp bundle + sync'))}`)
+})
