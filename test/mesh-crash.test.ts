@@ -35,7 +35,8 @@ const artifactsOf = async (node: TestNode): Promise<string[]> =>
   (await queryIndex(node.dataDir, "SELECT a.repo || ' ' || a.name || '@' || a.version || ' ' || f.filename || ' ' || f.cid AS x FROM artifacts a JOIN files f ON f.artifact_id = a.id ORDER BY x") as Array<{ x: string }>).map(r => r.x)
 
 /** B's log says it committed `cid` from the mesh. */
-const fetchedOnce = (node: TestNode, cid: string): boolean => new RegExp(`"cid":"${cid}","size":\\d+,"msg":"blob fetched from the mesh"`).test(node.output())
+const fetchedOnce = (node: TestNode, cid: string): boolean =>
+  node.output().split('\n').some(l => l.includes(`"cid":"${cid}"`) && l.includes('"msg":"blob fetched from the mesh"'))
 
 /** GET with the whole body; a failed or cut body is reported, never thrown. */
 async function download (url: string): Promise<{ status: number, sha256?: string, error?: string }> {
