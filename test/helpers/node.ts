@@ -43,6 +43,17 @@ export interface TestNodeOptions {
   meshPort?: number
   /** More `akmesh start` arguments. */
   args?: string[]
+  /** Run the node inside this network namespace (`ip netns exec <netns> node ...`; root only). The
+   *  pid stays the node's own (ip execs the command), so kill9 is a real SIGKILL of the node. */
+  netns?: string
+  /** --host (default 127.0.0.1). */
+  host?: string
+  /** HTTP port of the first start (default 0, an ephemeral port). */
+  port?: number
+  /** Host the test reaches the node at (default: the one the node logs, 127.0.0.1 for 0.0.0.0). */
+  urlHost?: string
+  /** The IPv4 address whose mesh listen address `meshAddr` returns (default 127.0.0.1). */
+  meshHost?: string
 }
 
 export async function makeTempDir (t: ExecutionContext, prefix = 'akmesh-test-'): Promise<string> {
@@ -64,7 +75,7 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
       ? opts.peering
       : JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], ...opts.peering }, null, 2))
   }
-  let port = 0
+  let port = opts.port ?? 0
   let proc!: ChildProcess
   let log = ''
   let url = ''
@@ -72,10 +83,11 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
   let mesh: { peerId: string, multiaddrs: string[] } = { peerId: '', multiaddrs: [] }
 
   const launch = async (): Promise<void> => {
-    const args = [CLI, 'start', '--data', dataDir, '--host', '127.0.0.1', '--port', String(port), '--mesh-port', String(opts.meshPort ?? 0), ...(opts.args ?? [])]
+    const args = [CLI, 'start', '--data', dataDir, '--host', opts.host ?? '127.0.0.1', '--port', String(port), '--mesh-port', String(opts.meshPort ?? 0), ...(opts.args ?? [])]
     if (configFile != null) args.push('--config', configFile)
     const from = log.length
-    proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, argv] = opts.netns != null ? ['ip', ['netns', 'exec', opts.netns, process.execPath, ...args]] : [process.execPath, args]
+    proc = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     await new Promise<void>((resolve, reject) => {
       // A node that never says it is listening (or a config that silences the log) must not be
       // left running: its open pipes would keep the test worker alive.
@@ -100,6 +112,7 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
       proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`node exited with ${code} before listening:\n${log}`)) })
     })
     port = Number(new URL(url).port)
+    if (opts.urlHost != null) url = `http://${opts.urlHost}:${port}`
   }
   await launch()
 
@@ -126,8 +139,9 @@ export async function startTestNode (t: ExecutionContext, opts: TestNodeOptions 
     get peerId () { return mesh.peerId },
     get multiaddrs () { return mesh.multiaddrs },
     get meshAddr () {
-      const addr = mesh.multiaddrs.find(a => a.startsWith('/ip4/127.0.0.1/tcp/'))
-      if (addr == null) throw new Error(`no 127.0.0.1 mesh address in ${JSON.stringify(mesh.multiaddrs)}`)
+      const host = opts.meshHost ?? '127.0.0.1'
+      const addr = mesh.multiaddrs.find(a => a.startsWith(`/ip4/${host}/tcp/`))
+      if (addr == null) throw new Error(`no ${host} mesh address in ${JSON.stringify(mesh.multiaddrs)}`)
       return addr
     },
     peeringFile

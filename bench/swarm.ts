@@ -1,0 +1,152 @@
+// Swarm transfers on shaped links (issue 5): akmesh nodes, one per Linux network namespace, joined
+// through a bridge by veth links capped with tbf (test/helpers/netns.ts has the topology and the
+// tbf parameters). Root only. Prints:
+//   1. swarm efficiency: one uncapped downloader, k = 1..K seeders each capped at R upload, one
+//      blob: achieved rate / (k·R);
+//   2. heterogeneous seeders at R and R/8: bytes taken from each vs their rate share (8/9, 1/9), and
+//      the time vs the fast seeder alone;
+//   3. flash crowd: one seeder, C downloaders asking at once, every link capped at R both ways:
+//      total time vs C × one single-source download measured in the same run; how many copies the
+//      seeder sent and how much the downloaders sent each other.
+// "Bytes sent" are the links' tc class counters for node-to-node traffic (L2 bytes, so ~4 % above
+// payload: TCP/IP headers over a 1500-byte MTU and Noise/yamux framing; the payload ceiling of an
+// efficiency is thus ~0.95). Timings are client side: from the GET to the last body byte.
+//
+//   node_modules/.bin/node bench/swarm.ts
+//   env: BENCH_SIZE_MIB (default 128), BENCH_RATE_MBIT (R, default 40), BENCH_SEEDERS (K, default 4),
+//        BENCH_CROWD (C, default 8), BENCH_ONLY (comma list of efficiency,hetero,crowd; default all),
+//        AKMESH_BENCH_LOG_LEVEL (nodes' log level, default warn)
+import { loadavg } from 'node:os'
+import { delta, download, lab, mbit, netnsUnavailable, seed, startLabNodes, swarmApi, transferOf, type Lab, type LabNode, type Teardown } from '../test/helpers/netns.ts'
+import { deterministicBytes, MiB, sha256Hex } from '../test/helpers/streams.ts'
+import { main, onCleanup } from './lib/proc.ts'
+import { fmt, log, table } from './lib/stats.ts'
+
+const SIZE = Math.round(Number(process.env.BENCH_SIZE_MIB ?? 128) * MiB)
+const R = mbit(Number(process.env.BENCH_RATE_MBIT ?? 40))
+const K = Number(process.env.BENCH_SEEDERS ?? 4)
+const CROWD = Number(process.env.BENCH_CROWD ?? 8)
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'efficiency,hetero,crowd').split(',').map(s => s.trim()))
+const LOG_LEVEL = process.env.AKMESH_BENCH_LOG_LEVEL ?? 'warn'
+
+const shim: Teardown = { teardown: (fn: () => unknown) => { onCleanup(fn) } } as unknown as Teardown
+const mb = (bytes: number): string => (bytes / MiB).toFixed(1)
+const mbps = (bytes: number, ms: number): number => bytes * 8 / (ms / 1000) / 1e6
+const load = (): string => loadavg().map(x => x.toFixed(2)).join(' ')
+
+async function caps (l: Lab, set: Record<number, { up?: number, down?: number }>): Promise<void> {
+  for (const h of l.hosts) await l.shape(h.index, set[h.index] ?? {})
+}
+
+let blobNo = 0
+/** A fresh blob seeded (links uncapped) on `holders`, known to `knowers`. */
+async function fresh (l: Lab, holders: LabNode[], knowers: LabNode[]): Promise<{ path: string, sha: string, cid: string }> {
+  const name = `bench-${Date.now()}-${blobNo++}`
+  const body = deterministicBytes(SIZE, name)
+  const path = `swarm-bench/${name}.bin`
+  await caps(l, {})
+  log(`seeding ${mb(SIZE)} MiB on node(s) ${holders.map(h => h.index).join(',')}`)
+  const cid = await seed(holders, path, body, knowers)
+  return { path, sha: sha256Hex(body), cid }
+}
+
+async function get (n: LabNode, blob: { path: string, sha: string }): Promise<number> {
+  const d = await download(n, blob.path)
+  if (d.status !== 200 || d.sha256 !== blob.sha) throw new Error(`node ${n.index}: GET ${blob.path} -> ${d.status}, ${d.bytes} bytes, sha256 ${d.sha256}`)
+  return d.ms
+}
+
+/** "peerA: n MiB, ..." from the downloader's transfer record, if the scheduler API exists. */
+async function record (n: LabNode, cid: string, names: Map<string, string>): Promise<string> {
+  const rec = await transferOf(n, cid).catch(() => undefined)
+  if (rec == null) return ''
+  return Object.entries(rec.sources).map(([p, s]) => `${names.get(p) ?? p.slice(-6)} ${mb(s.bytes)}`).join(', ')
+}
+
+await main(async () => {
+  const why = netnsUnavailable()
+  if (why != null) throw new Error(`bench/swarm.ts needs network namespaces: ${why}`)
+  const n = Math.max(1 + Math.max(K, 2), 1 + CROWD)
+  console.log(`swarm bench: blob ${mb(SIZE)} MiB, R = ${fmt(R / 1e6, 0)} Mbit/s, ${n} nodes (one per netns), load ${load()}`)
+  const l = await lab(shim, n)
+  log(`starting ${n} nodes in lab ${l.run} (10.77.${l.run}.0/24)`)
+  const nodes = await startLabNodes(shim, l, Array.from({ length: n }, () => ({ logLevel: LOG_LEVEL })))
+  const names = new Map(nodes.map(x => [x.peerId, `node${x.index}`]))
+  const api = await swarmApi(nodes[0])
+  console.log(`scheduler admin API (GET /-/mesh/transfers): ${api ? 'present' : 'absent (round-robin fetcher)'}`)
+
+  if (ONLY.has('efficiency')) {
+    const downloader = nodes[0]
+    const seeders = nodes.slice(1, 1 + K)
+    const rows = [['k', 'time s', 'Mbit/s', 'k·R Mbit/s', 'efficiency', 'MiB sent per seeder', 'transfer record (MiB)']]
+    for (let k = 1; k <= K; k++) {
+      const holders = seeders.slice(0, k)
+      const blob = await fresh(l, holders, [downloader])
+      await caps(l, Object.fromEntries(holders.map(s => [s.index, { up: R }])))
+      const before = await l.allMeshBytes()
+      log(`efficiency k=${k}`)
+      const ms = await get(downloader, blob)
+      const sent = delta(before, await l.allMeshBytes())
+      const rate = mbps(SIZE, ms)
+      rows.push([String(k), fmt(ms / 1000, 1), fmt(rate, 1), fmt(k * R / 1e6, 0), fmt(rate / (k * R / 1e6), 3),
+        holders.map(s => mb(sent[s.index].sent)).join(' / '), await record(downloader, blob.cid, names)])
+    }
+    console.log('\n1. swarm efficiency (downloader uncapped; each seeder capped at R upload)')
+    table(rows)
+  }
+
+  if (ONLY.has('hetero')) {
+    const [downloader, fast, slow] = [nodes[0], nodes[1], nodes[2]]
+    const shape = { [fast.index]: { up: R }, [slow.index]: { up: R / 8 } }
+    const alone = await fresh(l, [fast], [downloader])
+    await caps(l, shape)
+    log('heterogeneous: fast seeder alone')
+    const msAlone = await get(downloader, alone)
+    const both = await fresh(l, [fast, slow], [downloader])
+    await caps(l, shape)
+    const before = await l.allMeshBytes()
+    log('heterogeneous: fast + slow')
+    const msBoth = await get(downloader, both)
+    const sent = delta(before, await l.allMeshBytes())
+    const [f, s] = [sent[fast.index].sent, sent[slow.index].sent]
+    console.log(`\n2. heterogeneous seeders: fast at ${fmt(R / 1e6, 0)} Mbit/s, slow at ${fmt(R / 8e6, 1)} Mbit/s (downloader uncapped)`)
+    table([
+      ['', 'time s', 'Mbit/s', 'fast MiB', 'slow MiB', 'fast share', 'rate share'],
+      ['fast alone', fmt(msAlone / 1000, 1), fmt(mbps(SIZE, msAlone), 1), '', '', '', ''],
+      ['fast + slow', fmt(msBoth / 1000, 1), fmt(mbps(SIZE, msBoth), 1), mb(f), mb(s), fmt(f / (f + s), 3), fmt(8 / 9, 3)]
+    ])
+    console.log(`time (fast + slow) / time (fast alone) = ${fmt(msBoth / msAlone, 3)} (<= 1: never worse than the fast seeder alone)`)
+    const rec = await record(downloader, both.cid, names)
+    if (rec !== '') console.log(`transfer record (MiB): ${rec}`)
+  }
+
+  if (ONLY.has('crowd')) {
+    const seeder = nodes[0]
+    const crowd = nodes.slice(1, 1 + CROWD)
+    const all = Object.fromEntries(nodes.map(x => [x.index, { up: R, down: R }]))
+    const single = await fresh(l, [seeder], [crowd[0]])
+    await caps(l, all)
+    log('flash crowd: one single-source download')
+    const msSingle = await get(crowd[0], single)
+    const blob = await fresh(l, [seeder], crowd)
+    await caps(l, all)
+    const before = await l.allMeshBytes()
+    log(`flash crowd: ${CROWD} downloaders at once`)
+    const t0 = performance.now()
+    const each = await Promise.all(crowd.map(async x => await get(x, blob)))
+    const msAll = performance.now() - t0
+    const sent = delta(before, await l.allMeshBytes())
+    const fromSeeder = sent[seeder.index].sent
+    const fromPeers = crowd.reduce((a, x) => a + sent[x.index].sent, 0)
+    console.log(`\n3. flash crowd: one seeder, ${CROWD} downloaders at once, every link capped at R = ${fmt(R / 1e6, 0)} Mbit/s both ways`)
+    table([
+      ['', 'seconds'],
+      ['one single-source download', fmt(msSingle / 1000, 1)],
+      [`${CROWD} × single (sequential estimate)`, fmt(CROWD * msSingle / 1000, 1)],
+      [`${CROWD} at once: last one done`, fmt(msAll / 1000, 1)],
+      [`${CROWD} at once: first one done`, fmt(Math.min(...each) / 1000, 1)]
+    ])
+    console.log(`crowd time / (${CROWD} × single) = ${fmt(msAll / (CROWD * msSingle), 3)}; seeder sent ${fmt(fromSeeder / SIZE, 2)} copies, downloaders sent each other ${fmt(fromPeers / SIZE, 2)} copies`)
+  }
+  console.log(`\nload average at the end: ${load()}`)
+})
