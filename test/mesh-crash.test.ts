@@ -91,14 +91,17 @@ test.serial('kill -9 of B while it mirrors A’s blobs and streams one to C: aft
   t.is(allCids.length, files.length + tarballs.length)
 
   // B mirrors (two at a time over the 6 MiB/s link). Once it holds first.bin, C streams it
-  // through B (another 6 MiB/s link); B dies when C has part of it and B has partial temp files.
+  // through B (another 6 MiB/s link); B dies when C has part of it and B has received more of
+  // the other blobs (counted on the A→B link, whatever B does with partial bytes).
   const first = cids['rel/first.bin']
   await waitFor(() => fetchedOnce(nodeB, first), 'B to mirror first.bin', 120_000)
+  const linkAtFirst = ab.down()
   await waitFor(async () => {
     const res = await fetch(`${nodeC.url}/files/rel/`)
     return res.status === 200 && (await res.text()).includes('first.bin')
   }, 'C to know first.bin')
   let streamed = 0
+  let cDone: unknown
   const cRead = (async () => {
     const res = await fetch(`${nodeC.url}/files/rel/first.bin`)
     if (res.status !== 200) return { status: res.status, bytes: 0, error: await res.text() }
@@ -116,14 +119,16 @@ test.serial('kill -9 of B while it mirrors A’s blobs and streams one to C: aft
     } catch (err: any) {
       return { status: 200, bytes: streamed, error: String(err?.cause?.message ?? err?.message ?? err) }
     }
-  })()
-  const killAt = await waitFor(async (): Promise<{ streamed: number, tmp: number } | undefined> => {
-    const tmp = await tempBytes(nodeB.dataDir)
-    return streamed >= MiB && tmp >= MiB ? { streamed, tmp } : undefined
-  }, 'C to stream 1 MiB of first.bin while B holds partial mirror temp files', 120_000) as { streamed: number, tmp: number }
+  })().then(r => { cDone = r; return r })
+  const killAt = await waitFor(async (): Promise<{ streamed: number, link: number, tmp: number } | undefined> => {
+    const link = ab.down() - linkAtFirst
+    return streamed >= MiB && link >= MiB ? { streamed, link, tmp: await tempBytes(nodeB.dataDir) } : undefined
+  }, 'C to stream 1 MiB of first.bin while B receives more of the other blobs', 120_000).catch((err: Error) => {
+    throw new Error(`${err.message}: C's client has ${streamed} bytes (${JSON.stringify(cDone ?? 'still reading')}); ${ab.down() - linkAtFirst} bytes A→B since first.bin`)
+  }) as { streamed: number, link: number, tmp: number }
   await nodeB.kill9()
   const mirroredBefore = allCids.filter(cid => fetchedOnce(nodeB, cid)).length
-  t.log(`SIGKILL B with ${(killAt.tmp / MiB).toFixed(1)} MiB in B's data/tmp, ${(killAt.streamed / MiB).toFixed(1)} MiB of first.bin at the client of C, ${mirroredBefore}/${allCids.length} blobs mirrored`)
+  t.log(`SIGKILL B with ${(killAt.link / MiB).toFixed(1)} MiB received from A since first.bin (${(killAt.tmp / MiB).toFixed(1)} MiB in data/tmp), ${(killAt.streamed / MiB).toFixed(1)} MiB of first.bin at the client of C, ${mirroredBefore}/${allCids.length} blobs mirrored`)
   t.true(mirroredBefore < allCids.length, 'B died before it mirrored everything')
   const interrupted = await cRead
   t.log('client of C during the kill:', interrupted)
