@@ -21,7 +21,7 @@ import test, { type ExecutionContext } from 'ava'
 import { akmesh, waitFor } from './helpers/node.ts'
 import {
   corruptBlob, delta, download, hasBlob, lab, mbit, netnsUnavailable, profiles, requireNetns, seed, startLabNodes,
-  swarmApi, transferOf, type Lab, type LabNode, type Teardown
+  swarmApi, transferOf, warnings, type Download, type Lab, type LabNode, type Teardown
 } from './helpers/netns.ts'
 import { deterministicBytes, MiB, sha256Hex } from './helpers/streams.ts'
 
@@ -70,6 +70,13 @@ function waiting (t: ExecutionContext, what: string): void {
 
 const mib = (n: number): string => `${(n / MiB).toFixed(1)} MiB`
 
+/** The client got the whole blob, byte for byte; on failure the message carries the node's warnings. */
+function complete (t: ExecutionContext, d: Download, blob: Buffer, n: LabNode, label = `node ${n.index}`): boolean {
+  const ok = d.error == null && d.status === 200 && d.bytes === blob.length && d.sha256 === sha256Hex(blob)
+  t.true(ok, `${label}: status ${d.status}, ${d.bytes}/${blob.length} bytes, ${d.error ?? (d.sha256 === sha256Hex(blob) ? 'right bytes' : 'WRONG BYTES')}\n${warnings(n).join('\n')}`)
+  return ok
+}
+
 test.serial('swarm efficiency: four seeders capped at R each serve one uncapped downloader, each a share', async t => {
   const w = use(t)
   if (w == null) return
@@ -82,9 +89,7 @@ test.serial('swarm efficiency: four seeders capped at R each serve one uncapped 
   const before = await w.lab.allMeshBytes()
   const d = await download(downloader, 'swarm/k4.bin')
   const served = delta(before, await w.lab.allMeshBytes())
-  t.is(d.status, 200)
-  t.is(d.bytes, blob.length)
-  t.is(d.sha256, sha256Hex(blob))
+  if (!complete(t, d, blob, downloader)) return
   t.is(d.cid, cid)
   const shares = seeders.map(s => served[s.index].sent)
   t.log(`seeders sent ${shares.map(mib).join(', ')} for ${mib(blob.length)} in ${(d.ms / 1000).toFixed(1)} s`)
@@ -116,8 +121,7 @@ test.serial('heterogeneous seeders at R and R/8: the fast one serves more', asyn
   const before = await w.lab.allMeshBytes()
   const d = await download(downloader, 'swarm/hetero.bin')
   const served = delta(before, await w.lab.allMeshBytes())
-  t.is(d.status, 200)
-  t.is(d.sha256, sha256Hex(blob))
+  complete(t, d, blob, downloader)
   const [f, s] = [served[fast.index].sent, served[slow.index].sent]
   t.log(`fast seeder sent ${mib(f)}, slow seeder ${mib(s)} (rates 8:1) in ${(d.ms / 1000).toFixed(1)} s`)
   t.true(f + s >= blob.length)
@@ -143,10 +147,7 @@ test.serial('flash crowd: one seeder, eight downloaders at once; all get the rig
   const before = await w.lab.allMeshBytes()
   const results = await Promise.all(downloaders.map(async n => await download(n, 'swarm/crowd.bin')))
   const served = delta(before, await w.lab.allMeshBytes())
-  for (const [i, r] of results.entries()) {
-    t.is(r.status, 200, `downloader ${i}`)
-    t.is(r.sha256, sha256Hex(blob), `downloader ${i}`)
-  }
+  for (const [i, r] of results.entries()) complete(t, r, blob, downloaders[i])
   const fromSeeder = served[seeder.index].sent
   const fromPeers = downloaders.reduce((a, n) => a + served[n.index].sent, 0)
   t.log(`seeder sent ${mib(fromSeeder)} (${(fromSeeder / blob.length).toFixed(2)} blobs), downloaders sent ${mib(fromPeers)} to each other; slowest client ${(Math.max(...results.map(r => r.ms)) / 1000).toFixed(1)} s`)
@@ -172,9 +173,7 @@ test.serial('a seeder serving corrupt chunks is caught; the download completes w
   const before = await w.lab.allMeshBytes()
   const d = await download(downloader, 'swarm/liar.bin')
   const served = delta(before, await w.lab.allMeshBytes())
-  t.is(d.status, 200)
-  t.is(d.bytes, blob.length)
-  t.is(d.sha256, sha256Hex(blob))
+  if (!complete(t, d, blob, downloader)) return
   t.log(`good seeder sent ${mib(served[good.index].sent)}, liar ${mib(served[liar.index].sent)}`)
   await waitFor(async () => await hasBlob(downloader, cid), 'the downloader to commit the blob')
   const verify = await akmesh(['verify', '--data', downloader.node.dataDir])
@@ -213,9 +212,7 @@ test.serial('a seeder SIGKILLed mid-transfer: the download completes from the ot
   const served = delta(before, await w.lab.allMeshBytes())
   t.true(killedAt > 0 && killedAt < blob.length, 'killed mid-transfer')
   t.is(dies.node.proc.signalCode, 'SIGKILL')
-  t.is(d.status, 200)
-  t.is(d.bytes, blob.length)
-  t.is(d.sha256, sha256Hex(blob))
+  if (!complete(t, d, blob, downloader)) return
   t.log(`killed after ${mib(killedAt)} had reached the client; survivor sent ${mib(served[stays.index].sent)}, victim ${mib(served[dies.index].sent)}`)
   t.true(served[stays.index].sent >= blob.length - served[dies.index].sent)
   await waitFor(async () => await hasBlob(downloader, cid), 'the downloader to commit the blob')

@@ -343,7 +343,10 @@ export async function startLabNodes (t: Teardown, l: Lab, specs: LabNodeSpec[]):
     const peering: Record<string, unknown> = {
       listen: [`/ip4/${host.addr}/tcp/${MESH_PORT}`],
       allow: others.map(j => ids[j].peerId),
-      bootstrap: others.map(meshAddr),
+      // Each pair is dialed from one side only (node i dials the nodes below it): mutual dials at
+      // start race, and a bootstrap ping aborted on a connection being closed has crashed nodes
+      // (uncaught StreamStateError from @libp2p/ping, see the swarm report).
+      bootstrap: others.filter(j => j < i).map(meshAddr),
       node: { name: `lab${l.run}-${i}` }
     }
     if (spec.replication != null) peering.replication = spec.replication
@@ -425,23 +428,38 @@ export interface Download {
   sha256: string
   ms: number
   cid?: string
+  /** Set when the request or the body failed (e.g. the node cut the body): never thrown. */
+  error?: string
 }
 
 /** GETs a file and hashes it as it streams (never held whole); `onProgress` sees the running
- *  byte count. */
+ *  byte count. A failed request or a cut body is reported in `error`, not thrown. */
 export async function download (n: LabNode, path: string, onProgress?: (bytes: number) => void): Promise<Download> {
   const t0 = performance.now()
-  const res = await fetch(`${n.url}/files/${path}`)
   const hash = createHash('sha256')
   let bytes = 0
-  if (res.body != null) {
-    for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) {
-      hash.update(piece)
-      bytes += piece.byteLength
-      onProgress?.(bytes)
+  let status = 0
+  let cid: string | undefined
+  try {
+    const res = await fetch(`${n.url}/files/${path}`)
+    status = res.status
+    cid = res.headers.get('x-akmesh-cid') ?? undefined
+    if (res.body != null) {
+      for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) {
+        hash.update(piece)
+        bytes += piece.byteLength
+        onProgress?.(bytes)
+      }
     }
+  } catch (err: any) {
+    return { status, bytes, sha256: hash.digest('hex'), ms: performance.now() - t0, cid, error: `${err?.message ?? err}${err?.cause != null ? ` (${err.cause.message ?? err.cause})` : ''} after ${bytes} bytes` }
   }
-  return { status: res.status, bytes, sha256: hash.digest('hex'), ms: performance.now() - t0, cid: res.headers.get('x-akmesh-cid') ?? undefined }
+  return { status, bytes, sha256: hash.digest('hex'), ms: performance.now() - t0, cid }
+}
+
+/** The node's log lines at warn level or above (pino levels 40+), for failure messages. */
+export function warnings (n: LabNode, max = 20): string[] {
+  return n.node.output().split('\n').filter(l => /"level":(4|5|6)0/.test(l)).slice(-max)
 }
 
 /**
@@ -455,7 +473,7 @@ export async function seed (holders: LabNode[], path: string, body: Buffer, know
   await Promise.all(holders.slice(1).map(async h => {
     await waitKnown(h, path)
     const d = await download(h, path)
-    if (d.status !== 200 || d.sha256 !== sha) throw new Error(`seeding ${path} on node ${h.index}: status ${d.status}, sha256 ${d.sha256} (want ${sha})`)
+    if (d.status !== 200 || d.sha256 !== sha) throw new Error(`seeding ${path} on node ${h.index}: status ${d.status}, ${d.error ?? ''} sha256 ${d.sha256} (want ${sha})`)
   }))
   await Promise.all(holders.map(async h => { await waitFor(async () => await hasBlob(h, cid), `${cid} present on node ${h.index}`, 60_000) }))
   await Promise.all(knowers.map(async k => { await waitKnown(k, path) }))
