@@ -1,6 +1,9 @@
-// Fetching a blob known from a manifest (present = 0) from peers, verified chunk by chunk against
-// the signed chunk root, written through the normal `store.put` path and streamed to any HTTP
-// client that asks while it arrives. One transfer per CID however many clients ask (coalescing).
+// Fetching a blob known from a manifest (present = 0) from peers: the chunk table is checked
+// against the signed chunk root, chunks are pulled from every holder at once (mesh/swarm.ts) into
+// a partial file (store/partial.ts) and verified one by one, HTTP clients stream verified chunks
+// in order as they land, peers are served the chunks already here, and the finished file is
+// committed through the store's normal path. One transfer per CID however many clients ask.
+import { rm } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { CID } from 'multiformats/cid'
 import type { PeerId } from '@libp2p/interface'
@@ -8,91 +11,84 @@ import type { Logger } from 'pino'
 import type { FileBlobStore } from '../store/blobs.ts'
 import { RegistryError } from '../store/errors.ts'
 import { blake3Of } from '../store/hash.ts'
-import type { BlobInfo, RemoteBlobs } from '../store/types.ts'
+import { PartialBlob } from '../store/partial.ts'
+import type { BlobInfo, ByteRange, RemoteBlobs } from '../store/types.ts'
 import type { MeshLibp2p } from './libp2p.ts'
-import { BlobClient, hasBit } from './transfer.ts'
+import type { PeerProfiles } from './profiles.ts'
+import { Swarm, SwarmUnavailable, type SourceStats } from './swarm.ts'
+import { BlobClient } from './transfer.ts'
 
-/** Chunks requested at once per transfer (across its sources). */
-const IN_FLIGHT = 6
-/** Verified chunks held ahead of the slowest consumer (memory bound: WINDOW × chunk size). */
-const WINDOW = 16
 /** Blobs fetched at once in the background for mirrored repositories. */
 const MIRROR_CONCURRENCY = 2
-/** Per-request deadline: a floor for latency plus time for the chunk at a pessimistic 1 MiB/s. */
-const requestTimeout = (bytes: number): number => 10_000 + Math.ceil(bytes / (1024 * 1024)) * 1000
+/** A failed mirror fetch is tried again after this (sooner when a peer connects). */
+const MIRROR_RETRY_MS = 30_000
+/** Recent transfers kept for the admin API. */
+const HISTORY = 100
+/** A DHT provider search at most this often per blob while no connected peer offers it. */
+const DHT_INTERVAL_MS = 15_000
+/** Idle links get a throughput probe when last measured longer ago than this. */
+const PROBE_STALE_MS = 10 * 60_000
+const PROBE_BYTES = 256 * 1024
+const PROBE_INTERVAL_MS = 60_000
 
-export interface BlobFetcherInit { libp2p: MeshLibp2p, store: FileBlobStore, mesh: string, log: Logger }
+export interface BlobFetcherInit { libp2p: MeshLibp2p, store: FileBlobStore, mesh: string, profiles: PeerProfiles, log: Logger }
 
 export const unavailable = (m: string): RegistryError => new RegistryError('Unavailable', m, { 'Retry-After': '30' })
 
-interface Consumer { pos: number }
+/** What the admin API shows of a transfer. */
+export interface TransferRecord {
+  cid: string
+  size: number
+  status: 'running' | 'done' | 'failed'
+  startedAt: number
+  finishedAt: number | null
+  /** Chunks already here when it started (a resumed transfer). */
+  resumedChunks: number
+  error?: string
+  sources: Record<string, SourceStats>
+}
 
-/** One blob being fetched: verified chunks in order, fanned out to `store.put` and readers. */
-class Transfer {
-  readonly chunks = new Map<number, Uint8Array>()
-  readonly consumers = new Set<Consumer>()
-  contiguous = 0 // chunks [0, contiguous) are verified
-  total = Infinity
+/** One blob being fetched: readers wait on `changed`. */
+class Fetch {
+  partial: PartialBlob | undefined
+  swarm: Swarm | undefined
   failed: unknown
-  finished = false
+  committed = false
+  readonly readers = new Set<{ pos: number }>()
+  readonly record: TransferRecord
+  readonly controller = new AbortController()
   #wake: Array<() => void> = []
+
+  constructor (cid: string, size: number) {
+    this.record = { cid, size, status: 'running', startedAt: Date.now(), finishedAt: null, resumedChunks: 0, sources: {} }
+  }
 
   changed (): void { const w = this.#wake; this.#wake = []; for (const f of w) f() }
   async waitChange (): Promise<void> { await new Promise<void>(resolve => this.#wake.push(resolve)) }
 
-  /** Lowest chunk index some consumer still needs. */
-  low (): number {
-    let m = this.contiguous
-    for (const c of this.consumers) m = Math.min(m, c.pos)
+  /** The lowest chunk a reader waits for (undefined: none waits). */
+  urgentFrom (): number | undefined {
+    let m: number | undefined
+    for (const r of this.readers) if (m == null || r.pos < m) m = r.pos
     return m
   }
-
-  /** Frees chunks every consumer has passed, but keeps the last WINDOW verified ones: a client
-   *  joins (from chunk 0) after `ready`, by which time `put` may have consumed chunk 0 already. */
-  drop (): void {
-    const keepFrom = Math.min(this.low(), this.contiguous - WINDOW)
-    for (const i of this.chunks.keys()) if (i < keepFrom) this.chunks.delete(i)
-  }
-
-  /** Registers a reader from chunk 0, or returns undefined if chunk 0 was already dropped (the
-   *  reader then waits for the commit and reads the stored blob). Synchronous, so a reader that
-   *  joins before the first chunk arrives never misses it. */
-  join (): Consumer | undefined {
-    if (this.contiguous > 0 && !this.chunks.has(0)) return undefined
-    const me: Consumer = { pos: 0 }
-    this.consumers.add(me)
-    return me
-  }
-
-  leave (me: Consumer): void {
-    if (!this.consumers.delete(me)) return
-    this.drop()
-    this.changed()
-  }
-
-  async * read (me: Consumer): AsyncGenerator<Uint8Array> {
-    try {
-      while (me.pos < this.total) {
-        if (this.failed != null) throw this.failed
-        const c = me.pos < this.contiguous ? this.chunks.get(me.pos) : undefined
-        if (c == null) { await this.waitChange(); continue }
-        me.pos++
-        this.drop()
-        this.changed()
-        yield c
-      }
-    } finally {
-      this.leave(me)
-    }
-  }
 }
+
+interface Entry { fetch: Fetch, ready: Promise<void>, done: Promise<BlobInfo> }
 
 export class BlobFetcher implements RemoteBlobs {
   readonly #libp2p: MeshLibp2p
   readonly #store: FileBlobStore
   readonly #client: BlobClient
+  readonly #profiles: PeerProfiles
   readonly #log: Logger
-  readonly #transfers = new Map<string, { transfer: Transfer, ready: Promise<void>, done: Promise<BlobInfo> }>()
+  readonly #entries = new Map<string, Entry>()
+  readonly #history: TransferRecord[] = []
+  readonly #controller = new AbortController()
+  #prober: ReturnType<typeof setInterval> | undefined
+  #retrier: ReturnType<typeof setInterval> | undefined
+  /** Mirror fetches that failed, and when to try again. */
+  readonly #mirrorFailed = new Map<string, number>()
   /** How many transfers were started (tests observe coalescing through it). */
   started = 0
 
@@ -100,13 +96,69 @@ export class BlobFetcher implements RemoteBlobs {
     this.#libp2p = init.libp2p
     this.#store = init.store
     this.#client = new BlobClient(init.libp2p, init.mesh)
+    this.#profiles = init.profiles
     this.#log = init.log.child({ component: 'mesh:fetch' })
   }
 
-  /** Starts (or joins) the fetch of `cid`; resolves once the first chunk is verified (rejects
-   *  Unavailable if no source serves it), so a client gets a 503 before any header. */
+  /** Resumes fetches a restart interrupted and starts idle-link probes. */
+  async start (): Promise<void> {
+    for (const cid of await this.#store.partials()) {
+      const d = this.#store.describe(cid)
+      if (d == null || d.present) {
+        await rm(this.#store.partialPath(cid), { force: true })
+        continue
+      }
+      this.#log.info({ cid }, 'resuming an interrupted fetch')
+      this.mirror(cid)
+    }
+    this.#prober = setInterval(() => { void this.#probeIdle() }, PROBE_INTERVAL_MS)
+    this.#prober.unref?.()
+    this.#retrier = setInterval(() => { this.#retryMirrors(false) }, MIRROR_RETRY_MS / 3)
+    this.#retrier.unref?.()
+    // A peer that just connected may hold what failed for want of a source.
+    this.#libp2p.addEventListener('peer:identify', this.#onPeer)
+  }
+
+  readonly #onPeer = (): void => { this.#retryMirrors(true) }
+
+  #retryMirrors (all: boolean): void {
+    const now = Date.now()
+    for (const [cid, at] of this.#mirrorFailed) {
+      if (!all && at > now) continue
+      this.#mirrorFailed.delete(cid)
+      this.mirror(cid)
+    }
+  }
+
+  /** Stops every transfer; partial files stay for the next start. */
+  async stop (): Promise<void> {
+    clearInterval(this.#prober)
+    clearInterval(this.#retrier)
+    this.#libp2p.removeEventListener('peer:identify', this.#onPeer)
+    this.#controller.abort()
+    this.#mirrorQueue.length = 0
+    await Promise.allSettled([...this.#entries.values()].map(async e => await e.done))
+  }
+
+  /** Recent and running transfers, newest first. */
+  transfers (): TransferRecord[] {
+    return [...this.#history].reverse().map(r => ({ ...r, sources: { ...r.sources } }))
+  }
+
+  /** The verified chunks of a blob being fetched, for serving peers. */
+  partial (cid: string): PartialBlob | undefined {
+    const f = this.#entries.get(cid)?.fetch
+    return f?.committed === false ? f.partial : undefined
+  }
+
+  /** Starts (or joins) the fetch of `cid`; resolves once its first chunk is verified (rejects
+   *  Unavailable if no source serves it), so a client gets a 503 before any header. Until then
+   *  the transfer fetches in streaming order, first chunk first. */
   async ready (cid: string): Promise<void> {
-    await this.#start(cid).ready
+    const e = this.#start(cid)
+    const waiting = { pos: 0 }
+    e.fetch.readers.add(waiting)
+    try { await e.ready } finally { e.fetch.readers.delete(waiting) }
   }
 
   /** Fetches `cid` to the store (coalesced), resolving when it is committed. */
@@ -114,159 +166,171 @@ export class BlobFetcher implements RemoteBlobs {
     return await this.#start(cid).done
   }
 
-  /** The blob's bytes as they arrive (or from the store once committed). Call `ready` first to
-   *  learn, before sending headers, whether a source exists. */
-  open (cid: string): Readable {
-    if (this.#store.has(cid)) return this.#store.open(cid)
-    const t = this.#start(cid)
-    const me = t.transfer.join()
+  /** The blob's bytes (or a range of them) as they arrive. Call `ready` first to learn, before
+   *  sending headers, whether a source exists. */
+  open (cid: string, range?: ByteRange): Readable {
+    if (this.#store.has(cid)) return this.#store.open(cid, range)
+    const e = this.#start(cid)
+    const d = this.#store.describe(cid)
+    const chunkSize = d?.chunkSize ?? 1
+    const start = range?.start ?? 0
+    const end = range == null ? (d?.size ?? 0) : range.end + 1
+    const reader = { pos: Math.floor(start / chunkSize) }
+    const f = e.fetch
+    f.readers.add(reader)
     const store = this.#store
     const body = Readable.from((async function * () {
-      await t.ready
-      if (me != null) {
-        yield * t.transfer.read(me)
-      } else {
-        await t.done
-        yield * store.open(cid)
+      try {
+        await e.ready
+        for (let at = start; at < end;) {
+          if (f.failed != null) throw f.failed
+          const partial = f.partial
+          if (partial == null || !partial.has(reader.pos)) {
+            if (f.committed || store.has(cid)) { yield * store.open(cid, { start: at, end: end - 1 }); return }
+            await f.waitChange()
+            continue
+          }
+          const bytes = await partial.read(reader.pos)
+          const from = at - reader.pos * chunkSize
+          const to = Math.min(bytes.byteLength, end - reader.pos * chunkSize)
+          if (to > from) yield bytes.subarray(from, to)
+          at = (reader.pos + 1) * chunkSize
+          reader.pos++
+        }
+      } finally {
+        f.readers.delete(reader)
       }
     })(), { objectMode: false })
-    // A body destroyed before it was read (client gone) must not hold the transfer's window.
-    body.once('close', () => { if (me != null) t.transfer.leave(me) })
+    body.once('close', () => { f.readers.delete(reader) })
     return body
   }
 
-  #start (cid: string): { transfer: Transfer, ready: Promise<void>, done: Promise<BlobInfo> } {
-    const existing = this.#transfers.get(cid)
+  #start (cid: string): Entry {
+    const existing = this.#entries.get(cid)
     if (existing != null) return existing
     this.started++
-    this.#log.info({ cid }, 'fetching blob from the mesh')
-    const transfer = new Transfer()
+    const d = this.#store.describe(cid)
+    const fetch = new Fetch(cid, d?.size ?? 0)
+    this.#history.push(fetch.record)
+    if (this.#history.length > HISTORY) this.#history.shift()
     let setReady!: () => void
     const ready = new Promise<void>((resolve) => { setReady = resolve })
-    const done = this.#run(cid, transfer, setReady)
-    const entry = { transfer, ready: Promise.race([ready, done.then(() => {})]), done }
+    const done = this.#run(cid, fetch, setReady)
+    const entry = { fetch, ready: Promise.race([ready, done.then(() => {})]), done }
     entry.ready.catch(() => {})
-    done.catch(() => {}).finally(() => { this.#transfers.delete(cid) })
-    this.#transfers.set(cid, entry)
+    done.catch(() => {}).finally(() => { this.#entries.delete(cid) })
+    this.#entries.set(cid, entry)
     return entry
   }
 
-  /** Connected peers that say they hold the blob (fast path), then DHT providers. */
-  async #sources (cid: string, chunks: number): Promise<PeerId[]> {
-    const self = this.#libp2p.peerId.toString()
-    const asked = new Set<string>([self])
-    const holders: PeerId[] = []
-    const askAll = async (peers: PeerId[]): Promise<void> => {
-      await Promise.all(peers.filter(p => !asked.has(p.toString())).map(async p => {
-        asked.add(p.toString())
-        try {
-          const bits = await this.#client.have(p, cid, AbortSignal.timeout(10_000))
-          if (bits != null && Array.from({ length: chunks }, (_, i) => i).every(i => hasBit(bits, i))) holders.push(p)
-        } catch (err: any) {
-          this.#log.debug({ peer: p.toString(), cid, error: err?.message }, 'have failed')
-        }
-      }))
-    }
-    await askAll(this.#libp2p.getPeers())
-    if (holders.length > 0) return holders
-    try {
+  readonly #lastDht = new Map<string, number>()
+
+  /** Connected peers; from the second round on, DHT providers too, at most every
+   *  DHT_INTERVAL_MS per blob, while no known peer offers a missing chunk. */
+  async #candidates (cid: string, swarm: Swarm, round: number): Promise<PeerId[]> {
+    const peers = this.#libp2p.getPeers()
+    if (round === 0 || swarm.offersSomething() || Date.now() - (this.#lastDht.get(cid) ?? 0) < DHT_INTERVAL_MS) return peers
+    this.#lastDht.set(cid, Date.now())
+    if (this.#lastDht.size > 1000) this.#lastDht.delete(this.#lastDht.keys().next().value as string)
+    {
       const found: PeerId[] = []
-      for await (const ev of this.#libp2p.services.dht.findProviders(CID.parse(cid), { signal: AbortSignal.timeout(15_000) })) {
-        if (ev.name === 'PROVIDER') found.push(...ev.providers.map(p => p.id))
-        if (found.length >= 8) break
+      try {
+        for await (const ev of this.#libp2p.services.dht.findProviders(CID.parse(cid), { signal: AbortSignal.any([this.#controller.signal, AbortSignal.timeout(15_000)]) })) {
+          if (ev.name === 'PROVIDER') found.push(...ev.providers.map(p => p.id))
+          if (found.length >= 8) break
+        }
+      } catch (err: any) {
+        this.#log.debug({ cid, error: err?.message }, 'findProviders failed')
       }
-      await askAll(found)
-    } catch (err: any) {
-      this.#log.debug({ cid, error: err?.message }, 'findProviders failed')
+      const self = this.#libp2p.peerId.toString()
+      return [...peers, ...found].filter(p => p.toString() !== self)
     }
-    return holders
   }
 
-  async #run (cid: string, t: Transfer, setReady: () => void): Promise<BlobInfo> {
+  async #run (cid: string, f: Fetch, setReady: () => void): Promise<BlobInfo> {
+    const signal = AbortSignal.any([this.#controller.signal, f.controller.signal])
+    const log = this.#log.child({ cid })
     try {
       const d = this.#store.describe(cid)
       if (d == null) throw new RegistryError('NotFound', `blob ${cid} is not known here`)
       if (d.present) return this.#store.stat(cid) as BlobInfo
       if (d.chunkRoot == null) throw unavailable(`blob ${cid} has no signed chunk root`)
-      const chunkSize = d.chunkSize
-      const total = Math.max(1, Math.ceil(d.size / chunkSize))
-      const sources = await this.#sources(cid, total)
-      if (sources.length === 0) throw unavailable(`blob ${cid} is in the mesh but no reachable peer holds it; retry later`)
+      const total = Math.max(1, Math.ceil(d.size / d.chunkSize))
+      log.info({ size: d.size, chunks: total }, 'fetching blob from the mesh')
 
-      // The chunk table from the first source whose table matches the signed root.
-      let table: Uint8Array[] | undefined
-      for (const p of [...sources]) {
-        try {
-          const candidate = await this.#client.table(p, cid, AbortSignal.timeout(requestTimeout(total * 32)))
-          const root = Buffer.from(await blake3Of(Buffer.concat(candidate))).toString('hex')
-          if (root === d.chunkRoot && candidate.length === total) { table = candidate; break }
-          this.#log.warn({ peer: p.toString(), cid }, 'chunk table does not match the signed root; excluding peer')
-        } catch (err: any) {
-          this.#log.debug({ peer: p.toString(), cid, error: err?.message }, 'table failed')
+      // Sources first (a table is only worth asking for from a peer that has the blob), with a
+      // placeholder partial: the swarm needs the table to verify chunks.
+      let provided = false
+      const swarm: Swarm = new Swarm({
+        cid, total, client: this.#client, profiles: this.#profiles, log, signal,
+        candidates: async (round) => await this.#candidates(cid, swarm, round),
+        urgentFrom: () => f.urgentFrom(),
+        onChunk: (index) => {
+          if (index === 0) setReady()
+          f.record.sources = Object.fromEntries(swarm.stats)
+          f.changed()
+          // Announce early: downloaders of the same blob find each other and share chunks.
+          if (!provided) { provided = true; void this.provide(cid) }
         }
-        sources.splice(sources.indexOf(p), 1)
-      }
-      if (table == null) throw unavailable(`blob ${cid}: no peer served a chunk table matching the signed root`)
-      t.total = total
+      })
+      f.swarm = swarm
+      await swarm.discover()
+      if (swarm.holders().length === 0) await swarm.discover() // the DHT, if no connected peer has it
+      if (swarm.holders().length === 0) throw unavailable(`blob ${cid} is in the mesh but no reachable peer holds it; retry later`)
 
-      const put = this.#store.put(t.read(t.join() as Consumer), { expect: { size: d.size, sha256: d.sha256 } })
-      put.catch(() => {})
-      await this.#fetchChunks(cid, t, table, sources, d.size, chunkSize, setReady)
-      const info = await put
-      this.#log.info({ cid, size: d.size }, 'blob fetched from the mesh')
+      let table = this.#store.chunkHashes(cid)
+      if (table.length !== total || !await matchesRoot(table, d.chunkRoot)) {
+        table = []
+        for (const peer of swarm.holders()) {
+          const key = peer.toString()
+          try {
+            const candidate = await this.#client.table(peer, cid, AbortSignal.any([signal, AbortSignal.timeout(10_000 + total)]))
+            if (candidate.length === total && await matchesRoot(candidate, d.chunkRoot)) { table = candidate; break }
+            log.warn({ peer: key }, 'chunk table does not match the signed root')
+            this.#profiles.recordBadChunk(key)
+          } catch (err: any) {
+            log.debug({ peer: key, error: err?.message }, 'table failed')
+          }
+        }
+        if (table.length === 0) throw unavailable(`blob ${cid}: no peer served a chunk table matching the signed root`)
+        this.#store.recordChunkTable(cid, table)
+      }
+
+      const partial = await PartialBlob.open(this.#store, d, table, signal)
+      f.partial = partial
+      f.record.resumedChunks = partial.verified
+      if (partial.verified > 0) log.info({ verified: partial.verified, chunks: total }, 'resuming from chunks already here')
+      if (partial.has(0)) setReady()
+      try {
+        await swarm.run(partial)
+      } catch (err) {
+        await partial.close()
+        if (err instanceof SwarmUnavailable) throw unavailable(`${err.message}; retry later`)
+        throw err
+      }
+      let info: BlobInfo
+      try {
+        info = await partial.commit()
+      } catch (err) {
+        // Every chunk matched the signed table, yet the whole does not match the manifest's
+        // digests: the origin signed inconsistent facts. Start over next time.
+        await partial.discard()
+        throw err
+      }
+      f.committed = true
+      f.record.sources = Object.fromEntries(swarm.stats)
+      f.record.status = 'done'
+      log.info({ size: d.size, sources: f.record.sources, ms: Date.now() - f.record.startedAt }, 'blob fetched from the mesh')
       void this.provide(cid)
       return info
-    } catch (err) {
-      t.failed = err
-      t.changed()
+    } catch (err: any) {
+      f.failed = err
+      f.record.status = 'failed'
+      f.record.error = err?.message
       throw err
     } finally {
-      t.finished = true
-    }
-  }
-
-  async #fetchChunks (cid: string, t: Transfer, table: Uint8Array[], sources: PeerId[], size: number, chunkSize: number, setReady: () => void): Promise<void> {
-    const pending: number[] = table.map((_, i) => i)
-    let turn = 0
-    const worker = async (): Promise<void> => {
-      for (;;) {
-        if (t.failed != null) return
-        const index = pending.shift()
-        if (index == null) return
-        // Hold back while the slowest consumer is far behind (keeps memory bounded).
-        while (index >= t.low() + WINDOW && t.failed == null) await t.waitChange()
-        // Chunk 0 alone first: it is what the client waits for (time to first byte).
-        while (index > 0 && t.contiguous === 0 && t.failed == null) await t.waitChange()
-        if (sources.length === 0) throw unavailable(`blob ${cid}: every source failed or lied; retry later`)
-        const peer = sources[turn++ % sources.length]
-        const length = Math.min(chunkSize, size - index * chunkSize)
-        try {
-          const bytes = await this.#client.chunk(peer, cid, index, AbortSignal.timeout(requestTimeout(length)))
-          const hash = await blake3Of(bytes)
-          if (bytes.byteLength !== length || Buffer.compare(Buffer.from(hash), Buffer.from(table[index])) !== 0) {
-            throw new Error(`chunk ${index} does not match its hash`)
-          }
-          t.chunks.set(index, bytes)
-          while (t.chunks.has(t.contiguous)) t.contiguous++
-          // Headers go out once the first verified chunk is here: a source that lies from the
-          // start still ends in a clean 503, and time to first byte is one chunk.
-          if (t.contiguous > 0) setReady()
-          t.changed()
-        } catch (err: any) {
-          // One failure or lie excludes the peer for this blob; the chunk goes to another source.
-          this.#log.warn({ peer: peer.toString(), cid, index, error: err?.message }, 'excluding peer for this blob')
-          const at = sources.indexOf(peer)
-          if (at >= 0) sources.splice(at, 1)
-          pending.unshift(index)
-        }
-      }
-    }
-    try {
-      await Promise.all(Array.from({ length: IN_FLIGHT }, async () => await worker()))
-    } catch (err) {
-      t.failed = err
-      t.changed()
-      throw err
+      f.record.finishedAt = Date.now()
+      f.changed()
     }
   }
 
@@ -274,7 +338,7 @@ export class BlobFetcher implements RemoteBlobs {
   #mirroring = 0
 
   /** Fetches `cid` in the background (the `mirror` policy), at most MIRROR_CONCURRENCY at once;
-   *  a failure is logged and left for the next client or manifest to retry. */
+   *  a failure is logged and tried again later (MIRROR_RETRY_MS, or when a peer connects). */
   mirror (cid: string): void {
     const d = this.#store.describe(cid)
     if (d == null || d.present || this.#mirrorQueue.includes(cid)) return
@@ -283,19 +347,37 @@ export class BlobFetcher implements RemoteBlobs {
   }
 
   #drainMirror (): void {
-    while (this.#mirroring < MIRROR_CONCURRENCY && this.#mirrorQueue.length > 0) {
+    while (this.#mirroring < MIRROR_CONCURRENCY && this.#mirrorQueue.length > 0 && !this.#controller.signal.aborted) {
       const cid = this.#mirrorQueue.shift() as string
       this.#mirroring++
       this.fetch(cid)
-        .catch((err: any) => { this.#log.warn({ cid, error: err?.message }, 'mirror fetch failed') })
+        .catch((err: any) => {
+          if (this.#controller.signal.aborted) return
+          this.#log.warn({ cid, error: err?.message, retryInMs: MIRROR_RETRY_MS }, 'mirror fetch failed')
+          if (this.#store.describe(cid)?.present === false) this.#mirrorFailed.set(cid, Date.now() + MIRROR_RETRY_MS)
+        })
         .finally(() => { this.#mirroring--; this.#drainMirror() })
+    }
+  }
+
+  /** Measures one idle link whose throughput is stale (mesh/profiles.ts). */
+  async #probeIdle (): Promise<void> {
+    if (this.#entries.size > 0) return
+    const peer = this.#libp2p.getPeers().find(p => !this.#profiles.measuredWithin(p, PROBE_STALE_MS))
+    if (peer == null) return
+    const started = performance.now()
+    try {
+      await this.#client.probe(peer, PROBE_BYTES, AbortSignal.any([this.#controller.signal, AbortSignal.timeout(10_000)]))
+      this.#profiles.recordTransfer(peer, PROBE_BYTES, performance.now() - started, { chunk: false })
+    } catch (err: any) {
+      this.#log.debug({ peer: peer.toString(), error: err?.message }, 'probe failed')
     }
   }
 
   /** Announces a present blob in the DHT (errors are logged: a mesh of one has nobody to tell). */
   async provide (cid: string): Promise<void> {
     try {
-      await this.#libp2p.services.dht.provide(CID.parse(cid), { signal: AbortSignal.timeout(30_000) })
+      await this.#libp2p.services.dht.provide(CID.parse(cid), { signal: AbortSignal.any([this.#controller.signal, AbortSignal.timeout(30_000)]) })
     } catch (err: any) {
       this.#log.debug({ cid, error: err?.message }, 'provide failed')
     }
@@ -309,4 +391,8 @@ export class BlobFetcher implements RemoteBlobs {
     }
     await Promise.all([next(), next(), next(), next()])
   }
+}
+
+async function matchesRoot (table: Uint8Array[], root: string): Promise<boolean> {
+  return Buffer.from(await blake3Of(Buffer.concat(table))).toString('hex') === root
 }

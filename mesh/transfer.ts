@@ -1,13 +1,18 @@
 // Blob transfer: `/akmesh/<mesh>/blob/1.0.0`. One request per stream (streams are cheap on a
 // yamux connection, and several in flight keep a bandwidth-delay product moving per source).
 // Request and response heads are small length-prefixed JSON; a table or chunk follows its head
-// as one length-prefixed frame. Only present blobs are served; the gater already limits peers.
+// as one length-prefixed frame. Present blobs are served whole; a blob this node is still
+// fetching is served chunk by chunk as its chunks verify (`have` says which), so downloaders of
+// the same blob feed each other. The gater already limits who may open a stream; the upload cap
+// (peering `uploadBandwidth`) paces every chunk and probe sent.
 import { open } from 'node:fs/promises'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import type { FileBlobStore } from '../store/blobs.ts'
+import type { TokenBucket } from './bandwidth.ts'
 import type { MeshLibp2p } from './libp2p.ts'
+import type { PeerProfiles } from './profiles.ts'
 
 export const blobProtocol = (mesh: string): string => `/akmesh/${mesh}/blob/1.0.0`
 
@@ -16,11 +21,14 @@ const MAX_HEAD = 4096
 /** Chunk tables up to 1 M chunks (1 TiB at 1 MiB chunks). */
 const MAX_TABLE = HASH_BYTES * 1024 * 1024
 const MAX_CHUNK = 16 * 1024 * 1024
+/** Largest idle-link probe (mesh/profiles.ts measures throughput with it). */
+export const MAX_PROBE = 1024 * 1024
 
 export type BlobRequest =
   | { op: 'have', cid: string }
   | { op: 'table', cid: string }
   | { op: 'chunk', cid: string, index: number }
+  | { op: 'probe', bytes: number }
 
 export type BlobResponseHead =
   | { ok: true, chunks?: number, bitfield?: string, size?: number, chunkSize?: number }
@@ -40,33 +48,75 @@ export const hasBit = (b: Uint8Array, i: number): boolean => ((b[i >> 3] ?? 0) &
 
 const chunkCount = (size: number, chunkSize: number): number => Math.max(1, Math.ceil(size / chunkSize))
 
-export interface TransferServerInit { libp2p: MeshLibp2p, store: FileBlobStore, mesh: string, log: Logger }
+/** A blob being fetched here, whose verified chunks can be served (store/partial.ts fits). */
+export interface PartialChunks {
+  size: number
+  chunkSize: number
+  table: Uint8Array[]
+  has (i: number): boolean
+  bits (): Uint8Array
+  read (i: number): Promise<Uint8Array>
+}
 
-/** Serves present blobs to peers. Returns an unregister function. */
+export interface TransferServerInit {
+  libp2p: MeshLibp2p
+  store: FileBlobStore
+  mesh: string
+  log: Logger
+  /** Blobs in flight here (the fetcher's partial files). */
+  partial?: (cid: string) => PartialChunks | undefined
+  /** The upload cap. */
+  bucket?: TokenBucket
+  profiles?: PeerProfiles
+}
+
+/** Serves present blobs, and the verified chunks of blobs being fetched, to peers. Returns an
+ *  unregister function. */
 export async function serveBlobs (init: TransferServerInit): Promise<() => Promise<void>> {
   const log = init.log.child({ component: 'mesh:transfer' })
   const protocol = blobProtocol(init.mesh)
   await init.libp2p.handle(protocol, async (stream: Stream, connection: Connection) => {
     const signal = AbortSignal.timeout(60_000)
     const lp = lpStream(stream, { maxDataLength: MAX_HEAD })
+    const peer = connection.remotePeer
+    const send = async (head: BlobResponseHead, body: Uint8Array): Promise<void> => {
+      await init.bucket?.take(body.byteLength, signal)
+      // lp.writeV waits for the stream to drain (backpressure) before resolving.
+      await lp.writeV([enc(head), body], { signal })
+      init.profiles?.recordSent(peer, body.byteLength)
+    }
     try {
       const req = dec((await lp.read({ signal })).subarray()) as BlobRequest
+      if (req?.op === 'probe') {
+        if (!Number.isInteger(req.bytes) || req.bytes < 0 || req.bytes > MAX_PROBE) await lp.write(enc({ ok: false, error: 'bad-request' }), { signal })
+        else await send({ ok: true }, new Uint8Array(req.bytes))
+        await stream.close({ signal })
+        return
+      }
       const blob = typeof req?.cid === 'string' ? init.store.stat(req.cid) : undefined
-      if (blob == null) {
+      const partial = blob == null && typeof req?.cid === 'string' ? init.partial?.(req.cid) : undefined
+      const index = req?.op === 'chunk' ? req.index : -1
+      if (blob == null && partial == null) {
         await lp.write(enc({ ok: false, error: 'not-present' }), { signal })
       } else if (req.op === 'have') {
-        const n = chunkCount(blob.size, blob.chunkSize)
-        await lp.write(enc({ ok: true, chunks: n, size: blob.size, chunkSize: blob.chunkSize, bitfield: Buffer.from(fullBitfield(n)).toString('base64') }), { signal })
+        const size = blob?.size ?? partial?.size as number
+        const chunkSize = blob?.chunkSize ?? partial?.chunkSize as number
+        const n = chunkCount(size, chunkSize)
+        const bits = blob != null ? fullBitfield(n) : partial?.bits() as Uint8Array
+        await lp.write(enc({ ok: true, chunks: n, size, chunkSize, bitfield: Buffer.from(bits).toString('base64') }), { signal })
       } else if (req.op === 'table') {
-        await lp.writeV([enc({ ok: true }), Buffer.concat(init.store.chunkHashes(blob.cid))], { signal })
-      } else if (req.op === 'chunk' && Number.isInteger(req.index) && req.index >= 0 && req.index < chunkCount(blob.size, blob.chunkSize)) {
-        const start = req.index * blob.chunkSize
+        await lp.writeV([enc({ ok: true }), Buffer.concat(blob != null ? init.store.chunkHashes(blob.cid) : partial?.table as Uint8Array[])], { signal })
+      } else if (req.op === 'chunk' && blob != null && Number.isInteger(index) && index >= 0 && index < chunkCount(blob.size, blob.chunkSize)) {
+        const start = index * blob.chunkSize
         const length = Math.min(blob.chunkSize, blob.size - start)
         const bytes = Buffer.allocUnsafe(length)
         const fh = await open(init.store.pathOf(blob.cid), 'r')
         try { await fh.read(bytes, 0, length, start) } finally { await fh.close() }
-        // lp.write waits for the stream to drain (backpressure) before resolving.
-        await lp.writeV([enc({ ok: true }), bytes], { signal })
+        await send({ ok: true }, bytes)
+      } else if (req.op === 'chunk' && partial != null && Number.isInteger(index) && index >= 0 && partial.has(index)) {
+        await send({ ok: true }, await partial.read(index))
+      } else if (req.op === 'chunk' && partial != null) {
+        await lp.write(enc({ ok: false, error: 'not-present' }), { signal })
       } else {
         await lp.write(enc({ ok: false, error: 'bad-request' }), { signal })
       }
@@ -95,6 +145,7 @@ export class BlobClient {
   }
 
   async #request (peer: PeerId, req: BlobRequest, bodyMax: number | undefined, signal: AbortSignal): Promise<{ head: BlobResponseHead, body?: Uint8Array }> {
+    const what = req.op === 'probe' ? `probe ${req.bytes}` : `${req.op} ${req.cid}`
     let stream: Stream | undefined
     try {
       stream = await this.#libp2p.dialProtocol(peer, this.#protocol, { signal })
@@ -106,7 +157,7 @@ export class BlobClient {
       return { head, body }
     } catch (err: any) {
       stream?.abort(err)
-      throw new PeerError(peer.toString(), `${req.op} ${req.cid}: ${err?.message ?? err}`)
+      throw new PeerError(peer.toString(), `${what}: ${err?.message ?? err}`)
     }
   }
 
@@ -123,6 +174,12 @@ export class BlobClient {
     const out: Uint8Array[] = []
     for (let i = 0; i < body.byteLength; i += HASH_BYTES) out.push(body.subarray(i, i + HASH_BYTES))
     return out
+  }
+
+  /** `bytes` zero bytes, to measure an idle link's throughput. */
+  async probe (peer: PeerId, bytes: number, signal: AbortSignal): Promise<void> {
+    const { head, body } = await this.#request(peer, { op: 'probe', bytes }, MAX_PROBE, signal)
+    if (!head.ok || body?.byteLength !== bytes) throw new PeerError(peer.toString(), `probe: ${head.ok ? 'short body' : head.error}`)
   }
 
   /** The bytes of one chunk, unverified. */

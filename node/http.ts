@@ -16,7 +16,7 @@ import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
 import { authenticate, authorize } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
-import { meshRoutes, type MeshStatus } from './mesh-api.ts'
+import { meshRoutes, type MeshStatus, type MeshTransfers } from './mesh-api.ts'
 
 export interface HttpParts {
   config: Config
@@ -26,6 +26,7 @@ export interface HttpParts {
   accounts: Accounts
   log: Logger
   mesh?: MeshStatus
+  transfers?: MeshTransfers
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -51,7 +52,7 @@ export function buildApp (parts: HttpParts): Koa {
     ctx.body = { status: 'ready', repositories: config.repositories.map(r => r.name) }
   })
   app.use(root.routes())
-  if (parts.mesh != null) app.use(meshRoutes(parts.mesh).routes())
+  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers).routes())
 
   const uploads = new UploadSessions(parts.store)
   const blobLinks = new BlobLinks(parts.db)

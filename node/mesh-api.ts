@@ -1,5 +1,5 @@
 // Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
-// /-/mesh/status (peer ID, per-origin watermarks, counts), /-/mesh/conflicts; POST
+// /-/mesh/status (peer ID, per-origin watermarks, counts), /-/mesh/conflicts, /-/mesh/transfers; POST
 // /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`).
 import Router from '@koa/router'
 import type { Context } from 'koa'
@@ -28,6 +28,12 @@ export interface MeshStatus {
 /** An import body holds manifests only (blobs are committed by the CLI beside the node). */
 const MAX_IMPORT_BYTES = 1024 * 1024 * 1024
 
+/** Blob transfers and what they measured (mesh/fetcher.ts, mesh/profiles.ts). */
+export interface MeshTransfers {
+  list: () => unknown[]
+  profiles: () => unknown[]
+}
+
 function requireAdmin (ctx: Context): void {
   const state = ctx.state as AuthState
   const challenge = { 'WWW-Authenticate': 'Bearer realm="akmesh"' }
@@ -36,11 +42,15 @@ function requireAdmin (ctx: Context): void {
   if (!grants(state.principal, 'admin', '*')) throw forbidden(`${state.principal.name} has no admin scope on every repository`)
 }
 
-export function meshRoutes (mesh: MeshStatus): Router {
+export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers): Router {
   const router = new Router({ prefix: '/-/mesh' })
   router.use(async (ctx, next) => { requireAdmin(ctx); await next() })
   router.get('/peers', (ctx) => {
-    ctx.body = { peerId: mesh.peerId.toString(), multiaddrs: mesh.multiaddrs(), peers: mesh.peers() }
+    ctx.body = { peerId: mesh.peerId.toString(), multiaddrs: mesh.multiaddrs(), peers: mesh.peers(), profiles: transfers?.profiles() ?? [] }
+  })
+  // Recent and running blob transfers: which peers served how many chunks.
+  router.get('/transfers', (ctx) => {
+    ctx.body = { transfers: transfers?.list() ?? [] }
   })
   router.get('/status', (ctx) => {
     ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status() }

@@ -10,6 +10,8 @@ import type { Config } from '../config/schema.ts'
 import { BlobFetcher } from '../mesh/fetcher.ts'
 import { startMesh, type Mesh } from '../mesh/index.ts'
 import { serveBlobs } from '../mesh/transfer.ts'
+import { TokenBucket } from '../mesh/bandwidth.ts'
+import { PeerProfiles } from '../mesh/profiles.ts'
 import { Accounts } from '../store/accounts.ts'
 import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
@@ -67,11 +69,21 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
     throw err
   }
 
-  // Blob transfer: serve present blobs to peers; fetch known-but-absent ones for clients.
+  // Blob transfer: serve blobs (and chunks of blobs still arriving) to peers, under the upload
+  // cap; fetch known-but-absent ones from every peer holding them, chosen by measured profiles.
   const meshName = mesh.peering.current.mesh
-  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log })
-  await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log })
+  const profiles = new PeerProfiles({ file: join(config.dataDir, 'peer-profiles.json'), log })
+  await profiles.load()
+  profiles.start(mesh.libp2p)
+  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log })
+  const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
+  await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid) })
   storage.store.remote = fetcher
+  await fetcher.start()
+  // Mirrored repositories hold every blob: what a restart (or a policy change) left absent is queued.
+  for (const { repo, cid } of storage.artifacts.absentBlobs()) {
+    if (replicationFor(mesh.peering.current, repo) === 'mirror') fetcher.mirror(cid)
+  }
   const announcing = new AbortController()
   void fetcher.provideAll(announcing.signal)
   // Replication policy: a mirrored repository's blobs are fetched as soon as its manifest is
@@ -81,7 +93,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   })
   mesh.replication?.signer.onManifest(({ manifest }) => { for (const f of manifest.files) void fetcher.provide(f.cid) })
 
-  const app = buildApp({ config, log, ...storage, mesh })
+  const app = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
   const server = createServer(app.callback())
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
@@ -110,6 +122,8 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
     close: async () => {
       announcing.abort()
       await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
+      await fetcher.stop()
+      await profiles.stop()
       await mesh.stop()
       storage.db.close()
     }

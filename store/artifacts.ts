@@ -41,6 +41,8 @@ export class ArtifactIndex {
       fileByName: db.prepare<[string, string, string], { id: number, cid: string }>(
         'SELECT a.id, f.cid FROM files f JOIN artifacts a ON a.id = f.artifact_id WHERE a.repo = ? AND a.name = ? AND f.filename = ?'),
       blob: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ?'),
+      absent: db.prepare<[], { repo: string, cid: string }>(`SELECT DISTINCT a.repo, f.cid FROM files f
+        JOIN artifacts a ON a.id = f.artifact_id JOIN blobs b ON b.cid = f.cid WHERE b.present = 0 ORDER BY a.repo, f.cid`),
       tags: db.prepare<[string, string], { tag: string, version: string }>('SELECT tag, version FROM tags WHERE repo = ? AND name = ? ORDER BY tag'),
       setTag: db.prepare('INSERT INTO tags (repo, name, tag, version) VALUES (?, ?, ?, ?) ON CONFLICT (repo, name, tag) DO UPDATE SET version = excluded.version'),
       delTag: db.prepare('DELETE FROM tags WHERE repo = ? AND name = ? AND tag = ?'),
@@ -253,6 +255,11 @@ export class ArtifactIndex {
 
   /** A number that changes whenever anything about (repo, name) changes in this process, for
    *  caches of rendered documents. Every write goes through #log, so it cannot be missed. */
+  /** Files of live artifacts whose blobs are known but not here (a mirror fetches them). */
+  absentBlobs (): Array<{ repo: string, cid: string }> {
+    return this.#s.absent.all()
+  }
+
   generation (repo: string, name: string): number {
     return this.#generations.get(`${repo}\0${name}`) ?? 0
   }

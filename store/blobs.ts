@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { DB } from './db.ts'
-import { blake3Of, MultiHasher, type Digests } from './hash.ts'
+import { blake3Of, MultiHasher, parseBlobCid, type Digests } from './hash.ts'
 import { integrityError, notFound, tooLarge } from './errors.ts'
 import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions, type RemoteBlobs } from './types.ts'
 
@@ -33,6 +33,7 @@ export const toInfo = (r: BlobRow): BlobInfo => ({
 export class FileBlobStore implements BlobStore {
   readonly #blobDir: string
   readonly #tmpDir: string
+  readonly #partialDir: string
   readonly #db: DB
   readonly #stmts
   /** Fetches known-but-absent blobs; unset in a store without a mesh (the CLI). */
@@ -41,6 +42,8 @@ export class FileBlobStore implements BlobStore {
   private constructor (dataDir: string, db: DB) {
     this.#blobDir = join(dataDir, 'blobs')
     this.#tmpDir = join(dataDir, 'tmp')
+    // Not swept with tmp: a fetch interrupted by a restart resumes from it (store/partial.ts).
+    this.#partialDir = join(dataDir, 'partial')
     this.#db = db
     this.#stmts = {
       get: db.prepare<[string], BlobRow>('SELECT * FROM blobs WHERE cid = ? AND present = 1'),
@@ -116,6 +119,21 @@ export class FileBlobStore implements BlobStore {
       await rm(tmp, { force: true })
       throw err
     }
+  }
+
+  /** Where the chunks of a blob being fetched from peers accumulate (store/partial.ts). */
+  partialPath (cid: string): string {
+    return join(this.#partialDir, cid)
+  }
+
+  /** CIDs with a partial file (fetches a restart interrupted). */
+  async partials (): Promise<string[]> {
+    try { return (await readdir(this.#partialDir)).filter(n => parseBlobCid(n) != null) } catch { return [] }
+  }
+
+  /** Keeps a chunk table verified against its signed root, so a resumed fetch need not ask again. */
+  recordChunkTable (cid: string, table: Uint8Array[]): void {
+    this.#db.transaction(() => { table.forEach((h, i) => this.#stmts.insertChunk.run(cid, i, h)) })()
   }
 
   /** A fresh path in the store's temp directory (swept when the node starts). */

@@ -99,7 +99,7 @@ test.serial('a lying peer is excluded at its first bad chunk; with no honest sou
 
   const missing = await fetch(`${nodeB.url}/files/lie/lonely.bin`)
   t.is(missing.status, 503, await missing.text())
-  t.regex(nodeB.output(), new RegExp(`"peer":"${a.peerId}","cid":"${lonelyCid}","index":0.*excluding peer`))
+  t.regex(nodeB.output(), new RegExp(`"peer":"${a.peerId}","cid":"${lonelyCid}","index":0.*chunk failed verification`))
   const verify = await akmesh(['verify', '--data', nodeB.dataDir])
   t.is(verify.code, 0, verify.stdout + verify.stderr)
 })
@@ -113,7 +113,7 @@ test.serial('a mirrored repository fetches blobs when their manifest is applied,
 
   const bytes = deterministicBytes(3 * MiB + 1, 'xfer-mirror')
   const cid = await putFile(nodeA, 'm/app.bin', bytes)
-  await waitFor(() => nodeB.output().includes(`"cid":"${cid}","size":${bytes.length},"msg":"blob fetched from the mesh"`), 'B to mirror the blob')
+  await waitFor(() => new RegExp(`"cid":"${cid}","size":${bytes.length},.*"msg":"blob fetched from the mesh"`).test(nodeB.output()), 'B to mirror the blob')
   t.is(sha256Hex(await readFile(blobPath(nodeB, cid))), sha256Hex(bytes))
   t.is(count(nodeB.output(), /"msg":"fetching blob from the mesh"/), 1)
 })

@@ -1,0 +1,176 @@
+// A blob arriving chunk by chunk, in any order, from peers: each verified chunk is written at its
+// offset in <dataDir>/partial/<cid> at once, so memory does not grow with the blob, readers (HTTP
+// clients, and peers asking this node for chunks it already has) read verified chunks back from
+// the file, and the SHA digests are computed in order as the verified prefix grows. The file
+// outlives a crash or restart: reopening re-verifies every chunk in it against the chunk table,
+// so a torn write costs one chunk, never a wrong byte.
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { blake3Of, MultiHasher } from './hash.ts'
+import type { BlobDescription, FileBlobStore } from './blobs.ts'
+import { checkExpected } from './blobs.ts'
+import type { BlobInfo } from './types.ts'
+
+export class PartialBlob {
+  readonly cid: string
+  readonly size: number
+  readonly chunkSize: number
+  readonly total: number
+  /** BLAKE3 of each chunk, already checked against the signed chunk root. */
+  readonly table: Uint8Array[]
+  readonly path: string
+  /** Verified chunks, MSB-first bitfield (the wire format of the blob protocol's `have`). */
+  readonly #bits: Uint8Array
+  #verified = 0
+  readonly #fh: FileHandle
+  readonly #store: FileBlobStore
+  readonly #desc: BlobDescription
+  readonly #hasher: MultiHasher
+  #hashed = 0 // chunks [0, hashed) fed to the hasher
+  #hashing: Promise<void> = Promise.resolve()
+  #closed = false
+  #reads = 0
+  readonly #writing = new Set<number>()
+  #idle: Array<() => void> = []
+
+  private constructor (store: FileBlobStore, desc: BlobDescription, table: Uint8Array[], path: string, fh: FileHandle, hasher: MultiHasher) {
+    this.#store = store
+    this.#desc = desc
+    this.cid = desc.cid
+    this.size = desc.size
+    this.chunkSize = desc.chunkSize
+    this.total = table.length
+    this.table = table
+    this.path = path
+    this.#fh = fh
+    this.#hasher = hasher
+    this.#bits = new Uint8Array(Math.ceil(this.total / 8))
+  }
+
+  /** Opens (or creates) the partial file of `desc` and keeps every chunk already in it that
+   *  matches `table`. */
+  static async open (store: FileBlobStore, desc: BlobDescription, table: Uint8Array[], signal?: AbortSignal): Promise<PartialBlob> {
+    const path = store.partialPath(desc.cid)
+    await mkdir(dirname(path), { recursive: true })
+    const existing = await stat(path).then(s => s.size, () => 0)
+    const fh = await open(path, existing > 0 ? 'r+' : 'w+')
+    const hasher = await MultiHasher.create({ md5: desc.md5 != null })
+    const p = new PartialBlob(store, desc, table, path, fh, hasher)
+    try {
+      for (let i = 0; i < p.total && existing > 0; i++) {
+        signal?.throwIfAborted()
+        const length = p.lengthOf(i)
+        if ((i * p.chunkSize) + length > existing) break
+        const bytes = await p.#readRaw(i)
+        if (Buffer.compare(Buffer.from(await blake3Of(bytes)), Buffer.from(table[i])) === 0) p.#mark(i)
+      }
+    } catch (err) {
+      await p.close()
+      throw err
+    }
+    p.#hashAhead()
+    return p
+  }
+
+  /** Bytes in chunk `i` (the last one may be short). */
+  lengthOf (i: number): number {
+    return Math.min(this.chunkSize, this.size - i * this.chunkSize)
+  }
+
+  has (i: number): boolean { return ((this.#bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0 }
+  get verified (): number { return this.#verified }
+  get complete (): boolean { return this.#verified === this.total }
+  /** A copy of the bitfield of verified chunks. */
+  bits (): Uint8Array { return this.#bits.slice() }
+
+  /** Stores chunk `i`, which the caller verified against `table[i]`. False if it was already
+   *  here or being written (two copies of one chunk raced). */
+  async write (i: number, bytes: Uint8Array): Promise<boolean> {
+    if (this.has(i) || this.#writing.has(i)) return false
+    this.#writing.add(i)
+    try {
+      await this.#fh.write(bytes, 0, bytes.byteLength, i * this.chunkSize)
+    } finally {
+      this.#writing.delete(i)
+    }
+    this.#mark(i)
+    this.#hashAhead()
+    return true
+  }
+
+  /** A verified chunk's bytes (from the store once committed: readers may still be behind). */
+  async read (i: number): Promise<Uint8Array> {
+    if (!this.has(i)) throw new Error(`chunk ${i} of ${this.cid} is not here yet`)
+    if (!this.#closed) return await this.#readRaw(i)
+    const fh = await open(this.#store.has(this.cid) ? this.#store.pathOf(this.cid) : this.path, 'r')
+    try {
+      const length = this.lengthOf(i)
+      const bytes = Buffer.allocUnsafe(length)
+      const { bytesRead } = await fh.read(bytes, 0, length, i * this.chunkSize)
+      return bytesRead === length ? bytes : bytes.subarray(0, bytesRead)
+    } finally { await fh.close() }
+  }
+
+  async #readRaw (i: number): Promise<Uint8Array> {
+    const length = this.lengthOf(i)
+    const bytes = Buffer.allocUnsafe(length)
+    // Counted, so commit/close do not close the handle under a read in progress.
+    this.#reads++
+    try {
+      const { bytesRead } = await this.#fh.read(bytes, 0, length, i * this.chunkSize)
+      return bytesRead === length ? bytes : bytes.subarray(0, bytesRead)
+    } finally {
+      if (--this.#reads === 0) { const w = this.#idle; this.#idle = []; for (const f of w) f() }
+    }
+  }
+
+  async #closeHandle (): Promise<void> {
+    this.#closed = true
+    while (this.#reads > 0) await new Promise<void>(resolve => this.#idle.push(resolve))
+    await this.#fh.close()
+  }
+
+  #mark (i: number): void {
+    this.#bits[i >> 3] |= 0x80 >> (i & 7)
+    this.#verified++
+  }
+
+  /** Feeds the hasher every verified chunk that extends the hashed prefix, in order. */
+  #hashAhead (): void {
+    this.#hashing = this.#hashing.then(async () => {
+      while (!this.#closed && this.#hashed < this.total && this.has(this.#hashed)) {
+        this.#hasher.update(await this.#readRaw(this.#hashed))
+        this.#hashed++
+        await this.#hasher.settle()
+      }
+    })
+  }
+
+  /** Once every chunk is here: checks the digests against the manifest's and moves the file into
+   *  the store (the same commit as an upload). */
+  async commit (): Promise<BlobInfo> {
+    if (!this.complete) throw new Error(`blob ${this.cid}: ${this.total - this.#verified} chunks missing`)
+    await this.#hashing
+    const d = await this.#hasher.digest()
+    const want = this.#desc
+    checkExpected(d, { size: want.size, sha256: want.sha256, sha512: want.sha512, sha1: want.sha1, ...(want.md5 != null ? { md5: want.md5 } : {}) })
+    if (d.cid !== this.cid) throw new Error(`blob ${this.cid}: the bytes hash to ${d.cid}`)
+    await this.#fh.sync()
+    await this.#closeHandle()
+    return await this.#store.commitTemp(this.path, d)
+  }
+
+  /** Closes the file and keeps it (a later fetch resumes from it). */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#hasher.abandon()
+    await this.#closeHandle().catch(() => {})
+    await this.#hashing.catch(() => {})
+  }
+
+  /** Closes and deletes the file. */
+  async discard (): Promise<void> {
+    await this.close()
+    await rm(this.path, { force: true })
+  }
+}
