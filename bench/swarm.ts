@@ -14,8 +14,8 @@
 //
 //   node_modules/.bin/node bench/swarm.ts
 //   env: BENCH_SIZE_MIB (default 128), BENCH_RATE_MBIT (R, default 40), BENCH_SEEDERS (K, default 4),
-//        BENCH_CROWD (C, default 8), BENCH_ONLY (comma list of efficiency,hetero,crowd; default all),
-//        AKMESH_BENCH_LOG_LEVEL (nodes' log level, default warn)
+//        BENCH_CROWD (C, default 8), BENCH_ONLY (comma list of efficiency,hetero,crowd; default all).
+//   Nodes log at info (their readiness is the "listening" line), read by this process.
 import { loadavg } from 'node:os'
 import { delta, download, lab, mbit, netnsUnavailable, seed, startLabNodes, swarmApi, transferOf, type Lab, type LabNode, type Teardown } from '../test/helpers/netns.ts'
 import { deterministicBytes, MiB, sha256Hex } from '../test/helpers/streams.ts'
@@ -27,7 +27,6 @@ const R = mbit(Number(process.env.BENCH_RATE_MBIT ?? 40))
 const K = Number(process.env.BENCH_SEEDERS ?? 4)
 const CROWD = Number(process.env.BENCH_CROWD ?? 8)
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'efficiency,hetero,crowd').split(',').map(s => s.trim()))
-const LOG_LEVEL = process.env.AKMESH_BENCH_LOG_LEVEL ?? 'warn'
 
 const shim: Teardown = { teardown: (fn: () => unknown) => { onCleanup(fn) } } as unknown as Teardown
 const mb = (bytes: number): string => (bytes / MiB).toFixed(1)
@@ -70,7 +69,7 @@ await main(async () => {
   console.log(`swarm bench: blob ${mb(SIZE)} MiB, R = ${fmt(R / 1e6, 0)} Mbit/s, ${n} nodes (one per netns), load ${load()}`)
   const l = await lab(shim, n)
   log(`starting ${n} nodes in lab ${l.run} (10.77.${l.run}.0/24)`)
-  const nodes = await startLabNodes(shim, l, Array.from({ length: n }, () => ({ logLevel: LOG_LEVEL })))
+  const nodes = await startLabNodes(shim, l, Array.from({ length: n }, () => ({})))
   const names = new Map(nodes.map(x => [x.peerId, `node${x.index}`]))
   const api = await swarmApi(nodes[0])
   console.log(`scheduler admin API (GET /-/mesh/transfers): ${api ? 'present' : 'absent (round-robin fetcher)'}`)
@@ -133,8 +132,11 @@ await main(async () => {
     const before = await l.allMeshBytes()
     log(`flash crowd: ${CROWD} downloaders at once`)
     const t0 = performance.now()
-    const each = await Promise.all(crowd.map(async x => await get(x, blob)))
+    const results = await Promise.all(crowd.map(async x => await download(x, blob.path)))
     const msAll = performance.now() - t0
+    const failed = results.map((r, i) => ({ r, i })).filter(({ r }) => r.error != null || r.status !== 200 || r.sha256 !== blob.sha)
+    for (const { r, i } of failed) console.log(`crowd downloader node${crowd[i].index} FAILED: status ${r.status}, ${mb(r.bytes)} MiB, ${r.error ?? 'wrong bytes'}`)
+    const each = results.map(r => r.ms)
     const sent = delta(before, await l.allMeshBytes())
     const fromSeeder = sent[seeder.index].sent
     const fromPeers = crowd.reduce((a, x) => a + sent[x.index].sent, 0)
@@ -146,6 +148,7 @@ await main(async () => {
       [`${CROWD} at once: last one done`, fmt(msAll / 1000, 1)],
       [`${CROWD} at once: first one done`, fmt(Math.min(...each) / 1000, 1)]
     ])
+    if (failed.length > 0) console.log(`${failed.length} of ${CROWD} crowd downloads FAILED: the times below are not a result`)
     console.log(`crowd time / (${CROWD} × single) = ${fmt(msAll / (CROWD * msSingle), 3)}; seeder sent ${fmt(fromSeeder / SIZE, 2)} copies, downloaders sent each other ${fmt(fromPeers / SIZE, 2)} copies`)
   }
   console.log(`\nload average at the end: ${load()}`)

@@ -20,7 +20,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { akmesh, waitFor } from './helpers/node.ts'
 import {
-  corruptBlob, delta, download, hasBlob, lab, mbit, netnsUnavailable, profiles, requireNetns, seed, startLabNodes,
+  corruptBlob, delta, download, editPeering, hasBlob, lab, mbit, netnsUnavailable, penalties, profiles, requireNetns, seed, startLabNodes,
   swarmApi, transferOf, warnings, type Download, type Lab, type LabNode, type Teardown
 } from './helpers/netns.ts'
 import { deterministicBytes, MiB, sha256Hex } from './helpers/streams.ts'
@@ -184,13 +184,37 @@ test.serial('a seeder serving corrupt chunks is caught; the download completes w
   if (!w.swarm) { waiting(t, 'the liar is penalised in the profiles; only verified chunks count as served'); return }
   const prof = (await profiles(downloader))?.find(p => p.peerId === liar.peerId)
   t.truthy(prof, 'the liar has a profile')
-  if (prof != null) t.true(prof.failures >= 1 || (prof.bannedUntil ?? 0) > Date.now(), JSON.stringify(prof))
+  if (prof != null) t.true(penalties(prof) >= 1 || (prof.bannedUntil ?? 0) > Date.now(), `the liar is not penalised: ${JSON.stringify(prof)}`)
   const rec = await transferOf(downloader, cid)
   t.truthy(rec)
   if (rec != null) {
     t.true((rec.sources[good.peerId]?.bytes ?? 0) >= blob.length / 2, JSON.stringify(rec.sources))
     t.true((rec.sources[liar.peerId]?.chunks ?? 0) <= 8, `the liar is credited with ${rec.sources[liar.peerId]?.chunks} chunks; at most the 8 good ones could be`)
   }
+})
+
+test.serial('upload cap: a seeder whose peering file sets uploadBandwidth serves less than an uncapped one', async t => {
+  const w = use(t)
+  if (w == null) return
+  const [downloader, capped, free] = [w.nodes[1], w.nodes[7], w.nodes[8]]
+  const blob = deterministicBytes(16 * MiB + 11, 'swarm-upload-cap')
+  await caps(w, {})
+  const cid = await seed([capped, free], 'swarm/cap.bin', blob, [downloader])
+  // No tbf here: the node's own token bucket is the only limit, at 1/8 of R.
+  await editPeering(capped, p => { p.uploadBandwidth = R / 8 / 8 })
+  t.teardown(async () => { await editPeering(capped, p => { p.uploadBandwidth = null }).catch(() => {}) })
+
+  const before = await w.lab.allMeshBytes()
+  const d = await download(downloader, 'swarm/cap.bin')
+  const served = delta(before, await w.lab.allMeshBytes())
+  if (!complete(t, d, blob, downloader)) return
+  const [c, f] = [served[capped.index].sent, served[free.index].sent]
+  t.log(`capped seeder (uploadBandwidth ${(R / 8 / 8 / MiB).toFixed(2)} MiB/s) sent ${mib(c)}, uncapped ${mib(f)} in ${(d.ms / 1000).toFixed(1)} s`)
+
+  if (!w.swarm) { waiting(t, 'the capped seeder sends less than the uncapped one'); return }
+  t.true(c < f, `capped seeder sent ${mib(c)}, uncapped ${mib(f)}`)
+  const rec = await transferOf(downloader, cid)
+  t.truthy(rec)
 })
 
 test.serial('a seeder SIGKILLed mid-transfer: the download completes from the other one', async t => {

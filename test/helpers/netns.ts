@@ -321,8 +321,6 @@ export interface LabNodeSpec {
   replication?: Record<string, 'mirror' | 'on-demand' | 'none'>
   /** Peering `uploadBandwidth` (bytes/s, or null). */
   uploadBandwidth?: number | null
-  /** Node log level (config file); default info. */
-  logLevel?: string
 }
 
 /** Starts one node per spec on hosts 0..specs.length-1, every node allowing and bootstrapping to
@@ -359,8 +357,8 @@ export async function startLabNodes (t: Teardown, l: Lab, specs: LabNodeSpec[]):
       port: HTTP_PORT,
       meshPort: MESH_PORT,
       urlHost: host.addr,
-      meshHost: host.addr,
-      config: spec.logLevel != null ? `log:\n  level: ${spec.logLevel}\n` : undefined
+      meshHost: host.addr
+      // Log level stays the default (info): startTestNode's readiness is the "listening" line.
     })
     return { index: i, host, node, peerId: ids[i].peerId, url: node.url }
   }))
@@ -480,6 +478,20 @@ export async function seed (holders: LabNode[], path: string, body: Buffer, know
   return cid
 }
 
+/** Edits the node's peering file (atomically: temp file + rename) and waits until the running
+ *  node says it reloaded it. */
+export async function editPeering (n: LabNode, edit: (content: Record<string, any>) => void): Promise<void> {
+  const { readFile, rename, writeFile } = await import('node:fs/promises')
+  const file = n.node.peeringFile
+  const content = JSON.parse(await readFile(file, 'utf8')) as Record<string, any>
+  edit(content)
+  const reloads = (): number => n.node.output().split('\n').filter(l => l.includes('"msg":"peering file reloaded"')).length
+  const before = reloads()
+  await writeFile(`${file}.tmp`, JSON.stringify(content, null, 2))
+  await rename(`${file}.tmp`, file)
+  await waitFor(() => reloads() > before, `node ${n.index} to reload its peering file`, 15_000)
+}
+
 /** Flips one byte in each of the given chunks of the node's stored copy of the blob (the node then
  *  serves those chunks corrupt; the signed chunk table it serves stays right). */
 export async function corruptBlob (n: LabNode, cid: string, chunks: number[], chunkSize = 1024 * 1024): Promise<void> {
@@ -517,9 +529,16 @@ export interface PeerProfile {
   bytesReceived: number
   bytesSent: number
   chunksReceived: number
-  failures: number
+  /** The issue's name for failed requests + bad chunks; the scheduler splits them into `errors`
+   *  and `badChunks`. `penalties` below reads whichever is there. */
+  failures?: number
+  errors?: number
+  badChunks?: number
   bannedUntil?: number | null
 }
+
+/** Failed requests and bad chunks held against a peer, whatever the profile calls them. */
+export const penalties = (p: PeerProfile): number => (p.failures ?? 0) + (p.errors ?? 0) + (p.badChunks ?? 0)
 
 /** Whether the node has the swarm scheduler's admin API (GET /-/mesh/transfers answers 200). */
 export async function swarmApi (n: LabNode): Promise<boolean> {
