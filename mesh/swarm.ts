@@ -20,7 +20,7 @@ import type { PartialBlob } from '../store/partial.ts'
 import type { PeerProfiles } from './profiles.ts'
 import { hasBit, type BlobClient } from './transfer.ts'
 
-const MIN_SLOTS = 2
+const MIN_SLOTS = 4
 const MAX_SLOTS = 6
 const MAX_COPIES = 2
 /** How far a slow peer may skip ahead of the client (chunks). */

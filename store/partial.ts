@@ -102,7 +102,9 @@ export class PartialBlob {
   async read (i: number): Promise<Uint8Array> {
     if (!this.has(i)) throw new Error(`chunk ${i} of ${this.cid} is not here yet`)
     if (!this.#closed) return await this.#readRaw(i)
-    const fh = await open(this.#store.has(this.cid) ? this.#store.pathOf(this.cid) : this.path, 'r')
+    // Closed by commit: the file is moving to (or already at) its place in the store.
+    const fh = await open(this.#store.pathOf(this.cid), 'r').catch(async () => await open(this.path, 'r'))
+      .catch(async () => await open(this.#store.pathOf(this.cid), 'r'))
     try {
       const length = this.lengthOf(i)
       const bytes = Buffer.allocUnsafe(length)
