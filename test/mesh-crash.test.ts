@@ -163,7 +163,7 @@ test.serial('kill -9 of B while it mirrors A’s blobs and streams one to C: aft
       // C can only stream what B holds; a 503 (no source yet) is retried, nothing else is.
       let got = await download(u.url)
       for (let i = 0; i < 20 && got.status === 503; i++) {
-        t.log(`${name}: 503 from ${u.url}, retrying`)
+        t.log(`${name}: 503 from ${u.url}, retrying; the node's last fetch lines:\n${node.output().split('\n').filter(l => l.includes('mesh:fetch') || l.includes('"level":50')).slice(-6).join('\n')}`)
         await new Promise(resolve => setTimeout(resolve, 3000))
         got = await download(u.url)
       }
