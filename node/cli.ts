@@ -221,7 +221,7 @@ const byteSize = (v: string): number => {
 /** Aborts on the first Ctrl-C (export removes its partial file; import keeps what it staged). */
 const interruptSignal = (): AbortSignal => {
   const controller = new AbortController()
-  process.once('SIGINT', () => { process.stderr.write('\ninterrupted\n'); controller.abort(new Error('interrupted')) })
+  process.once('SIGINT', () => { process.stderr.write('\ninterrupted\n'); controller.abort() })
   return controller.signal
 }
 

@@ -205,4 +205,58 @@ test.serial('a bundle with a manifest signed by a non-member is rejected, naming
   t.deepEqual(await visible(b.dataDir), { artifacts: [], present: 0 })
   const nodeB = await startTestNode(t, { dataDir: b.dataDir })
   t.is((await fetch(`${nodeB.url}/npm/from-outside`)).status, 404)
+
+  // The node's import endpoint checks again, all or nothing: the outsider's envelopes, sent
+  // straight to it, are refused and nothing is applied.
+  const { CarReader } = await import('@ipld/car/reader')
+  const { encodeFrames } = await import('../node/bundle/frames.ts')
+  const car = await CarReader.fromBytes(await readFile(file))
+  const envelopes: Uint8Array[] = []
+  for await (const block of car.blocks()) if (block.cid.code === 0x71 && !block.cid.equals((await car.getRoots())[0])) envelopes.push(block.bytes)
+  t.true(envelopes.length >= 1)
+  const res = await fetch(`${nodeB.url}/-/mesh/import`, {
+    method: 'POST', body: encodeFrames(envelopes), headers: { authorization: `Bearer ${nodeB.adminToken}`, 'content-type': 'application/octet-stream' }
+  })
+  t.is(res.status, 400)
+  t.regex((await res.json() as { error: string }).error, /rejected \(not-allowed\).*nothing was applied/)
+  t.is((await fetch(`${nodeB.url}/npm/from-outside`)).status, 404)
+  t.is((await fetch(`${nodeB.url}/-/mesh/import`, { method: 'POST', body: encodeFrames(envelopes) })).status, 401)
+})
+
+test.serial('an import interrupted (Ctrl-C) after staging a blob resumes from it; nothing was visible in between', async t => {
+  const { spawn } = await import('node:child_process')
+  const { existsSync } = await import('node:fs')
+  const { CLI, waitFor } = await import('./helpers/node.ts')
+  const a = await identity(t)
+  const b = await identity(t)
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { allow: [b.peerId] } })
+  await writeFile(join(b.dataDir, 'peering.json'), JSON.stringify({ allow: [a.peerId] }))
+  const root = await makeTempDir(t)
+  const parts = [0, 1, 2].map(i => deterministicBytes(32 * MiB, `resume-${i}`))
+  for (const [i, p] of parts.entries()) await putFile(nodeA, `resume/${i}.bin`, p)
+  await allSigned(nodeA)
+  const file = join(root, 'resume.car')
+  t.is((await exportBundle(a.dataDir, file)).code, 0)
+  const idx = await bundleIndex(file)
+
+  const child = spawn(process.execPath, [CLI, 'import', file, '--data', b.dataDir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  child.stderr.on('data', (d) => { err += d })
+  const exited = new Promise<number | null>(resolve => child.once('exit', (code) => resolve(code)))
+  const firstStaged = async () => {
+    const dirs = await readdir(join(b.dataDir, 'imports')).catch(() => [] as string[])
+    return dirs.length === 1 && idx.blobs.some(x => existsSync(join(b.dataDir, 'imports', dirs[0], `${x.cid}.json`)))
+  }
+  await waitFor(async () => await firstStaged() || child.exitCode != null, 'a first blob staged', 60_000)
+  child.kill('SIGINT')
+  const code = await exited
+  t.not(code, 0, 'the import finished before it could be interrupted; make the blobs larger')
+  t.regex(err, /interrupted/)
+  t.deepEqual(await visible(b.dataDir), { artifacts: [], present: 0 })
+
+  const r = await importBundle(b.dataDir, file)
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /3 added, 0 skipped, 0 not applied; blobs: 3 added \(\d+ bytes, [123] staged by an earlier run\)/)
+  t.deepEqual((await visible(b.dataDir)).artifacts, ['files resume/0.bin@', 'files resume/1.bin@', 'files resume/2.bin@'])
+  t.deepEqual(await readdir(join(b.dataDir, 'imports')), [])
 })

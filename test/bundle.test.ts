@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { allSigned, exportBundle, holdings, importBundle, inventory } from './helpers/bundle.ts'
+import { allSigned, blockOffsets, exportBundle, holdings, importBundle, inventory } from './helpers/bundle.ts'
 import { requireClient, run } from './helpers/clients.ts'
 import { connectedTo, hasVersion, identity, rawPublish } from './helpers/mesh.ts'
 import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
@@ -86,6 +86,21 @@ test.serial('two sites that never connect exchange bundles both ways: identical 
   const ea = await exportBundle(a.dataDir, aBundle, ['--to', 'site-b'])
   t.is(ea.code, 0, ea.stderr)
   t.regex(ea.stdout, /exported \d+ manifests and \d+ blobs/)
+  // Beside a running node, import refuses to write the data directory behind its back...
+  const behind = await importBundle(b1.dataDir, aBundle)
+  t.not(behind.code, 0)
+  t.regex(behind.stderr, /has .* open \(a running node\?\): pass --url/)
+  // ...and through the node, a damaged copy is rejected and nothing of it is served.
+  const damaged = join(root, 'damaged.car')
+  const good = await readFile(aBundle)
+  const flipped = Buffer.from(good)
+  const largest = (await blockOffsets(aBundle)).reduce((x, y) => y.blockLength > x.blockLength ? y : x)
+  flipped[largest.blockOffset + (largest.blockLength >> 1)] ^= 0xff
+  await writeFile(damaged, flipped)
+  const bad = await importBundle(b1.dataDir, damaged, { node: nodeB1 })
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, new RegExp(`bundle rejected, nothing imported: chunk \\d+ of blob \\w+: block ${largest.cid} does not match its CID`))
+  t.false(await hasVersion(nodeB1, 'alpha-lib', '1.0.0'))
   const ib = await importBundle(b1.dataDir, aBundle, { node: nodeB1 })
   t.is(ib.code, 0, ib.stderr)
   t.regex(ib.stdout, /^added +12D3KooW\w+\/\d+ publish npm alpha-lib@1\.0\.0$/m)

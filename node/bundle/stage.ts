@@ -105,7 +105,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
     // An interruption or a system error (ENOSPC, EIO) keeps what was staged, for a resume; a
     // damaged bundle discards it.
     const e = thrown as { name?: string, code?: unknown, message?: string }
-    if (e?.name === 'AbortError' || (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code))) throw thrown
+    if (ctx.signal?.aborted === true || e?.name === 'AbortError' || (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code))) throw thrown
     const err = isRegistryError(thrown) ? thrown : integrityError(`bundle unreadable at offset ${reader.pos}: ${e?.message ?? String(thrown)}`)
     if (err.code === 'IntegrityError' && dir != null) await rm(dir, { recursive: true, force: true })
     throw err
