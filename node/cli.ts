@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import bytesParse from 'bytes'
 import { CONFIG_TEMPLATE } from '../config/template.ts'
 import { SCOPES, type Scope } from '../store/accounts.ts'
@@ -115,15 +116,27 @@ withPeering(withConfig(peers.command('remove').description('remove a peer from t
     if (removed === 0) throw new Error(`${id} is neither allowed nor a bootstrap peer in ${file}`)
     console.log(`removed ${id} from ${file}`)
   })
-withPeering(withConfig(peers.command('list').description('list bootstrap peers and the allowlist')))
+withPeering(withConfig(peers.command('list').description('list bootstrap peers, the allowlist, and what this node measured of each peer')))
   .option('--json', 'print JSON')
   .action(async (opts: ConfigFlags & { peering?: string, json?: boolean }) => {
     const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
-    const p = await loadPeeringFile(peeringPath((await resolveConfig(opts)).dataDir, opts.peering))
-    if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow }, null, 2)); return }
+    const { PeerProfiles } = await import('../mesh/profiles.ts')
+    const dataDir = (await resolveConfig(opts)).dataDir
+    const p = await loadPeeringFile(peeringPath(dataDir, opts.peering))
+    // Saved by the node every 30 s and when it stops (GET /-/mesh/peers has the live figures).
+    const saved = new PeerProfiles({ file: join(dataDir, 'peer-profiles.json') })
+    await saved.load()
+    const profiles = saved.all()
+    if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow, profiles }, null, 2)); return }
     console.log(`mesh ${p.mesh}`)
     for (const b of p.bootstrap) console.log(`bootstrap ${b}`)
     for (const a of p.allow) console.log(`allow     ${a}`)
+    const mib = (n: number | null): string => n == null ? '-' : (n / 1024 / 1024).toFixed(1)
+    for (const f of profiles) {
+      const banned = f.bannedUntil != null ? ` banned until ${new Date(f.bannedUntil).toISOString()}` : ''
+      console.log(`profile   ${f.peerId} rtt ${f.rttMs == null ? '-' : f.rttMs.toFixed(1)} ms, ${mib(f.throughputBps)} MiB/s, ` +
+        `received ${mib(f.bytesReceived)} MiB, sent ${mib(f.bytesSent)} MiB, errors ${f.errors}, bad chunks ${f.badChunks}${banned}`)
+    }
   })
 
 const token = program.command('token').description('manage bearer tokens')

@@ -186,13 +186,11 @@ export class FileBlobStore implements BlobStore {
     return toInfo(row)
   }
 
-  /** A present blob from disk; an absent one known here streams from `remote` as it arrives (a
-   *  range of an absent blob is cut from the whole stream: bytes before it are fetched too). */
+  /** A present blob from disk; an absent one known here streams from `remote` as it arrives. */
   open (cid: string, range?: ByteRange): Readable {
     if (!this.has(cid)) {
       if (this.remote == null || this.#stmts.describe.get(cid) == null) throw notFound(`blob ${cid} not found`)
-      const whole = this.remote.open(cid)
-      return range == null ? whole : Readable.from(sliceStream(whole, range.start, range.end + 1))
+      return this.remote.open(cid, range)
     }
     return createReadStream(this.pathOf(cid), {
       start: range?.start, end: range?.end, highWaterMark: 256 * 1024
@@ -268,17 +266,6 @@ export async function * abortable<T> (source: AsyncIterable<T>, signal?: AbortSi
     }
   } finally {
     void Promise.resolve(it.return?.()).catch(() => {})
-  }
-}
-
-async function * sliceStream (source: AsyncIterable<Uint8Array>, start: number, end: number): AsyncGenerator<Uint8Array> {
-  let at = 0
-  for await (const piece of source) {
-    const from = Math.max(start - at, 0)
-    const to = Math.min(end - at, piece.byteLength)
-    if (to > from) yield piece.subarray(from, to)
-    at += piece.byteLength
-    if (at >= end) return
   }
 }
 

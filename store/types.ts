@@ -37,8 +37,8 @@ export interface ByteRange { start: number, end: number } // inclusive, like HTT
 export interface RemoteBlobs {
   /** Starts or joins the fetch; rejects (Unavailable) if no source holds the blob. */
   ready (cid: string): Promise<void>
-  /** The bytes as they arrive, from the start. */
-  open (cid: string): Readable
+  /** The bytes (or a range of them) as they arrive. */
+  open (cid: string, range?: ByteRange): Readable
 }
 
 export interface BlobStore {

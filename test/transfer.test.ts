@@ -117,3 +117,37 @@ test.serial('a mirrored repository fetches blobs when their manifest is applied,
   t.is(sha256Hex(await readFile(blobPath(nodeB, cid))), sha256Hex(bytes))
   t.is(count(nodeB.output(), /"msg":"fetching blob from the mesh"/), 1)
 })
+
+test.serial('kill -9 during a fetch: after restart the transfer resumes from the chunks already verified, and fetches only the rest', async t => {
+  const a = await identity(t)
+  const b = await identity(t)
+  // A's uploads are capped so the fetch is still running when B is killed.
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { allow: [b.peerId], uploadBandwidth: 4 * MiB } })
+  const nodeB = await startTestNode(t, { dataDir: b.dataDir, peering: { allow: [a.peerId], bootstrap: [nodeA.meshAddr], replication: { files: 'mirror' } } })
+  await waitFor(async () => await connected(nodeB, [a.peerId]), 'B connected to A')
+
+  const size = 24 * MiB + 99
+  const bytes = deterministicBytes(size, 'xfer-resume')
+  const cid = await putFile(nodeA, 'resume/app.bin', bytes)
+  const transfers = async (): Promise<Array<{ cid: string, status: string, resumedChunks: number, sources: Record<string, { bytes: number }> }>> => {
+    const res = await fetch(`${nodeB.url}/-/mesh/transfers`, { headers: { authorization: `Bearer ${nodeB.adminToken}` } })
+    return (await res.json() as { transfers: any[] }).transfers.filter(x => x.cid === cid)
+  }
+  const received = (r: { sources: Record<string, { bytes: number }> }): number => Object.values(r.sources).reduce((n, s) => n + s.bytes, 0)
+  await waitFor(async () => { const [r] = await transfers(); return r != null && received(r) >= 6 * MiB }, 'B to hold 6 MiB of the blob')
+  await nodeB.kill9()
+  t.false(await readFile(blobPath(nodeB, cid)).then(() => true, () => false), 'not committed before the kill')
+
+  await nodeB.restart()
+  await waitFor(async () => (await transfers())[0]?.status === 'done', 'B to finish the resumed fetch', 90_000)
+  const [r] = await transfers()
+  t.true(r.resumedChunks >= 5, `resumed with ${r.resumedChunks} chunks already verified`)
+  t.true(received(r) <= size - r.resumedChunks * MiB + MiB, `after the restart B fetched ${received(r)} bytes of ${size}`)
+  t.regex(nodeB.output(), /"msg":"resuming from chunks already here"/)
+  t.is(sha256Hex(await readFile(blobPath(nodeB, cid))), sha256Hex(bytes))
+  const res = await fetch(`${nodeB.url}/files/resume/app.bin`)
+  t.is(sha256Hex(new Uint8Array(await res.arrayBuffer())), sha256Hex(bytes))
+  await nodeB.stop()
+  const verify = await akmesh(['verify', '--data', nodeB.dataDir])
+  t.is(verify.code, 0, verify.stdout + verify.stderr)
+})
