@@ -10,7 +10,7 @@ export class Progress {
   readonly #out: NodeJS.WriteStream | undefined
   readonly #started = performance.now()
   #done = 0
-  #drawn = 0
+  #drawn = performance.now() // first draw after 200 ms: an instant rate says nothing
 
   constructor (label: string, total: number, opts: { enabled?: boolean } = {}) {
     this.#label = label
