@@ -67,7 +67,9 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
     const watermarks: Record<string, number> = {}
     for (const origin of new Set(held.map(m => m.origin))) watermarks[origin] = manifests.watermark(origin)
     const mode: SelectionMode = opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : 'all'
-    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...absent], base, watermarks }
+    // The base tells the importer what it must already hold. A repository filter leaves other
+    // repositories' manifests out of every export, so a watermark cannot say that: no base then.
+    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...absent], base: repos == null ? base : {}, watermarks }
   })()
 }
 
