@@ -169,4 +169,14 @@ test.serial('two sites that never connect exchange bundles both ways: identical 
   // Generic files, both ways.
   t.deepEqual(Buffer.from(await (await fetch(`${nodeB1.url}/files/air/a.bin`)).arrayBuffer()), fileA)
   t.deepEqual(Buffer.from(await (await fetch(`${nodeA.url}/files/air/b.bin`)).arrayBuffer()), fileB)
+
+  // B2 (on-demand) holds A's manifests but not most of their blobs: its export says which are
+  // missing, and --allow-missing bundles the manifests with those blobs listed as absent.
+  const fromB2 = join(root, 'b2.car')
+  const refused = await exportBundle(b2.dataDir, fromB2)
+  t.not(refused.code, 0)
+  t.regex(refused.stderr, /blob\(s\) the selected manifests name are not held here.*--allow-missing/s)
+  const partial = await exportBundle(b2.dataDir, fromB2, ['--allow-missing', '--json'])
+  t.is(partial.code, 0, partial.stderr)
+  t.true(JSON.parse(partial.stdout).absent > 0)
 })
