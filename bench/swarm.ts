@@ -45,7 +45,8 @@ async function fresh (l: Lab, holders: LabNode[], knowers: LabNode[]): Promise<{
   const path = `swarm-bench/${name}.bin`
   await caps(l, {})
   log(`seeding ${mb(SIZE)} MiB on node(s) ${holders.map(h => h.index).join(',')}`)
-  const cid = await seed(holders, path, body, knowers)
+  // A cut seeding download is retried (a client would retry), and reported: it is a node bug.
+  const cid = await seed(holders, path, body, knowers, { retries: 2, onRetry: (m) => { console.log(`SEEDING DOWNLOAD FAILED, retrying: ${m}`) } })
   return { path, sha: sha256Hex(body), cid }
 }
 

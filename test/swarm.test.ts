@@ -96,7 +96,10 @@ test.serial('swarm efficiency: four seeders capped at R each serve one uncapped 
   for (const [i, s] of seeders.entries()) t.true(shares[i] > blob.length / 16, `seeder ${s.index} served only ${mib(shares[i])}`)
   const total = shares.reduce((a, b) => a + b, 0)
   t.true(total >= blob.length, `seeders sent ${mib(total)} in all, less than the blob`)
-  t.true(total <= 1.25 * blob.length + 4 * MiB, `seeders sent ${mib(total)} for a ${mib(blob.length)} blob: too much duplication`)
+  // Endgame duplication (at most two copies of a chunk in flight) costs bytes; more than two
+  // blobs' worth would mean duplicates beyond that rule.
+  t.log(`seeders sent ${(total / blob.length).toFixed(2)}× the blob`)
+  t.true(total <= 2 * blob.length + 4 * MiB, `seeders sent ${mib(total)} for a ${mib(blob.length)} blob: too much duplication`)
   await waitFor(async () => await hasBlob(downloader, cid), 'the downloader to commit the blob')
 
   if (!w.swarm) { waiting(t, 'the transfer record names all four seeders'); return }

@@ -465,13 +465,18 @@ export function warnings (n: LabNode, max = 20): string[] {
  * its mesh, on-demand), then waits until every holder has it present and every node in `knowers`
  * knows the path. Callers lift caps first if seeding should be quick. Returns the CID.
  */
-export async function seed (holders: LabNode[], path: string, body: Buffer, knowers: LabNode[] = []): Promise<string> {
+export async function seed (holders: LabNode[], path: string, body: Buffer, knowers: LabNode[] = [], opts: { retries?: number, onRetry?: (message: string) => void } = {}): Promise<string> {
   const cid = await putFile(holders[0], path, body)
   const sha = createHash('sha256').update(body).digest('hex')
   await Promise.all(holders.slice(1).map(async h => {
     await waitKnown(h, path)
-    const d = await download(h, path)
-    if (d.status !== 200 || d.sha256 !== sha) throw new Error(`seeding ${path} on node ${h.index}: status ${d.status}, ${d.error ?? ''} sha256 ${d.sha256} (want ${sha})`)
+    for (let attempt = 0; ; attempt++) {
+      const d = await download(h, path)
+      if (d.status === 200 && d.sha256 === sha) break
+      const message = `seeding ${path} on node ${h.index}: status ${d.status}, ${d.bytes} bytes, ${d.error ?? 'wrong bytes'}\n${warnings(h).join('\n')}`
+      if (attempt >= (opts.retries ?? 0)) throw new Error(message)
+      opts.onRetry?.(message)
+    }
   }))
   await Promise.all(holders.map(async h => { await waitFor(async () => await hasBlob(h, cid), `${cid} present on node ${h.index}`, 60_000) }))
   await Promise.all(knowers.map(async k => { await waitKnown(k, path) }))
