@@ -22,6 +22,8 @@ import { BlobClient } from './transfer.ts'
 const MIRROR_CONCURRENCY = 2
 /** A failed mirror fetch is tried again after this (sooner when a peer connects). */
 const MIRROR_RETRY_MS = 30_000
+/** How long a fetch waits for a relaying peer's first chunk before answering 503. */
+const RELAY_WAIT_MS = 20_000
 /** Recent transfers kept for the admin API. */
 const HISTORY = 100
 /** A DHT provider search at most this often per blob while no connected peer offers it. */
@@ -54,6 +56,8 @@ class Fetch {
   swarm: Swarm | undefined
   failed: unknown
   committed = false
+  /** Started for a peer (relay): fetched in order, since the peer streams it on. */
+  relayed = false
   readonly readers = new Set<{ pos: number }>()
   readonly record: TransferRecord
   readonly controller = new AbortController()
@@ -68,7 +72,7 @@ class Fetch {
 
   /** The lowest chunk a reader waits for (undefined: none waits). */
   urgentFrom (): number | undefined {
-    let m: number | undefined
+    let m: number | undefined = this.relayed ? 0 : undefined
     for (const r of this.readers) if (m == null || r.pos < m) m = r.pos
     return m
   }
@@ -143,6 +147,20 @@ export class BlobFetcher implements RemoteBlobs {
   /** Recent and running transfers, newest first. */
   transfers (): TransferRecord[] {
     return [...this.#history].reverse().map(r => ({ ...r, sources: { ...r.sources } }))
+  }
+
+  /** A peer asked for `cid`, which is known here but absent: fetch it (first chunks first), so
+   *  nodes in the middle of a line relay blobs. True while a fetch of it runs. */
+  relay (cid: string): boolean {
+    if (this.#controller.signal.aborted) return false
+    const running = this.#entries.get(cid)
+    if (running != null) return running.fetch.record.status === 'running'
+    const d = this.#store.describe(cid)
+    if (d == null || d.present) return false
+    const e = this.#start(cid)
+    e.fetch.relayed = true
+    e.done.catch((err: any) => { this.#log.debug({ cid, error: err?.message }, 'relay fetch failed') })
+    return true
   }
 
   /** The verified chunks of a blob being fetched, for serving peers. */
@@ -276,6 +294,11 @@ export class BlobFetcher implements RemoteBlobs {
       f.swarm = swarm
       await swarm.discover()
       if (swarm.holders().length === 0) await swarm.discover() // the DHT, if no connected peer has it
+      // A peer fetching it for us (a relay in a line A–B–C) gets a little time to find it.
+      for (const until = Date.now() + RELAY_WAIT_MS; swarm.holders().length === 0 && swarm.someoneFetching() && Date.now() < until;) {
+        await new Promise(resolve => setTimeout(resolve, 250))
+        await swarm.discover()
+      }
       if (swarm.holders().length === 0) throw unavailable(`blob ${cid} is in the mesh but no reachable peer holds it; retry later`)
 
       let table = this.#store.chunkHashes(cid)

@@ -42,6 +42,8 @@ interface SwarmPeer {
   key: string
   bits: Uint8Array | undefined
   complete: boolean
+  /** It is fetching the blob itself: chunks it lacks now may come later. */
+  fetching: boolean
   inflight: Set<number>
   errors: number
   badChunks: number
@@ -99,9 +101,16 @@ export class Swarm {
   async discover (): Promise<void> {
     const fresh = (await this.#i.candidates(this.#rounds++)).filter(id => !this.#peers.has(id.toString()))
     for (const id of fresh) {
-      this.#peers.set(id.toString(), { id, key: id.toString(), bits: undefined, complete: false, inflight: new Set(), errors: 0, badChunks: 0, dropped: false, asking: false })
+      this.#peers.set(id.toString(), { id, key: id.toString(), bits: undefined, complete: false, fetching: false, inflight: new Set(), errors: 0, badChunks: 0, dropped: false, asking: false })
     }
     await Promise.all([...this.#peers.values()].filter(p => !p.complete && !p.dropped).map(async p => { await this.#ask(p) }))
+  }
+
+  /** Whether some peer that is not itself fetching the blob is known (a relay in the middle of
+   *  a line says so before it holds any chunk). */
+  someoneFetching (): boolean {
+    for (const p of this.#peers.values()) if (!p.dropped && p.fetching && !this.#i.profiles.isBanned(p.id)) return true
+    return false
   }
 
   /** Whether some peer offers a chunk still missing here. */
@@ -128,7 +137,7 @@ export class Swarm {
           void this.discover().then(() => { this.#kick() }, () => {})
         }
         this.#pump()
-        if (this.#inflight.size > 0 || this.offersSomething()) this.#lastOffer = now
+        if (this.#inflight.size > 0 || this.offersSomething() || this.someoneFetching()) this.#lastOffer = now
         else if (now - this.#lastOffer > (this.#i.urgentFrom() != null ? STALL_CLIENT_MS : STALL_MS)) {
           throw new SwarmUnavailable(`no reachable peer offers the ${partial.total - partial.verified} missing chunks of ${partial.cid}`)
         }
@@ -148,8 +157,9 @@ export class Swarm {
     if (p.asking) return
     p.asking = true
     try {
-      const bits = await this.#i.client.have(p.id, this.#i.cid, AbortSignal.any([this.#i.signal, AbortSignal.timeout(10_000)]))
-      p.bits = bits
+      const { bits, fetching } = await this.#i.client.availability(p.id, this.#i.cid, AbortSignal.any([this.#i.signal, AbortSignal.timeout(10_000)]))
+      p.bits = bits != null && bits.byteLength > 0 ? bits : undefined
+      p.fetching = fetching
       p.complete = bits != null && Array.from({ length: this.#i.total }, (_, i) => i).every(i => hasBit(bits, i))
     } catch (err: any) {
       this.#failed(p, `have: ${err?.message}`)

@@ -31,7 +31,7 @@ export type BlobRequest =
   | { op: 'probe', bytes: number }
 
 export type BlobResponseHead =
-  | { ok: true, chunks?: number, bitfield?: string, size?: number, chunkSize?: number }
+  | { ok: true, chunks?: number, bitfield?: string, size?: number, chunkSize?: number, fetching?: boolean }
   | { ok: false, error: string }
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v))
@@ -65,6 +65,10 @@ export interface TransferServerInit {
   log: Logger
   /** Blobs in flight here (the fetcher's partial files). */
   partial?: (cid: string) => PartialChunks | undefined
+  /** Asked for a blob it knows (from a manifest) but does not hold, this node starts fetching it
+   *  and says so (`fetching`): a node in the middle of a line relays blobs as it relays
+   *  manifests. True if a fetch is running. */
+  relay?: (cid: string) => boolean
   /** The upload cap. */
   bucket?: TokenBucket
   profiles?: PeerProfiles
@@ -96,14 +100,18 @@ export async function serveBlobs (init: TransferServerInit): Promise<() => Promi
       const blob = typeof req?.cid === 'string' ? init.store.stat(req.cid) : undefined
       const partial = blob == null && typeof req?.cid === 'string' ? init.partial?.(req.cid) : undefined
       const index = req?.op === 'chunk' ? req.index : -1
-      if (blob == null && partial == null) {
+      const fetching = blob == null && req.op === 'have' && init.relay?.(req.cid) === true
+      if (blob == null && partial == null && fetching) {
+        // Fetching, but no chunk table yet: nothing to offer until the asker asks again.
+        await lp.write(enc({ ok: true, fetching: true, bitfield: '' }), { signal })
+      } else if (blob == null && partial == null) {
         await lp.write(enc({ ok: false, error: 'not-present' }), { signal })
       } else if (req.op === 'have') {
         const size = blob?.size ?? partial?.size as number
         const chunkSize = blob?.chunkSize ?? partial?.chunkSize as number
         const n = chunkCount(size, chunkSize)
         const bits = blob != null ? fullBitfield(n) : partial?.bits() as Uint8Array
-        await lp.write(enc({ ok: true, chunks: n, size, chunkSize, bitfield: Buffer.from(bits).toString('base64') }), { signal })
+        await lp.write(enc({ ok: true, chunks: n, size, chunkSize, bitfield: Buffer.from(bits).toString('base64'), ...(blob == null ? { fetching: true } : {}) }), { signal })
       } else if (req.op === 'table') {
         await lp.writeV([enc({ ok: true }), Buffer.concat(blob != null ? init.store.chunkHashes(blob.cid) : partial?.table as Uint8Array[])], { signal })
       } else if (req.op === 'chunk' && blob != null && Number.isInteger(index) && index >= 0 && index < chunkCount(blob.size, blob.chunkSize)) {
@@ -163,8 +171,14 @@ export class BlobClient {
 
   /** Which chunks `peer` holds (undefined: none). */
   async have (peer: PeerId, cid: string, signal: AbortSignal): Promise<Uint8Array | undefined> {
+    return (await this.availability(peer, cid, signal)).bits
+  }
+
+  /** Which chunks `peer` holds, and whether it is fetching the rest (so more will come). */
+  async availability (peer: PeerId, cid: string, signal: AbortSignal): Promise<{ bits?: Uint8Array, fetching: boolean }> {
     const { head } = await this.#request(peer, { op: 'have', cid }, undefined, signal)
-    return head.ok && head.bitfield != null ? new Uint8Array(Buffer.from(head.bitfield, 'base64')) : undefined
+    if (!head.ok) return { fetching: false }
+    return { bits: head.bitfield != null ? new Uint8Array(Buffer.from(head.bitfield, 'base64')) : undefined, fetching: head.fetching === true }
   }
 
   /** The chunk hash table, unverified (the caller checks it against the signed chunk root). */
