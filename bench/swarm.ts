@@ -17,7 +17,7 @@
 //        BENCH_CROWD (C, default 8), BENCH_ONLY (comma list of efficiency,hetero,crowd; default all).
 //   Nodes log at info (their readiness is the "listening" line), read by this process.
 import { loadavg } from 'node:os'
-import { delta, download, lab, mbit, netnsUnavailable, seed, startLabNodes, swarmApi, transferOf, type Lab, type LabNode, type Teardown } from '../test/helpers/netns.ts'
+import { delta, download, lab, mbit, netnsUnavailable, seed, startLabNodes, swarmApi, transferOf, warnings, type Lab, type LabNode, type Teardown } from '../test/helpers/netns.ts'
 import { deterministicBytes, MiB, sha256Hex } from '../test/helpers/streams.ts'
 import { main, onCleanup } from './lib/proc.ts'
 import { fmt, log, table } from './lib/stats.ts'
@@ -52,7 +52,9 @@ async function fresh (l: Lab, holders: LabNode[], knowers: LabNode[]): Promise<{
 
 async function get (n: LabNode, blob: { path: string, sha: string }): Promise<number> {
   const d = await download(n, blob.path)
-  if (d.status !== 200 || d.sha256 !== blob.sha) throw new Error(`node ${n.index}: GET ${blob.path} -> ${d.status}, ${d.bytes} bytes, sha256 ${d.sha256}`)
+  if (d.status !== 200 || d.sha256 !== blob.sha) {
+    throw new Error(`node ${n.index}: GET ${blob.path} -> ${d.status}, ${d.bytes} bytes, ${d.error ?? `sha256 ${d.sha256}`}; node's warnings:\n${warnings(n).join('\n')}`)
+  }
   return d.ms
 }
 
@@ -61,6 +63,14 @@ async function record (n: LabNode, cid: string, names: Map<string, string>): Pro
   const rec = await transferOf(n, cid).catch(() => undefined)
   if (rec == null) return ''
   return Object.entries(rec.sources).map(([p, s]) => `${names.get(p) ?? p.slice(-6)} ${mb(s.bytes)}`).join(', ')
+}
+
+/** Runs one section; a failure is printed (with what the nodes said) and the next section runs. */
+async function section (name: string, fn: () => Promise<void>): Promise<void> {
+  try { await fn() } catch (err: any) {
+    console.log(`\n${name}: FAILED: ${err?.message ?? err}`)
+    process.exitCode = 1
+  }
 }
 
 await main(async () => {
@@ -75,7 +85,7 @@ await main(async () => {
   const api = await swarmApi(nodes[0])
   console.log(`scheduler admin API (GET /-/mesh/transfers): ${api ? 'present' : 'absent (round-robin fetcher)'}`)
 
-  if (ONLY.has('efficiency')) {
+  if (ONLY.has('efficiency')) await section('efficiency', async () => {
     const downloader = nodes[0]
     const seeders = nodes.slice(1, 1 + K)
     const rows = [['k', 'time s', 'Mbit/s', 'k·R Mbit/s', 'efficiency', 'MiB sent per seeder', 'transfer record (MiB)']]
@@ -93,9 +103,9 @@ await main(async () => {
     }
     console.log('\n1. swarm efficiency (downloader uncapped; each seeder capped at R upload)')
     table(rows)
-  }
+  })
 
-  if (ONLY.has('hetero')) {
+  if (ONLY.has('hetero')) await section('hetero', async () => {
     const [downloader, fast, slow] = [nodes[0], nodes[1], nodes[2]]
     const shape = { [fast.index]: { up: R }, [slow.index]: { up: R / 8 } }
     const alone = await fresh(l, [fast], [downloader])
@@ -118,9 +128,9 @@ await main(async () => {
     console.log(`time (fast + slow) / time (fast alone) = ${fmt(msBoth / msAlone, 3)} (<= 1: never worse than the fast seeder alone)`)
     const rec = await record(downloader, both.cid, names)
     if (rec !== '') console.log(`transfer record (MiB): ${rec}`)
-  }
+  })
 
-  if (ONLY.has('crowd')) {
+  if (ONLY.has('crowd')) await section('crowd', async () => {
     const seeder = nodes[0]
     const crowd = nodes.slice(1, 1 + CROWD)
     const all = Object.fromEntries(nodes.map(x => [x.index, { up: R, down: R }]))
@@ -151,6 +161,6 @@ await main(async () => {
     ])
     if (failed.length > 0) console.log(`${failed.length} of ${CROWD} crowd downloads FAILED: the times below are not a result`)
     console.log(`crowd time / (${CROWD} × single) = ${fmt(msAll / (CROWD * msSingle), 3)}; seeder sent ${fmt(fromSeeder / SIZE, 2)} copies, downloaders sent each other ${fmt(fromPeers / SIZE, 2)} copies`)
-  }
+  })
   console.log(`\nload average at the end: ${load()}`)
 })
