@@ -4,38 +4,25 @@
 // running B1 (through its admin API), which gossips it on to B2; B1's bundle is imported into A's
 // data directory while A is stopped. Then both sites hold the same things and real clients
 // (npm, pip, skopeo) install on the far side, on B2 through the mesh.
-import test, { type ExecutionContext } from 'ava'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import test from 'ava'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { allSigned, blockOffsets, exportBundle, holdings, importBundle, inventory } from './helpers/bundle.ts'
 import { requireClient, run } from './helpers/clients.ts'
 import { connectedTo, hasVersion, identity, rawPublish } from './helpers/mesh.ts'
 import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { skopeoEnv } from './helpers/skopeo.ts'
 import { npmClient, runNode, writeProject } from './helpers/npm-client.ts'
 import { pushImage } from './helpers/oci-http.ts'
 import { addImage, addLayer, blobPath, layoutRef, writeLayout } from './helpers/oci-image.ts'
 import { makeWheel, upload, uploadForm } from './helpers/pypi-dists.ts'
-import { buildDists, makeVenv, mustRun, pythonEnv } from './helpers/pypi-project.ts'
+import { buildDists, makeVenv, mustRun, pythonEnv, sharedPip } from './helpers/pypi-project.ts'
 import { deterministicBytes } from './helpers/streams.ts'
 
 async function putFile (node: TestNode, path: string, body: Buffer): Promise<void> {
   const res = await fetch(`${node.url}/files/${path}`, { method: 'PUT', body, headers: { authorization: `Bearer ${node.adminToken}` } })
   if (res.status !== 201) throw new Error(`PUT ${path}: ${res.status} ${await res.text()}`)
 }
-
-async function skopeoEnv (t: ExecutionContext, nodes: TestNode[]) {
-  const dir = await makeTempDir(t, 'akmesh-oci-client-')
-  const authFile = join(dir, 'auth.json')
-  await writeFile(authFile, '{}')
-  const registries = nodes.map(n => `[[registry]]\nlocation = "${new URL(n.url).host}"\ninsecure = true\n`).join('')
-  await writeFile(join(dir, 'registries.conf'), `unqualified-search-registries = []\n${registries}`)
-  const env = { REGISTRY_AUTH_FILE: authFile, CONTAINERS_REGISTRIES_CONF: join(dir, 'registries.conf') }
-  return { dir, skopeo: async (args: string[]) => await run('skopeo', args, { env }) }
-}
-
-let installerDir: string | undefined
-test.after.always(async () => { if (installerDir != null) await rm(installerDir, { recursive: true, force: true }) })
 
 test.serial('two sites that never connect exchange bundles both ways: identical holdings, real clients install on the far side', async t => {
   const npmPath = await requireClient(t, 'npm')
@@ -145,10 +132,8 @@ test.serial('two sites that never connect exchange bundles both ways: identical 
   t.is((await runNode(projectA, 'console.log(require("beta-lib"))')).stdout.trim(), '42')
 
   // pip on B1: A's wheel, installed and run.
-  installerDir = await mkdtemp(join(tmpdir(), 'akmesh-pip-'))
-  await mustRun(python, ['-m', 'venv', installerDir])
   const venv = await makeVenv(t, python, { withPip: false })
-  const pip = await run(join(installerDir, 'bin/python'), ['-m', 'pip', '--python', venv, 'install', '--no-cache-dir', '--only-binary', ':all:',
+  const pip = await run(await sharedPip(python), ['-m', 'pip', '--python', venv, 'install', '--no-cache-dir', '--only-binary', ':all:',
     '--index-url', `${nodeB1.url}/pypi/simple/`, 'air.demo==1.0.0'], { env: pythonEnv() })
   t.is(pip.code, 0, pip.stdout + pip.stderr)
   t.is((await mustRun(venv, ['-c', 'import air_demo; print(air_demo.describe(6))'])).stdout.trim(), '1.0.0: 6*7=42')

@@ -2,15 +2,16 @@
 // pip through C, skopeo to A / skopeo from C, and the blob protocol refused to a peer outside the
 // allowlist (with an allowed peer as the positive control).
 import test, { type ExecutionContext } from 'ava'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { requireClient, run, type RunResult } from './helpers/clients.ts'
 import { connectedTo, identity, queryIndex } from './helpers/mesh.ts'
-import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { skopeoEnv } from './helpers/skopeo.ts'
 import { OCI_TEST_CONFIG } from './helpers/oci-http.ts'
 import { addImage, addLayer, blobPath, layoutRef, writeLayout } from './helpers/oci-image.ts'
-import { buildDists, makeVenv, mustRun, pythonEnv } from './helpers/pypi-project.ts'
+import { buildDists, makeVenv, mustRun, pythonEnv, sharedPip } from './helpers/pypi-project.ts'
 import { deterministicBytes, MiB, sha256Hex } from './helpers/streams.ts'
 
 const count = (text: string, re: RegExp) => text.split('\n').filter(l => re.test(l)).length
@@ -31,22 +32,9 @@ async function putFile (node: TestNode, path: string, body: Buffer): Promise<str
 
 const PROJECT = { name: 'Mesh.Demo_Pkg', module: 'mesh_demo' }
 
-let installer: Promise<string> | undefined
-let installerDir: string | undefined
-/** One venv with pip installs into fresh venvs without pip (`pip --python`), as in pypi.test.ts. */
-async function pipFor (python: string): Promise<string> {
-  installer ??= (async () => {
-    installerDir = await mkdtemp(join(tmpdir(), 'akmesh-pip-'))
-    await mustRun(python, ['-m', 'venv', installerDir])
-    return join(installerDir, 'bin/python')
-  })()
-  return await installer
-}
-test.after.always(async () => { if (installerDir != null) await rm(installerDir, { recursive: true, force: true }) })
-
 async function pipInstall (t: ExecutionContext, python: string, node: TestNode, requirement: string, flags: string[]): Promise<{ python: string, out: RunResult }> {
   const venv = await makeVenv(t, python, { withPip: false })
-  const out = await run(await pipFor(python), ['-m', 'pip', '--python', venv, 'install', '--no-cache-dir',
+  const out = await run(await sharedPip(python), ['-m', 'pip', '--python', venv, 'install', '--no-cache-dir',
     '--index-url', `${node.url}/pypi/simple/`, ...flags, requirement], { env: pythonEnv() })
   return { python: venv, out }
 }
@@ -117,16 +105,6 @@ test.serial('twine upload on A, pip install from C: the files stream through C, 
 
 // ---------------------------------------------------------------------------------------------
 // 2. skopeo copy to A, skopeo copy from C (A, B, C all connected; C on-demand)
-
-async function skopeoEnv (t: ExecutionContext, nodes: TestNode[]) {
-  const dir = await makeTempDir(t, 'akmesh-oci-client-')
-  const authFile = join(dir, 'auth.json')
-  await writeFile(authFile, '{}')
-  const registries = nodes.map(n => `[[registry]]\nlocation = "${new URL(n.url).host}"\ninsecure = true\n`).join('')
-  await writeFile(join(dir, 'registries.conf'), `unqualified-search-registries = []\n${registries}`)
-  const env = { REGISTRY_AUTH_FILE: authFile, CONTAINERS_REGISTRIES_CONF: join(dir, 'registries.conf') }
-  return { dir, skopeo: async (args: string[]) => await run('skopeo', args, { env }) }
-}
 
 test.serial('skopeo copy to A, skopeo copy from C: identical manifest and layer digests (C on-demand, A–B–C all connected)', async t => {
   if (await requireClient(t, 'skopeo') == null) return

@@ -2,12 +2,9 @@
 // fresh virtualenvs, yanking as pip's resolver sees it. Missing twine or python3: fails under
 // CI=true, skips loudly otherwise. HTTP-level details are in test/pypi-http.test.ts.
 import test, { type ExecutionContext } from 'ava'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { requireClient, run, type RunResult } from './helpers/clients.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
-import { buildDists, makeVenv, mustRun, pythonEnv, REQUIRES_PYTHON } from './helpers/pypi-project.ts'
+import { buildDists, makeVenv, mustRun, pythonEnv, sharedPip, REQUIRES_PYTHON } from './helpers/pypi-project.ts'
 
 const PROJECT = { name: 'Akm.Demo_Pkg', module: 'akm_demo' } // a name pip and the index must normalise
 
@@ -19,20 +16,6 @@ async function clients (t: ExecutionContext): Promise<Clients | undefined> {
   return twine == null || python == null ? undefined : { twine, python }
 }
 
-// One virtualenv with pip serves as the installer for every test (creating a venv with pip costs
-// seconds of CPU); each install goes into its own fresh venv without pip via `pip --python`.
-let installer: Promise<string> | undefined
-let installerDir: string | undefined
-async function pipFor (python: string): Promise<string> {
-  installer ??= (async () => {
-    installerDir = await mkdtemp(join(tmpdir(), 'akmesh-pip-'))
-    await mustRun(python, ['-m', 'venv', installerDir])
-    return join(installerDir, 'bin/python')
-  })()
-  return await installer
-}
-test.after.always(async () => { if (installerDir != null) await rm(installerDir, { recursive: true, force: true }) })
-
 async function twineUpload (c: Clients, node: TestNode, files: string[], opts: { password?: string, extra?: string[] } = {}): Promise<RunResult> {
   return await run(c.twine, ['upload', '--non-interactive', '--disable-progress-bar', ...(opts.extra ?? []),
     '--repository-url', `${node.url}/pypi/`, '-u', '__token__', '-p', opts.password ?? node.adminToken, ...files], { env: pythonEnv() })
@@ -41,14 +24,14 @@ async function twineUpload (c: Clients, node: TestNode, files: string[], opts: {
 /** `pip install` of `requirement` into a fresh virtualenv; returns the venv's python and pip's output. */
 async function pipInstall (t: ExecutionContext, c: Clients, node: TestNode, requirement: string, flags: string[]): Promise<{ python: string, out: RunResult }> {
   const python = await makeVenv(t, c.python, { withPip: false })
-  const out = await run(await pipFor(c.python), ['-m', 'pip', '--python', python, 'install', '--no-cache-dir',
+  const out = await run(await sharedPip(c.python), ['-m', 'pip', '--python', python, 'install', '--no-cache-dir',
     '--index-url', `${node.url}/pypi/simple/`, ...flags, requirement], { env: pythonEnv() })
   return { python, out }
 }
 
 /** The version pip's resolver picks for `requirement`, without installing anything. */
 async function resolvedVersion (c: Clients, node: TestNode, requirement: string): Promise<string> {
-  const r = await mustRun(await pipFor(c.python), ['-m', 'pip', 'install', '--dry-run', '--quiet', '--report', '-', '--ignore-installed',
+  const r = await mustRun(await sharedPip(c.python), ['-m', 'pip', 'install', '--dry-run', '--quiet', '--report', '-', '--ignore-installed',
     '--no-cache-dir', '--only-binary', ':all:', '--index-url', `${node.url}/pypi/simple/`, requirement])
   return JSON.parse(r.stdout).install[0].metadata.version
 }

@@ -1,7 +1,9 @@
 // A tiny pure-Python project, built into a wheel and an sdist with no network: its build backend
 // is in the tree (PEP 517 backend-path) and uses only the standard library, so neither the build
 // here nor pip's build of the sdist needs setuptools or wheel from an index.
-import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { rmSync } from 'node:fs'
+import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ExecutionContext } from 'ava'
 import { run, type RunResult } from './clients.ts'
@@ -128,4 +130,18 @@ export async function makeVenv (t: ExecutionContext, python: string, opts: { wit
   const dir = await makeTempDir(t, 'akmesh-venv-')
   await mustRun(python, ['-m', 'venv', ...(opts.withPip === false ? ['--without-pip'] : []), dir])
   return join(dir, 'bin/python')
+}
+
+let installer: Promise<string> | undefined
+/** One virtualenv with pip, the installer for every install of a test file (creating a venv with
+ *  pip costs seconds of CPU); each install goes into its own fresh venv without pip via
+ *  `pip --python`. Removed when the test process exits. */
+export async function sharedPip (python: string): Promise<string> {
+  installer ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'akmesh-pip-'))
+    process.once('exit', () => { rmSync(dir, { recursive: true, force: true }) })
+    await mustRun(python, ['-m', 'venv', dir])
+    return join(dir, 'bin/python')
+  })()
+  return await installer
 }
