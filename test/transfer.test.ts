@@ -116,6 +116,21 @@ test.serial('a mirrored repository fetches blobs when their manifest is applied,
   await waitFor(() => new RegExp(`"cid":"${cid}","size":${bytes.length},.*"msg":"blob fetched from the mesh"`).test(nodeB.output()), 'B to mirror the blob')
   t.is(sha256Hex(await readFile(blobPath(nodeB, cid))), sha256Hex(bytes))
   t.is(count(nodeB.output(), /"msg":"fetching blob from the mesh"/), 1)
+
+  // What B measured of A survives a restart (saved at stop), in the API and in `akmesh peers list`.
+  const profileOfA = async (): Promise<any> => {
+    const res = await fetch(`${nodeB.url}/-/mesh/peers`, { headers: { authorization: `Bearer ${nodeB.adminToken}` } })
+    return (await res.json() as { profiles: any[] }).profiles.find(p => p.peerId === a.peerId)
+  }
+  const measured = await profileOfA()
+  t.true(measured?.bytesReceived >= bytes.length && measured?.throughputBps > 0, JSON.stringify(measured))
+  await nodeB.restart()
+  const kept = await profileOfA()
+  t.like(kept, { bytesReceived: measured.bytesReceived, chunksReceived: measured.chunksReceived })
+  t.true(kept.throughputBps > 0)
+  await nodeB.stop()
+  const listed = await akmesh(['peers', 'list', '--data', nodeB.dataDir])
+  t.regex(listed.stdout, new RegExp(`profile   ${a.peerId} rtt .* MiB/s, received 3\\.0 MiB`))
 })
 
 test.serial('kill -9 during a fetch: after restart the transfer resumes from the chunks already verified, and fetches only the rest', async t => {
