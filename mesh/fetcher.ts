@@ -24,6 +24,8 @@ const MIRROR_CONCURRENCY = 2
 const MIRROR_RETRY_MS = 30_000
 /** How long a fetch waits for a relaying peer's first chunk before answering 503. */
 const RELAY_WAIT_MS = 20_000
+/** Relay hops a fetch of our own may ask for (A–B–C needs one: B relays for C). */
+const RELAY_HOPS = 2
 /** Recent transfers kept for the admin API. */
 const HISTORY = 100
 /** A DHT provider search at most this often per blob while no connected peer offers it. */
@@ -58,6 +60,8 @@ class Fetch {
   committed = false
   /** Started for a peer (relay): fetched in order, since the peer streams it on. */
   relayed = false
+  /** How many relay hops this fetch may ask peers for, when no holder is reachable. */
+  relayHops = RELAY_HOPS
   readonly readers = new Set<{ pos: number }>()
   readonly record: TransferRecord
   readonly controller = new AbortController()
@@ -151,13 +155,13 @@ export class BlobFetcher implements RemoteBlobs {
 
   /** A peer asked for `cid`, which is known here but absent: fetch it (first chunks first), so
    *  nodes in the middle of a line relay blobs. True while a fetch of it runs. */
-  relay (cid: string): boolean {
+  relay (cid: string, hops: number): boolean {
     if (this.#controller.signal.aborted) return false
     const running = this.#entries.get(cid)
     if (running != null) return running.fetch.record.status === 'running'
     const d = this.#store.describe(cid)
     if (d == null || d.present) return false
-    const e = this.#start(cid)
+    const e = this.#start(cid, hops)
     e.fetch.relayed = true
     e.done.catch((err: any) => { this.#log.debug({ cid, error: err?.message }, 'relay fetch failed') })
     return true
@@ -223,12 +227,13 @@ export class BlobFetcher implements RemoteBlobs {
     return body
   }
 
-  #start (cid: string): Entry {
+  #start (cid: string, relayHops = RELAY_HOPS): Entry {
     const existing = this.#entries.get(cid)
     if (existing != null) return existing
     this.started++
     const d = this.#store.describe(cid)
     const fetch = new Fetch(cid, d?.size ?? 0)
+    fetch.relayHops = relayHops
     this.#history.push(fetch.record)
     if (this.#history.length > HISTORY) this.#history.shift()
     let setReady!: () => void
@@ -294,7 +299,12 @@ export class BlobFetcher implements RemoteBlobs {
       f.swarm = swarm
       await swarm.discover()
       if (swarm.holders().length === 0) await swarm.discover() // the DHT, if no connected peer has it
-      // A peer fetching it for us (a relay in a line A–B–C) gets a little time to find it.
+      // No holder we can reach: ask connected peers that know the blob to fetch it for us (a
+      // relay in a line A–B–C), and give them a little time to find it.
+      if (swarm.holders().length === 0 && f.relayHops > 0) {
+        swarm.askRelays(f.relayHops - 1)
+        await swarm.discover()
+      }
       for (const until = Date.now() + RELAY_WAIT_MS; swarm.holders().length === 0 && swarm.someoneFetching() && Date.now() < until;) {
         await new Promise(resolve => setTimeout(resolve, 250))
         await swarm.discover()

@@ -82,6 +82,7 @@ export class Swarm {
   #wake: (() => void) | undefined
   #lastOffer = Date.now()
   #rounds = 0
+  #relayHops: number | undefined
 
   constructor (init: SwarmInit) {
     this.#i = init
@@ -96,6 +97,11 @@ export class Swarm {
   }
 
   #missing (i: number): boolean { return this.#p == null || !this.#p.has(i) }
+
+  /** From now on, peers are asked to relay the blob (fetch it for us, with `hops` further). */
+  askRelays (hops: number): void {
+    this.#relayHops = hops
+  }
 
   /** Asks each new candidate what it holds; resolves once all answered. */
   async discover (): Promise<void> {
@@ -157,7 +163,9 @@ export class Swarm {
     if (p.asking) return
     p.asking = true
     try {
-      const { bits, fetching } = await this.#i.client.availability(p.id, this.#i.cid, AbortSignal.any([this.#i.signal, AbortSignal.timeout(10_000)]))
+      const { bits, fetching } = await this.#i.client.availability(p.id, this.#i.cid, AbortSignal.any([this.#i.signal, AbortSignal.timeout(10_000)]),
+        // Relays only while nobody offers a chunk: once one does, more relays would only spread load.
+        this.#relayHops != null && this.holders().length === 0 ? this.#relayHops : undefined)
       p.bits = bits != null && bits.byteLength > 0 ? bits : undefined
       p.fetching = fetching
       p.complete = bits != null && Array.from({ length: this.#i.total }, (_, i) => i).every(i => hasBit(bits, i))

@@ -21,11 +21,13 @@ const MAX_HEAD = 4096
 /** Chunk tables up to 1 M chunks (1 TiB at 1 MiB chunks). */
 const MAX_TABLE = HASH_BYTES * 1024 * 1024
 const MAX_CHUNK = 16 * 1024 * 1024
+/** Relay hops a request may ask for (a line of MAX_RELAY_HOPS + 2 nodes). */
+export const MAX_RELAY_HOPS = 4
 /** Largest idle-link probe (mesh/profiles.ts measures throughput with it). */
 export const MAX_PROBE = 1024 * 1024
 
 export type BlobRequest =
-  | { op: 'have', cid: string }
+  | { op: 'have', cid: string, relay?: number }
   | { op: 'table', cid: string }
   | { op: 'chunk', cid: string, index: number }
   | { op: 'probe', bytes: number }
@@ -65,10 +67,11 @@ export interface TransferServerInit {
   log: Logger
   /** Blobs in flight here (the fetcher's partial files). */
   partial?: (cid: string) => PartialChunks | undefined
-  /** Asked for a blob it knows (from a manifest) but does not hold, this node starts fetching it
-   *  and says so (`fetching`): a node in the middle of a line relays blobs as it relays
+  /** Asked to relay (`have` with `relay`: a peer found no holder it can reach) a blob it knows
+   *  from a manifest but does not hold, this node fetches it (itself relaying at most `hops`
+   *  further) and says so (`fetching`): a node in the middle of a line relays blobs as it relays
    *  manifests. True if a fetch is running. */
-  relay?: (cid: string) => boolean
+  relay?: (cid: string, hops: number) => boolean
   /** The upload cap. */
   bucket?: TokenBucket
   profiles?: PeerProfiles
@@ -100,7 +103,8 @@ export async function serveBlobs (init: TransferServerInit): Promise<() => Promi
       const blob = typeof req?.cid === 'string' ? init.store.stat(req.cid) : undefined
       const partial = blob == null && typeof req?.cid === 'string' ? init.partial?.(req.cid) : undefined
       const index = req?.op === 'chunk' ? req.index : -1
-      const fetching = blob == null && req.op === 'have' && init.relay?.(req.cid) === true
+      const fetching = blob == null && req.op === 'have' && Number.isInteger(req.relay) && (req.relay as number) >= 0 &&
+        init.relay?.(req.cid, Math.min(req.relay as number, MAX_RELAY_HOPS)) === true
       if (blob == null && partial == null && fetching) {
         // Fetching, but no chunk table yet: nothing to offer until the asker asks again.
         await lp.write(enc({ ok: true, fetching: true, bitfield: '' }), { signal })
@@ -174,9 +178,10 @@ export class BlobClient {
     return (await this.availability(peer, cid, signal)).bits
   }
 
-  /** Which chunks `peer` holds, and whether it is fetching the rest (so more will come). */
-  async availability (peer: PeerId, cid: string, signal: AbortSignal): Promise<{ bits?: Uint8Array, fetching: boolean }> {
-    const { head } = await this.#request(peer, { op: 'have', cid }, undefined, signal)
+  /** Which chunks `peer` holds, and whether it is fetching the rest (so more will come). With
+   *  `relay` (hops), asks it to fetch the blob if it knows it but does not hold it. */
+  async availability (peer: PeerId, cid: string, signal: AbortSignal, relay?: number): Promise<{ bits?: Uint8Array, fetching: boolean }> {
+    const { head } = await this.#request(peer, { op: 'have', cid, ...(relay != null ? { relay } : {}) }, undefined, signal)
     if (!head.ok) return { fetching: false }
     return { bits: head.bitfield != null ? new Uint8Array(Buffer.from(head.bitfield, 'base64')) : undefined, fetching: head.fetching === true }
   }

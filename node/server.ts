@@ -77,7 +77,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   profiles.start(mesh.libp2p)
   const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log })
   const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
-  await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid) => fetcher.relay(cid) })
+  await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops) })
   storage.store.remote = fetcher
   await fetcher.start()
   // Mirrored repositories hold every blob: what a restart (or a policy change) left absent is queued.
