@@ -20,8 +20,8 @@ import type { PartialBlob } from '../store/partial.ts'
 import type { PeerProfiles } from './profiles.ts'
 import { hasBit, type BlobClient } from './transfer.ts'
 
-const MIN_SLOTS = 4
-const MAX_SLOTS = 6
+const MIN_SLOTS = 6
+const MAX_SLOTS = 8
 const MAX_COPIES = 2
 /** How far a slow peer may skip ahead of the client (chunks). */
 const MAX_SKIP = 32
@@ -196,6 +196,14 @@ export class Swarm {
     const peers = [...this.#peers.values()].filter(p => this.#usable(p))
       .sort((a, b) => profiles.expectedMs(a.id, chunk) - profiles.expectedMs(b.id, chunk))
     if (peers.length === 0) return
+    // A client waiting for its first byte: that chunk alone, from the fastest peer holding it,
+    // so it does not share the links with the chunks after it (time to first byte is one chunk).
+    const urgent = this.#i.urgentFrom()
+    if (urgent != null && this.#part.verified === 0 && !this.#part.has(urgent)) {
+      if (this.#inflight.has(urgent)) return
+      const first = peers.find(p => hasBit(p.bits as Uint8Array, urgent))
+      if (first != null) { this.#request(first, urgent); return }
+    }
     const fastest = profiles.expectedMs(peers[0].id, chunk)
     for (const p of peers) {
       while (p.inflight.size < this.#slots(p)) {
