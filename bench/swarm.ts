@@ -38,16 +38,25 @@ async function caps (l: Lab, set: Record<number, { up?: number, down?: number }>
 }
 
 let blobNo = 0
-/** A fresh blob seeded (links uncapped) on `holders`, known to `knowers`. */
+/** A fresh blob seeded on `holders` (each PUTs it: nothing moves through the mesh), known to
+ *  `knowers`. */
 async function fresh (l: Lab, holders: LabNode[], knowers: LabNode[]): Promise<{ path: string, sha: string, cid: string }> {
   const name = `bench-${Date.now()}-${blobNo++}`
   const body = deterministicBytes(SIZE, name)
-  const path = `swarm-bench/${name}.bin`
+  const path = `files/swarm-bench/${name}.bin`
   await caps(l, {})
   log(`seeding ${mb(SIZE)} MiB on node(s) ${holders.map(h => h.index).join(',')}`)
-  // A cut seeding download is retried (a client would retry), and reported: it is a node bug.
-  const cid = await seed(holders, path, body, knowers, { retries: 2, onRetry: (m) => { console.log(`SEEDING DOWNLOAD FAILED, retrying: ${m}`) } })
+  const cid = await seed(holders, path, body, knowers)
   return { path, sha: sha256Hex(body), cid }
+}
+
+/** A lab of exactly the nodes a measurement needs: a node that knows a blob and is asked for it
+ *  fetches it too (relay), so bystanders would compete for the seeders' links. */
+async function labOf (n: number): Promise<{ l: Lab, nodes: LabNode[], names: Map<string, string> }> {
+  const l = await lab(shim, n)
+  log(`starting ${n} nodes in lab ${l.run} (10.77.${l.run}.0/24)`)
+  const nodes = await startLabNodes(shim, l, Array.from({ length: n }, () => ({})))
+  return { l, nodes, names: new Map(nodes.map(x => [x.peerId, `node${x.index}`])) }
 }
 
 async function get (n: LabNode, blob: { path: string, sha: string }): Promise<number> {
@@ -76,21 +85,21 @@ async function section (name: string, fn: () => Promise<void>): Promise<void> {
 await main(async () => {
   const why = netnsUnavailable()
   if (why != null) throw new Error(`bench/swarm.ts needs network namespaces: ${why}`)
-  const n = Math.max(1 + Math.max(K, 2), 1 + CROWD)
-  console.log(`swarm bench: blob ${mb(SIZE)} MiB, R = ${fmt(R / 1e6, 0)} Mbit/s, ${n} nodes (one per netns), load ${load()}`)
-  const l = await lab(shim, n)
-  log(`starting ${n} nodes in lab ${l.run} (10.77.${l.run}.0/24)`)
-  const nodes = await startLabNodes(shim, l, Array.from({ length: n }, () => ({})))
-  const names = new Map(nodes.map(x => [x.peerId, `node${x.index}`]))
-  const api = await swarmApi(nodes[0])
-  console.log(`scheduler admin API (GET /-/mesh/transfers): ${api ? 'present' : 'absent (round-robin fetcher)'}`)
+  console.log(`swarm bench: blob ${mb(SIZE)} MiB, R = ${fmt(R / 1e6, 0)} Mbit/s, one node per netns, a lab per measurement, load ${load()}`)
+  let announced = false
+  const announce = async (n: LabNode): Promise<void> => {
+    if (announced) return
+    announced = true
+    console.log(`scheduler admin API (GET /-/mesh/transfers): ${await swarmApi(n) ? 'present' : 'absent (round-robin fetcher)'}`)
+  }
 
   if (ONLY.has('efficiency')) await section('efficiency', async () => {
-    const downloader = nodes[0]
-    const seeders = nodes.slice(1, 1 + K)
     const rows = [['k', 'time s', 'Mbit/s', 'k·R Mbit/s', 'efficiency', 'MiB sent per seeder', 'transfer record (MiB)']]
     for (let k = 1; k <= K; k++) {
-      const holders = seeders.slice(0, k)
+      const { l, nodes, names } = await labOf(k + 1)
+      await announce(nodes[0])
+      const downloader = nodes[0]
+      const holders = nodes.slice(1)
       const blob = await fresh(l, holders, [downloader])
       await caps(l, Object.fromEntries(holders.map(s => [s.index, { up: R }])))
       const before = await l.allMeshBytes()
@@ -100,20 +109,26 @@ await main(async () => {
       const rate = mbps(SIZE, ms)
       rows.push([String(k), fmt(ms / 1000, 1), fmt(rate, 1), fmt(k * R / 1e6, 0), fmt(rate / (k * R / 1e6), 3),
         holders.map(s => mb(sent[s.index].sent)).join(' / '), await record(downloader, blob.cid, names)])
+      await l.destroy()
     }
     console.log('\n1. swarm efficiency (downloader uncapped; each seeder capped at R upload)')
     table(rows)
   })
 
   if (ONLY.has('hetero')) await section('hetero', async () => {
-    const [downloader, fast, slow] = [nodes[0], nodes[1], nodes[2]]
-    const shape = { [fast.index]: { up: R }, [slow.index]: { up: R / 8 } }
-    const alone = await fresh(l, [fast], [downloader])
-    await caps(l, shape)
+    // Two labs: the slow seeder must not even know the first blob (it would relay-fetch it).
+    const one = await labOf(2)
+    await announce(one.nodes[0])
+    const [downloader0, fast0] = one.nodes
+    const alone = await fresh(one.l, [fast0], [downloader0])
+    await caps(one.l, { 1: { up: R } })
     log('heterogeneous: fast seeder alone')
-    const msAlone = await get(downloader, alone)
+    const msAlone = await get(downloader0, alone)
+    await one.l.destroy()
+    const { l, nodes, names } = await labOf(3)
+    const [downloader, fast, slow] = nodes
     const both = await fresh(l, [fast, slow], [downloader])
-    await caps(l, shape)
+    await caps(l, { [fast.index]: { up: R }, [slow.index]: { up: R / 8 } })
     const before = await l.allMeshBytes()
     log('heterogeneous: fast + slow')
     const msBoth = await get(downloader, both)
@@ -128,16 +143,21 @@ await main(async () => {
     console.log(`time (fast + slow) / time (fast alone) = ${fmt(msBoth / msAlone, 3)} (<= 1: never worse than the fast seeder alone)`)
     const rec = await record(downloader, both.cid, names)
     if (rec !== '') console.log(`transfer record (MiB): ${rec}`)
+    await l.destroy()
   })
 
   if (ONLY.has('crowd')) await section('crowd', async () => {
-    const seeder = nodes[0]
-    const crowd = nodes.slice(1, 1 + CROWD)
-    const all = Object.fromEntries(nodes.map(x => [x.index, { up: R, down: R }]))
-    const single = await fresh(l, [seeder], [crowd[0]])
-    await caps(l, all)
+    const one = await labOf(2)
+    await announce(one.nodes[0])
+    const single = await fresh(one.l, [one.nodes[0]], [one.nodes[1]])
+    await caps(one.l, { 0: { up: R, down: R }, 1: { up: R, down: R } })
     log('flash crowd: one single-source download')
-    const msSingle = await get(crowd[0], single)
+    const msSingle = await get(one.nodes[1], single)
+    await one.l.destroy()
+    const { l, nodes } = await labOf(1 + CROWD)
+    const seeder = nodes[0]
+    const crowd = nodes.slice(1)
+    const all = Object.fromEntries(nodes.map(x => [x.index, { up: R, down: R }]))
     const blob = await fresh(l, [seeder], crowd)
     await caps(l, all)
     const before = await l.allMeshBytes()
@@ -161,6 +181,7 @@ await main(async () => {
     ])
     if (failed.length > 0) console.log(`${failed.length} of ${CROWD} crowd downloads FAILED: the times below are not a result`)
     console.log(`crowd time / (${CROWD} × single) = ${fmt(msAll / (CROWD * msSingle), 3)}; seeder sent ${fmt(fromSeeder / SIZE, 2)} copies, downloaders sent each other ${fmt(fromPeers / SIZE, 2)} copies`)
+    await l.destroy()
   })
   console.log(`\nload average at the end: ${load()}`)
 })

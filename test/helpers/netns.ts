@@ -323,8 +323,11 @@ export interface LabNodeSpec {
   uploadBandwidth?: number | null
 }
 
-/** Starts one node per spec on hosts 0..specs.length-1, every node allowing and bootstrapping to
- *  every other, and waits until each is connected to all the others. */
+/** Starts one node per spec on hosts 0..specs.length-1, every node allowing every other (node i
+ *  dials the nodes below it), and waits until each is connected to all the others.
+ *  Every node that knows a blob (all of them: manifests go everywhere, and replication "none" is
+ *  not enforced yet) and is asked for it fetches it too (relay, commit a5b0fdf): a scenario whose
+ *  byte counts matter must run in a lab holding only its own nodes. */
 export async function startLabNodes (t: Teardown, l: Lab, specs: LabNodeSpec[]): Promise<LabNode[]> {
   const tt = t as ExecutionContext
   if (specs.length > l.hosts.length) throw new Error(`${specs.length} nodes for ${l.hosts.length} hosts`)
@@ -390,9 +393,10 @@ export async function meshPeers (n: LabNode): Promise<string[]> {
   return r.body?.peers.map(p => p.peerId) ?? []
 }
 
-/** PUT into the generic "files" repository with the admin token; returns the CID. */
+/** PUT into a generic repository (`path` starts with the repository: "files/a/b.bin") with the
+ *  admin token; returns the CID. */
 export async function putFile (n: LabNode, path: string, body: Buffer): Promise<string> {
-  const res = await fetch(`${n.url}/files/${path}`, {
+  const res = await fetch(`${n.url}/${path}`, {
     method: 'PUT',
     body,
     headers: { authorization: `Bearer ${n.node.adminToken}`, 'x-checksum-sha256': createHash('sha256').update(body).digest('hex') }
@@ -408,14 +412,14 @@ export async function hasBlob (n: LabNode, cid: string): Promise<boolean> {
   return rows.length === 1 && rows[0].present === 1
 }
 
-/** Waits until the node's index names `path` in the files repository (from the origin's gossiped
+/** Waits until the node's index names `path` ("<repo>/<folder>/<name>", from the origin's gossiped
  *  manifest). A folder listing reads only the index: it never starts a fetch. */
 export async function waitKnown (n: LabNode, path: string, timeoutMs = 60_000): Promise<void> {
   const at = path.lastIndexOf('/')
   const folder = path.slice(0, at + 1)
   const name = path.slice(at + 1)
   await waitFor(async () => {
-    const res = await fetch(`${n.url}/files/${folder}`)
+    const res = await fetch(`${n.url}/${folder}`)
     return res.status === 200 && (await res.text()).includes(name)
   }, `${path} to be known on node ${n.index}`, timeoutMs)
 }
@@ -439,7 +443,7 @@ export async function download (n: LabNode, path: string, onProgress?: (bytes: n
   let status = 0
   let cid: string | undefined
   try {
-    const res = await fetch(`${n.url}/files/${path}`)
+    const res = await fetch(`${n.url}/${path}`)
     status = res.status
     cid = res.headers.get('x-akmesh-cid') ?? undefined
     if (res.body != null) {
@@ -461,26 +465,18 @@ export function warnings (n: LabNode, max = 20): string[] {
 }
 
 /**
- * Publishes `body` at `path` on `holders[0]` and makes every other holder fetch it (a GET through
- * its mesh, on-demand), then waits until every holder has it present and every node in `knowers`
- * knows the path. Callers lift caps first if seeding should be quick. Returns the CID.
+ * Makes every holder hold `body`: each PUTs the same bytes (same CID) at its own path (holder 0 at
+ * `path`, holder i at `path` + ".h<i>"), so no holder fetches anything through the mesh. (A mesh
+ * fetch asks every connected peer `have`, and a peer that knows the blob but lacks it starts
+ * fetching it too, commit a5b0fdf: seeding by fetching would make the downloader a holder.) Then
+ * waits until every node in `knowers` knows `path`. Returns the CID.
  */
-export async function seed (holders: LabNode[], path: string, body: Buffer, knowers: LabNode[] = [], opts: { retries?: number, onRetry?: (message: string) => void } = {}): Promise<string> {
-  const cid = await putFile(holders[0], path, body)
-  const sha = createHash('sha256').update(body).digest('hex')
-  await Promise.all(holders.slice(1).map(async h => {
-    await waitKnown(h, path)
-    for (let attempt = 0; ; attempt++) {
-      const d = await download(h, path)
-      if (d.status === 200 && d.sha256 === sha) break
-      const message = `seeding ${path} on node ${h.index}: status ${d.status}, ${d.bytes} bytes, ${d.error ?? 'wrong bytes'}\n${warnings(h).join('\n')}`
-      if (attempt >= (opts.retries ?? 0)) throw new Error(message)
-      opts.onRetry?.(message)
-    }
-  }))
-  await Promise.all(holders.map(async h => { await waitFor(async () => await hasBlob(h, cid), `${cid} present on node ${h.index}`, 60_000) }))
+export async function seed (holders: LabNode[], path: string, body: Buffer, knowers: LabNode[] = []): Promise<string> {
+  const cids = await Promise.all(holders.map(async (h, i) => await putFile(h, i === 0 ? path : `${path}.h${i}`, body)))
+  if (new Set(cids).size !== 1) throw new Error(`the same bytes got different CIDs: ${cids.join(', ')}`)
+  await Promise.all(holders.map(async h => { await waitFor(async () => await hasBlob(h, cids[0]), `${cids[0]} present on node ${h.index}`, 60_000) }))
   await Promise.all(knowers.map(async k => { await waitKnown(k, path) }))
-  return cid
+  return cids[0]
 }
 
 /** Edits the node's peering file (atomically: temp file + rename) and waits until the running
