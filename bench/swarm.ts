@@ -163,7 +163,9 @@ await main(async () => {
     const before = await l.allMeshBytes()
     log(`flash crowd: ${CROWD} downloaders at once`)
     const t0 = performance.now()
-    const results = await Promise.all(crowd.map(async x => await download(x, blob.path)))
+    // A stalled crowd must not hang the bench: give up at 1.5 × the sequential estimate.
+    const deadline = AbortSignal.timeout(Math.max(60_000, Math.round(1.5 * CROWD * msSingle)))
+    const results = await Promise.all(crowd.map(async x => await download(x, blob.path, undefined, deadline)))
     const msAll = performance.now() - t0
     const failed = results.map((r, i) => ({ r, i })).filter(({ r }) => r.error != null || r.status !== 200 || r.sha256 !== blob.sha)
     for (const { r, i } of failed) console.log(`crowd downloader node${crowd[i].index} FAILED: status ${r.status}, ${mb(r.bytes)} MiB, ${r.error ?? 'wrong bytes'}`)

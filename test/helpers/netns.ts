@@ -436,14 +436,14 @@ export interface Download {
 
 /** GETs a file and hashes it as it streams (never held whole); `onProgress` sees the running
  *  byte count. A failed request or a cut body is reported in `error`, not thrown. */
-export async function download (n: LabNode, path: string, onProgress?: (bytes: number) => void): Promise<Download> {
+export async function download (n: LabNode, path: string, onProgress?: (bytes: number) => void, signal?: AbortSignal): Promise<Download> {
   const t0 = performance.now()
   const hash = createHash('sha256')
   let bytes = 0
   let status = 0
   let cid: string | undefined
   try {
-    const res = await fetch(`${n.url}/${path}`)
+    const res = await fetch(`${n.url}/${path}`, { signal })
     status = res.status
     cid = res.headers.get('x-akmesh-cid') ?? undefined
     if (res.body != null) {
