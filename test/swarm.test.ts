@@ -27,6 +27,9 @@ import { deterministicBytes, MiB, sha256Hex } from './helpers/streams.ts'
 
 /** The per-seeder cap (bits/s). */
 const R = mbit(40)
+/** A download that has not finished by then is a stall: it fails the test instead of hanging it
+ *  (~20x what a download here takes). */
+const deadline = (): AbortSignal => AbortSignal.timeout(150_000)
 // Each test has its own lab holding only the nodes it needs: every node that knows a blob and is
 // asked for it fetches it too (relay, commit a5b0fdf), and replication "none" is not enforced, so
 // bystanders in a shared lab would fetch every blob and compete for the seeders' links.
@@ -74,7 +77,7 @@ test.serial('swarm efficiency: four seeders capped at R each serve one uncapped 
   await caps(w, Object.fromEntries(seeders.map(s => [s.index, { up: R }])))
 
   const before = await w.lab.allMeshBytes()
-  const d = await download(downloader, 'files/swarm/k4.bin')
+  const d = await download(downloader, 'files/swarm/k4.bin', undefined, deadline())
   const served = delta(before, await w.lab.allMeshBytes())
   if (!complete(t, d, blob, downloader)) return
   t.is(d.cid, cid)
@@ -109,7 +112,7 @@ test.serial('heterogeneous seeders at R and R/8: the fast one serves more', asyn
   await caps(w, { [fast.index]: { up: R }, [slow.index]: { up: R / 8 } })
 
   const before = await w.lab.allMeshBytes()
-  const d = await download(downloader, 'files/swarm/hetero.bin')
+  const d = await download(downloader, 'files/swarm/hetero.bin', undefined, deadline())
   const served = delta(before, await w.lab.allMeshBytes())
   complete(t, d, blob, downloader)
   const [f, s] = [served[fast.index].sent, served[slow.index].sent]
@@ -135,7 +138,7 @@ test.serial('flash crowd: one seeder, eight downloaders at once; all get the rig
   await caps(w, Object.fromEntries(w.nodes.map(n => [n.index, { up: R, down: R }])))
 
   const before = await w.lab.allMeshBytes()
-  const results = await Promise.all(downloaders.map(async n => await download(n, 'files/swarm/crowd.bin')))
+  const results = await Promise.all(downloaders.map(async n => await download(n, 'files/swarm/crowd.bin', undefined, deadline())))
   const served = delta(before, await w.lab.allMeshBytes())
   for (const [i, r] of results.entries()) complete(t, r, blob, downloaders[i])
   const fromSeeder = served[seeder.index].sent
@@ -164,7 +167,7 @@ test.serial('a seeder serving corrupt chunks is caught; the download completes w
   await caps(w, { [good.index]: { up: R }, [liar.index]: { up: R } })
 
   const before = await w.lab.allMeshBytes()
-  const d = await download(downloader, 'files/swarm/liar.bin')
+  const d = await download(downloader, 'files/swarm/liar.bin', undefined, deadline())
   const served = delta(before, await w.lab.allMeshBytes())
   if (!complete(t, d, blob, downloader)) return
   t.log(`good seeder sent ${mib(served[good.index].sent)}, liar ${mib(served[liar.index].sent)}`)
@@ -197,7 +200,7 @@ test.serial('upload cap: a seeder whose peering file sets uploadBandwidth serves
   await editPeering(capped, p => { p.uploadBandwidth = R / 8 / 8 })
 
   const before = await w.lab.allMeshBytes()
-  const d = await download(downloader, 'files/swarm/cap.bin')
+  const d = await download(downloader, 'files/swarm/cap.bin', undefined, deadline())
   const served = delta(before, await w.lab.allMeshBytes())
   if (!complete(t, d, blob, downloader)) return
   const [c, f] = [served[capped.index].sent, served[free.index].sent]
@@ -223,7 +226,7 @@ test.serial('a seeder SIGKILLed mid-transfer: the download completes from the ot
   let killedAt = 0
   const d = await download(downloader, 'files/swarm/kill.bin', (bytes) => {
     if (killed == null && bytes >= blob.length / 4) { killedAt = bytes; killed = dies.node.kill9() }
-  })
+  }, deadline())
   await killed
   const served = delta(before, await w.lab.allMeshBytes())
   t.true(killedAt > 0 && killedAt < blob.length, 'killed mid-transfer')
