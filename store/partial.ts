@@ -11,6 +11,8 @@ import type { BlobDescription, FileBlobStore } from './blobs.ts'
 import { checkExpected } from './blobs.ts'
 import type { BlobInfo } from './types.ts'
 
+const RECENT = 8
+
 export class PartialBlob {
   readonly cid: string
   readonly size: number
@@ -31,6 +33,9 @@ export class PartialBlob {
   #closed = false
   #reads = 0
   readonly #writing = new Set<number>()
+  /** The last chunks written, kept so readers that keep up (the hasher, a streaming client) do
+   *  not read them back from the file. Bounded: RECENT chunks per blob. */
+  readonly #recent = new Map<number, Uint8Array>()
   #idle: Array<() => void> = []
 
   private constructor (store: FileBlobStore, desc: BlobDescription, table: Uint8Array[], path: string, fh: FileHandle, hasher: MultiHasher) {
@@ -93,6 +98,8 @@ export class PartialBlob {
     } finally {
       this.#writing.delete(i)
     }
+    this.#recent.set(i, bytes)
+    if (this.#recent.size > RECENT) this.#recent.delete(this.#recent.keys().next().value as number)
     this.#mark(i)
     this.#hashAhead()
     return true
@@ -101,6 +108,8 @@ export class PartialBlob {
   /** A verified chunk's bytes (from the store once committed: readers may still be behind). */
   async read (i: number): Promise<Uint8Array> {
     if (!this.has(i)) throw new Error(`chunk ${i} of ${this.cid} is not here yet`)
+    const recent = this.#recent.get(i)
+    if (recent != null) return recent
     if (!this.#closed) return await this.#readRaw(i)
     // Closed by commit: the file is moving to (or already at) its place in the store.
     const fh = await open(this.#store.pathOf(this.cid), 'r').catch(async () => await open(this.path, 'r'))
@@ -141,7 +150,7 @@ export class PartialBlob {
   #hashAhead (): void {
     this.#hashing = this.#hashing.then(async () => {
       while (!this.#closed && this.#hashed < this.total && this.has(this.#hashed)) {
-        this.#hasher.update(await this.#readRaw(this.#hashed))
+        this.#hasher.update(this.#recent.get(this.#hashed) ?? await this.#readRaw(this.#hashed))
         this.#hashed++
         await this.#hasher.settle()
       }
