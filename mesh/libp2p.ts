@@ -59,7 +59,9 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
     connectionGater: allowlistGater(init.isAllowed),
     services: {
       identify: identify(),
-      ping: ping(),
+      // More than one at a time per connection: the bootstrap check and RTT profiling
+      // (mesh/profiles.ts) may ping a peer at once; the default of one refuses the second.
+      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
       // A mesh of known peers on private networks: every member is a full DHT server, and
       // private addresses are kept (the default mapper for the public DHT would drop them).
       dht: kadDHT({ protocol: dhtProtocol(init.mesh), clientMode: false, peerInfoMapper: passthroughMapper }),

@@ -92,10 +92,14 @@ export class PeerProfiles {
     }
     this.#pinger = setInterval(pingAll, PING_INTERVAL_MS)
     this.#pinger.unref?.()
+    // A first RTT soon after a peer connects (not at once: the bootstrap check pings then).
     libp2p.addEventListener('peer:identify', (evt) => {
-      libp2p.services.ping.ping(evt.detail.peerId, { signal: AbortSignal.timeout(10_000) })
-        .then(ms => { this.recordRtt(evt.detail.peerId, ms) })
-        .catch(() => {})
+      const timer = setTimeout(() => {
+        libp2p.services.ping.ping(evt.detail.peerId, { signal: AbortSignal.timeout(10_000) })
+          .then(ms => { this.recordRtt(evt.detail.peerId, ms) })
+          .catch(() => {})
+      }, 2000)
+      timer.unref?.()
     })
   }
 

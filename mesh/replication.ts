@@ -5,7 +5,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { LivePeering } from '../config/peering.ts'
-import { isAllowed } from '../config/peering-schema.ts'
+import { isAllowed, replicationFor } from '../config/peering-schema.ts'
 import { RemoteApplier, type ApplyResult } from '../store/apply.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
@@ -67,7 +67,10 @@ export class Replication implements ManifestReceiver {
     const mesh = init.peering.current.mesh
     this.manifests = new ManifestLog(init.db)
     this.signer = new ManifestSigner({ db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, mesh, privateKey: init.privateKey, log: this.#log })
-    this.applier = new RemoteApplier({ db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, self: this.signer.peerId, log: this.#log })
+    this.applier = new RemoteApplier({
+      db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, self: this.signer.peerId, log: this.#log,
+      replicates: (repo) => replicationFor(init.peering.current, repo) !== 'none'
+    })
     this.gossip = new ManifestGossip({ libp2p: init.libp2p, mesh, receiver: this, log: init.log })
     this.sync = new ManifestSync({ libp2p: init.libp2p, mesh, manifests: this.manifests, receiver: this, log: init.log })
   }

@@ -11,7 +11,7 @@
 //   flight elsewhere (at most two copies); the first verified copy wins, the other is aborted.
 // - Every chunk is checked against the signed chunk table. A bad chunk is discarded and costs
 //   its peer (two in one blob: dropped from it; repeated: banned, mesh/profiles.ts); an error or
-//   timeout puts the chunk back; three errors in a row drop the peer. Holders are re-asked what
+//   timeout puts the chunk back; three errors in a row drop the peer for 15 s. Holders are re-asked what
 //   they have while the transfer runs, so downloaders of the same blob feed each other.
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
@@ -34,6 +34,12 @@ const HAVE_REFRESH_MS = 1000
  *  gets a 503, or a cut response, and retries, rather than hanging). */
 const STALL_MS = 30_000
 const STALL_CLIENT_MS = 3_000
+/** Giving up when no chunk has arrived for this long, whatever peers say they are doing. */
+const NO_PROGRESS_MS = 120_000
+/** A source dropped for errors (not for bad chunks) is tried again after this. */
+const DROP_COOLDOWN_MS = 15_000
+/** Floor of a chunk request's deadline: a busy seeder queues requests from many downloaders. */
+const MIN_TIMEOUT_MS = 30_000
 
 export class SwarmUnavailable extends Error {}
 
@@ -48,6 +54,8 @@ interface SwarmPeer {
   errors: number
   badChunks: number
   dropped: boolean
+  /** When a source dropped for errors may be tried again (undefined: dropped for good). */
+  retryAt: number | undefined
   asking: boolean
 }
 
@@ -107,7 +115,7 @@ export class Swarm {
   async discover (): Promise<void> {
     const fresh = (await this.#i.candidates(this.#rounds++)).filter(id => !this.#peers.has(id.toString()))
     for (const id of fresh) {
-      this.#peers.set(id.toString(), { id, key: id.toString(), bits: undefined, complete: false, fetching: false, inflight: new Set(), errors: 0, badChunks: 0, dropped: false, asking: false })
+      this.#peers.set(id.toString(), { id, key: id.toString(), bits: undefined, complete: false, fetching: false, inflight: new Set(), errors: 0, badChunks: 0, dropped: false, retryAt: undefined, asking: false })
     }
     await Promise.all([...this.#peers.values()].filter(p => !p.complete && !p.dropped).map(async p => { await this.#ask(p) }))
   }
@@ -134,10 +142,19 @@ export class Swarm {
     const { signal } = this.#i
     this.#p = partial
     let lastRefresh = 0
+    let lastProgress = Date.now()
+    let verified = partial.verified
     try {
       while (!partial.complete) {
         signal.throwIfAborted()
         const now = Date.now()
+        if (partial.verified !== verified) { verified = partial.verified; lastProgress = now }
+        if (now - lastProgress > NO_PROGRESS_MS) {
+          throw new SwarmUnavailable(`no chunk of ${partial.cid} arrived for ${NO_PROGRESS_MS / 1000} s (${partial.total - partial.verified} missing)`)
+        }
+        for (const p of this.#peers.values()) {
+          if (p.dropped && p.retryAt != null && now >= p.retryAt) { p.dropped = false; p.errors = 0; p.retryAt = undefined }
+        }
         if (now - lastRefresh >= HAVE_REFRESH_MS) {
           lastRefresh = now
           void this.discover().then(() => { this.#kick() }, () => {})
@@ -277,7 +294,7 @@ export class Swarm {
     this.#inflight.set(index, reqs)
     p.inflight.add(index)
     // A deadline from what this peer is expected to take, with a generous floor.
-    const timeout = Math.ceil(Math.min(MAX_TIMEOUT_MS, Math.max(10_000, 4 * expectedMs)))
+    const timeout = Math.ceil(Math.min(MAX_TIMEOUT_MS, Math.max(MIN_TIMEOUT_MS, 4 * expectedMs)))
     const started = req.started
     void (async () => {
       try {
@@ -316,18 +333,21 @@ export class Swarm {
     p.badChunks++
     const banned = this.#i.profiles.recordBadChunk(p.id)
     this.#i.log.warn({ peer: p.key, cid: this.#part.cid, index, badChunks: p.badChunks, banned }, 'chunk failed verification; discarded')
-    if (p.badChunks >= BAD_CHUNKS_TO_DROP || banned) this.#drop(p, 'chunks failed verification')
+    if (p.badChunks >= BAD_CHUNKS_TO_DROP || banned) this.#drop(p, 'chunks failed verification', false)
   }
 
   #failed (p: SwarmPeer, error: string): void {
     p.errors++
     this.#i.log.debug({ peer: p.key, cid: this.#i.cid, error }, 'peer request failed')
-    if (p.errors >= ERRORS_TO_DROP) this.#drop(p, error)
+    if (p.errors >= ERRORS_TO_DROP) this.#drop(p, error, true)
   }
 
-  #drop (p: SwarmPeer, why: string): void {
+  /** Stops using `p` for this blob: for a while (`retry`: it failed requests, which a busy or
+   *  restarting peer does), or for good (it served bad chunks). */
+  #drop (p: SwarmPeer, why: string, retry: boolean): void {
     if (p.dropped) return
     p.dropped = true
-    this.#i.log.warn({ peer: p.key, cid: this.#i.cid, why }, 'source dropped for this blob')
+    p.retryAt = retry ? Date.now() + DROP_COOLDOWN_MS : undefined
+    this.#i.log.warn({ peer: p.key, cid: this.#i.cid, why, retryInMs: retry ? DROP_COOLDOWN_MS : undefined }, 'source dropped for this blob')
   }
 }

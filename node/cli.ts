@@ -39,6 +39,9 @@ const meshPort = (v: string | undefined): number | undefined => {
   return n
 }
 
+/** Errors of one libp2p stream (its state, a reset, a timeout), not of the node. */
+const STREAM_ERRORS = new Set(['StreamStateError', 'StreamResetError', 'StreamClosedError', 'StreamAbortedError', 'UnexpectedEOFError', 'AbortError', 'TimeoutError'])
+
 withPeering(withConfig(program.command('start').description('run the node (HTTP registry and mesh)')))
   .option('-p, --port <port>', 'HTTP port (default 7070, or $AKMESH_PORT)')
   .option('--host <address>', 'address to listen on (default 0.0.0.0)')
@@ -48,6 +51,15 @@ withPeering(withConfig(program.command('start').description('run the node (HTTP 
     const { createLogger } = await import('./log.ts')
     const { startNode } = await import('./server.ts')
     const log = createLogger(config.log.level)
+    // libp2p leaves some stream promises unawaited (e.g. @libp2p/ping closes its stream in a
+    // `finally` without awaiting): a peer hanging up at the wrong moment rejects one of them. Such
+    // stream-state errors concern one stream, not the node: logged, and the node keeps serving.
+    // Anything else unhandled is a bug: logged, and the process exits as Node would.
+    process.on('unhandledRejection', (err: any) => {
+      if (STREAM_ERRORS.has(err?.name)) { log.warn({ error: err?.message, name: err?.name }, 'a libp2p stream failed with nobody awaiting it'); return }
+      log.fatal({ err }, 'unhandled rejection')
+      process.exit(1)
+    })
     const node = await startNode(config, log, { peeringFile: flags.peering, listenPort: meshPort(flags.meshPort ?? process.env.AKMESH_MESH_PORT) })
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down')

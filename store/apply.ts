@@ -18,6 +18,9 @@ export interface ApplyDeps {
   manifests: ManifestLog
   /** This node's peer ID: its own (origin NULL) changes sort under it. */
   self: string
+  /** Whether this node applies changes to `repo` (replication policy `none`: it only forwards
+   *  them). Read per manifest, so a policy edit applies to what arrives next. */
+  replicates?: (repo: string) => boolean
   log?: Logger
 }
 
@@ -26,6 +29,7 @@ export type ApplyStatus =
   | 'duplicate'            // held already: nothing changed
   | 'own'                  // this node's own change coming back: nothing to apply
   | 'unknown-repository'   // kept in the manifest log for forwarding, not applied
+  | 'not-replicated'       // its repository's policy is `none`: kept for forwarding, not applied
   | 'format-mismatch'      // the local repository of that name holds another format
   | 'blob-mismatch'        // describes a blob differently from its bytes here: kept, not applied
 
@@ -107,6 +111,7 @@ export class RemoteApplier {
     if (this.#changes.hasRemote(origin, seq)) return 'duplicate'
     const format = artifacts.repositoryFormat(repo)
     if (format == null) return 'unknown-repository'
+    if (this.#d.replicates?.(repo) === false) return 'not-replicated'
     if (format !== change.format) return 'format-mismatch'
 
     // The CID is the BLAKE3 of the bytes, so facts hashed here are the truth: a manifest that

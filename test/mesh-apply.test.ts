@@ -176,6 +176,23 @@ test('a manifest for a repository this node lacks is kept for forwarding, not ap
   t.deepEqual(b.db.prepare('SELECT COUNT(*) AS n FROM artifacts').get(), { n: 0 })
 })
 
+test('a repository with replication policy none keeps manifests for forwarding but applies none', async t => {
+  const a = await openMeshStore(t)
+  const b = await openMeshStore(t)
+  const policy = { files: 'none' } as Record<string, string>
+  const applier = new RemoteApplier({ db: b.db, artifacts: b.artifacts, store: b.store, manifests: b.manifests, self: b.peerId, replicates: (repo) => policy[repo] !== 'none' })
+  await a.signer.start()
+  a.artifacts.publish({ repo: 'files', name: 'f', version: '', files: [{ filename: 'f', cid: (await a.put('f')).cid }], metadata: {} })
+  a.artifacts.publish({ repo: 'npm', name: 'n', version: '1.0.0', files: [{ filename: 'n.tgz', cid: (await a.put('n')).cid }], metadata: {} })
+  await a.signer.signPending()
+  const statuses: string[] = []
+  for (const r of all(a, a.peerId)) statuses.push(applier.applyRemote(await open(r, [a.peerId]), r.envelope).status)
+  t.deepEqual(statuses, ['not-replicated', 'applied'])
+  t.is(b.manifests.since(a.peerId, 0, 10).length, 2, 'both kept, so both are forwarded')
+  t.is(b.artifacts.get('files', 'f', ''), undefined)
+  t.truthy(b.artifacts.get('npm', 'n', '1.0.0'))
+})
+
 /** Deterministic shuffles (mulberry32), so a failing order can be replayed. */
 function shuffled<T> (items: T[], seed: number): T[] {
   const out = [...items]
