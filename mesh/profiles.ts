@@ -145,15 +145,17 @@ export class PeerProfiles {
     p.rttMs = p.rttMs == null ? ms : p.rttMs * (1 - EWMA) + ms * EWMA
   }
 
-  /** A chunk (or probe) of `bytes` took `ms` from request to last byte. */
-  recordTransfer (peer: PeerId | string, bytes: number, ms: number, opts: { chunk?: boolean } = {}): void {
+  /** A chunk (or probe) of `bytes` took `ms` from request to last byte, with `concurrent`
+   *  requests to that peer in flight (itself included). */
+  recordTransfer (peer: PeerId | string, bytes: number, ms: number, opts: { chunk?: boolean, concurrent?: number } = {}): void {
     if (!Number.isFinite(ms) || bytes <= 0) return
     const p = this.#get(peer)
     // Only transfers large enough for bandwidth, not latency, to dominate are a sample (the
     // short last chunk of a blob would otherwise read as a very slow link). Request latency
     // stays in: it is part of what a chunk costs.
     if (bytes >= MIN_SAMPLE_BYTES) {
-      const bps = bytes / (Math.max(ms, 1) / 1000)
+      // Requests in flight to the peer at once share its link: each saw about 1/n of it.
+      const bps = bytes * Math.max(1, opts.concurrent ?? 1) / (Math.max(ms, 1) / 1000)
       p.throughputBps = p.throughputBps == null ? bps : p.throughputBps * (1 - EWMA) + bps * EWMA
       p.measuredAt = Date.now()
     }

@@ -223,7 +223,10 @@ export class Swarm {
     }
     const fastest = profiles.expectedMs(peers[0].id, chunk)
     for (const p of peers) {
-      while (p.inflight.size < this.#slots(p)) {
+      // A peer n times slower than the fastest gets about 1/n of the slots: more would only
+      // park chunks on it that the client reaches before they arrive.
+      const slots = Math.max(1, Math.floor(this.#slots(p) * fastest / profiles.expectedMs(p.id, chunk)))
+      while (p.inflight.size < slots) {
         const skip = Math.min(MAX_SKIP, Math.max(0, Math.floor(profiles.expectedMs(p.id, chunk) / fastest) - 1))
         const index = this.#pick(p, skip) ?? this.#endgame(p)
         if (index == null) break
@@ -306,7 +309,7 @@ export class Swarm {
         }
         const ms = performance.now() - started
         if (!await this.#part.write(index, bytes)) return // another copy won (endgame)
-        profiles.recordTransfer(p.id, length, ms)
+        profiles.recordTransfer(p.id, length, ms, { concurrent: p.inflight.size })
         const s = this.stats.get(p.key) ?? { chunks: 0, bytes: 0 }
         s.chunks++
         s.bytes += length
