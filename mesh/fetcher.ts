@@ -55,7 +55,6 @@ export interface TransferRecord {
 /** One blob being fetched: readers wait on `changed`. */
 class Fetch {
   partial: PartialBlob | undefined
-  swarm: Swarm | undefined
   failed: unknown
   committed = false
   /** Started for a peer (relay): fetched in order, since the peer streams it on. */
@@ -64,7 +63,6 @@ class Fetch {
   relayHops = RELAY_HOPS
   readonly readers = new Set<{ pos: number }>()
   readonly record: TransferRecord
-  readonly controller = new AbortController()
   #wake: Array<() => void> = []
 
   constructor (cid: string, size: number) {
@@ -255,23 +253,21 @@ export class BlobFetcher implements RemoteBlobs {
     if (round === 0 || swarm.offersSomething() || Date.now() - (this.#lastDht.get(cid) ?? 0) < DHT_INTERVAL_MS) return peers
     this.#lastDht.set(cid, Date.now())
     if (this.#lastDht.size > 1000) this.#lastDht.delete(this.#lastDht.keys().next().value as string)
-    {
-      const found: PeerId[] = []
-      try {
-        for await (const ev of this.#libp2p.services.dht.findProviders(CID.parse(cid), { signal: AbortSignal.any([this.#controller.signal, AbortSignal.timeout(15_000)]) })) {
-          if (ev.name === 'PROVIDER') found.push(...ev.providers.map(p => p.id))
-          if (found.length >= 8) break
-        }
-      } catch (err: any) {
-        this.#log.debug({ cid, error: err?.message }, 'findProviders failed')
+    const found: PeerId[] = []
+    try {
+      for await (const ev of this.#libp2p.services.dht.findProviders(CID.parse(cid), { signal: AbortSignal.any([this.#controller.signal, AbortSignal.timeout(15_000)]) })) {
+        if (ev.name === 'PROVIDER') found.push(...ev.providers.map(p => p.id))
+        if (found.length >= 8) break
       }
-      const self = this.#libp2p.peerId.toString()
-      return [...peers, ...found].filter(p => p.toString() !== self)
+    } catch (err: any) {
+      this.#log.debug({ cid, error: err?.message }, 'findProviders failed')
     }
+    const self = this.#libp2p.peerId.toString()
+    return [...peers, ...found].filter(p => p.toString() !== self)
   }
 
   async #run (cid: string, f: Fetch, setReady: () => void): Promise<BlobInfo> {
-    const signal = AbortSignal.any([this.#controller.signal, f.controller.signal])
+    const signal = this.#controller.signal
     const log = this.#log.child({ cid })
     try {
       const d = this.#store.describe(cid)
@@ -296,7 +292,6 @@ export class BlobFetcher implements RemoteBlobs {
           if (!provided) { provided = true; void this.provide(cid) }
         }
       })
-      f.swarm = swarm
       await swarm.discover()
       if (swarm.holders().length === 0) await swarm.discover() // the DHT, if no connected peer has it
       // No holder we can reach: ask connected peers that know the blob to fetch it for us (a

@@ -114,22 +114,21 @@ export class PartialBlob {
     // Closed by commit: the file is moving to (or already at) its place in the store.
     const fh = await open(this.#store.pathOf(this.cid), 'r').catch(async () => await open(this.path, 'r'))
       .catch(async () => await open(this.#store.pathOf(this.cid), 'r'))
-    try {
-      const length = this.lengthOf(i)
-      const bytes = Buffer.allocUnsafe(length)
-      const { bytesRead } = await fh.read(bytes, 0, length, i * this.chunkSize)
-      return bytesRead === length ? bytes : bytes.subarray(0, bytesRead)
-    } finally { await fh.close() }
+    try { return await this.#readFrom(fh, i) } finally { await fh.close() }
+  }
+
+  async #readFrom (fh: FileHandle, i: number): Promise<Uint8Array> {
+    const length = this.lengthOf(i)
+    const bytes = Buffer.allocUnsafe(length)
+    const { bytesRead } = await fh.read(bytes, 0, length, i * this.chunkSize)
+    return bytesRead === length ? bytes : bytes.subarray(0, bytesRead)
   }
 
   async #readRaw (i: number): Promise<Uint8Array> {
-    const length = this.lengthOf(i)
-    const bytes = Buffer.allocUnsafe(length)
     // Counted, so commit/close do not close the handle under a read in progress.
     this.#reads++
     try {
-      const { bytesRead } = await this.#fh.read(bytes, 0, length, i * this.chunkSize)
-      return bytesRead === length ? bytes : bytes.subarray(0, bytesRead)
+      return await this.#readFrom(this.#fh, i)
     } finally {
       if (--this.#reads === 0) { const w = this.#idle; this.#idle = []; for (const f of w) f() }
     }
