@@ -7,7 +7,7 @@ import { createGzip, createZstdCompress } from 'node:zlib'
 import { Header } from 'tar'
 import yazl from 'yazl'
 
-export interface TarEntry { path: string, size?: number, text?: string, type?: 'File' | 'Directory' | 'SymbolicLink' }
+export interface TarEntry { path: string, size?: number, text?: string | Buffer, type?: 'File' | 'Directory' | 'SymbolicLink' }
 
 const ZEROS = Buffer.alloc(1024 * 1024)
 

@@ -1,0 +1,104 @@
+// A node whose data volume fills up (a real 32 MiB tmpfs): every upload path answers 507 with a
+// message saying the node is out of space, nothing half-written is left (no temp files), what was
+// stored before stays intact, and once the volume grows uploads work again without a restart.
+import test from 'ava'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { akmesh, startTestNode, type TestNode } from './helpers/node.ts'
+import { npmTgz } from './helpers/archives.ts'
+import { publishBody } from './helpers/npm-client.ts'
+import { digestOf, oci } from './helpers/oci-http.ts'
+import { mountTmpfs } from './helpers/tmpfs.ts'
+
+const MiB = 1024 * 1024
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+const OUT_OF_SPACE = /out of storage space/
+
+const auth = (node: TestNode) => ({ authorization: `Bearer ${node.adminToken}` })
+const putFile = async (node: TestNode, path: string, body: Buffer) =>
+  await fetch(`${node.url}/files/${path}`, { method: 'PUT', body, headers: { ...auth(node), 'x-checksum-sha256': sha256(body) } })
+const publish = async (node: TestNode, name: string, tgz: Buffer) =>
+  await fetch(`${node.url}/npm/${name}`, { method: 'PUT', body: JSON.stringify(publishBody(name, '1.0.0', tgz)), headers: { ...auth(node), 'content-type': 'application/json' } })
+const pushBlob = async (node: TestNode, bytes: Buffer) =>
+  await oci(node, 'POST', `/v2/docker/team/app/blobs/uploads/?digest=${digestOf(bytes)}`, { body: bytes, headers: { 'Content-Type': 'application/octet-stream' } })
+/** A random (incompressible) package of about `size` bytes. */
+const bigPackage = async (name: string, size: number) => await npmTgz(name, '1.0.0', [{ path: 'package/data.bin', text: randomBytes(size) }])
+
+async function bodyOf (res: Response): Promise<string> {
+  return await res.text()
+}
+
+test('a full disk: 507 on generic PUT, npm publish and OCI uploads, nothing half-written, recovery without a restart', async t => {
+  const fs = await mountTmpfs(t, 32)
+  if (fs == null) return
+  const dataDir = join(fs.dir, 'data')
+  await mkdir(dataDir)
+  const node = await startTestNode(t, { dataDir })
+  t.teardown(async () => { await node.kill9(); await fs.unmount() })
+
+  // Stored before the disk fills: must survive it.
+  const early = randomBytes(4 * MiB)
+  t.is((await putFile(node, 'early.bin', early)).status, 201)
+  const earlyTgz = await bigPackage('early-pkg', 256 * 1024)
+  t.true((await publish(node, 'early-pkg', earlyTgz)).ok)
+  const earlyBlob = randomBytes(MiB)
+  t.is((await pushBlob(node, earlyBlob)).status, 201)
+
+  let full: Response | undefined
+  for (let i = 0; i < 40 && full == null; i++) {
+    const r = await putFile(node, `fill/${i}.bin`, randomBytes(2 * MiB))
+    if (r.status === 201) { await r.body?.cancel(); continue }
+    full = r
+  }
+  t.truthy(full, 'the 32 MiB volume never filled')
+  t.is(full?.status, 507)
+  const fullBody = JSON.parse(await bodyOf(full as Response))
+  t.regex(fullBody.error, OUT_OF_SPACE)
+  t.is(fullBody.code, 'InsufficientStorage')
+
+  // Every other upload path, with bodies larger than the room a failed upload gave back.
+  const r1 = await putFile(node, 'late.bin', randomBytes(3 * MiB))
+  t.is(r1.status, 507)
+  t.regex(await bodyOf(r1), OUT_OF_SPACE)
+  const r2 = await publish(node, 'late-pkg', await bigPackage('late-pkg', 3 * MiB))
+  t.is(r2.status, 507)
+  t.regex(JSON.parse(await bodyOf(r2)).error, OUT_OF_SPACE)
+  const r3 = await pushBlob(node, randomBytes(3 * MiB))
+  t.is(r3.status, 507)
+  const r3Body = JSON.parse(await bodyOf(r3))
+  t.regex(r3Body.errors[0].message, OUT_OF_SPACE)
+  const begun = await oci(node, 'POST', '/v2/docker/team/app/blobs/uploads/')
+  await begun.body?.cancel()
+  if (begun.status === 202) {
+    const r4 = await oci(node, 'PATCH', begun.headers.get('location') as string, { body: randomBytes(3 * MiB), headers: { 'Content-Type': 'application/octet-stream' } })
+    t.is(r4.status, 507)
+    t.regex(await bodyOf(r4), OUT_OF_SPACE)
+  } else {
+    t.is(begun.status, 507)
+  }
+
+  // Nothing half-written; the node answers; what was stored before is intact.
+  t.deepEqual(await readdir(join(dataDir, 'tmp')), [])
+  t.is((await fetch(`${node.url}/healthz`)).status, 200)
+  t.is(sha256(Buffer.from(await (await fetch(`${node.url}/files/early.bin`)).arrayBuffer())), sha256(early))
+  t.is(sha256(Buffer.from(await (await fetch(`${node.url}/npm/early-pkg/-/early-pkg-1.0.0.tgz`)).arrayBuffer())), sha256(earlyTgz))
+  t.is(sha256(Buffer.from(await (await oci(node, 'GET', `/v2/docker/team/app/blobs/${digestOf(earlyBlob)}`)).arrayBuffer())), sha256(earlyBlob))
+  const verify = await akmesh(['verify', '--data', dataDir])
+  t.is(verify.code, 0, verify.stdout + verify.stderr)
+
+  // Room again (the volume grows in place): the same node takes every kind of upload.
+  await fs.resize(64)
+  const late = randomBytes(3 * MiB)
+  t.is((await putFile(node, 'late.bin', late)).status, 201)
+  const lateTgz = await bigPackage('late-pkg', 3 * MiB)
+  const published = await publish(node, 'late-pkg', lateTgz)
+  t.true(published.ok, `${published.status} ${await bodyOf(published)}`)
+  const lateBlob = randomBytes(3 * MiB)
+  t.is((await pushBlob(node, lateBlob)).status, 201)
+  t.is(sha256(Buffer.from(await (await fetch(`${node.url}/files/late.bin`)).arrayBuffer())), sha256(late))
+  t.is(sha256(Buffer.from(await (await fetch(`${node.url}/npm/late-pkg/-/late-pkg-1.0.0.tgz`)).arrayBuffer())), sha256(lateTgz))
+  t.deepEqual(await readdir(join(dataDir, 'tmp')), [])
+  const again = await akmesh(['verify', '--data', dataDir])
+  t.is(again.code, 0, again.stdout + again.stderr)
+})
