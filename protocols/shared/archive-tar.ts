@@ -12,7 +12,7 @@ import type { ArchiveBudget, ArchiveEntry } from './archive-budget.ts'
 
 type TarFormat = 'tar' | 'tar.gz' | 'tar.zst'
 
-const ZLIB_CHUNK = 64 * 1024
+const ZLIB_CHUNK = 256 * 1024
 /** How each compressed tar is unpacked; a new one (tar.xz, tar.bz2) needs only a Transform here. */
 const DECOMPRESSORS: Record<TarFormat, (() => Transform) | null> = {
   tar: null,
