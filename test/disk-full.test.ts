@@ -1,14 +1,17 @@
-// A node whose data volume fills up (a real 32 MiB tmpfs): every upload path answers 507 with a
-// message saying the node is out of space, nothing half-written is left (no temp files), what was
-// stored before stays intact, and once the volume grows uploads work again without a restart.
+// A node whose data volume fills up (a real 32 MiB tmpfs): every upload path (generic, npm, OCI
+// monolithic and chunked, PyPI) answers 507 with a message saying the node is out of space,
+// nothing half-written is left (no temp files, no blob file without its row), what was stored
+// before stays intact, and once the volume grows uploads work again without a restart.
 import test from 'ava'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { akmesh, startTestNode, type TestNode } from './helpers/node.ts'
-import { npmTgz } from './helpers/archives.ts'
+import { npmTgz, zipBytes } from './helpers/archives.ts'
+import { queryIndex } from './helpers/mesh.ts'
 import { publishBody } from './helpers/npm-client.ts'
 import { digestOf, oci } from './helpers/oci-http.ts'
+import { coreMetadata, upload, uploadForm } from './helpers/pypi-dists.ts'
 import { mountTmpfs } from './helpers/tmpfs.ts'
 
 const MiB = 1024 * 1024
@@ -29,7 +32,21 @@ async function bodyOf (res: Response): Promise<string> {
   return await res.text()
 }
 
-test('a full disk: 507 on generic PUT, npm publish and OCI uploads, nothing half-written, recovery without a restart', async t => {
+/** A wheel carrying `size` random bytes. */
+async function bigWheel (size: number) {
+  const metadata = coreMetadata('late-wheel', '1.0')
+  const bytes = await zipBytes({ 'late_wheel/data.bin': randomBytes(size), 'late_wheel-1.0.dist-info/METADATA': metadata })
+  return { filename: 'late_wheel-1.0-py3-none-any.whl', bytes, metadata }
+}
+
+/** Blob files on disk and blobs the index holds: equal unless a failed write left a file behind. */
+async function blobFilesAndRows (dataDir: string): Promise<{ files: string[], rows: string[] }> {
+  const files = (await readdir(join(dataDir, 'blobs'), { recursive: true, withFileTypes: true })).filter(e => e.isFile()).map(e => e.name).sort()
+  const rows = (await queryIndex(dataDir, 'SELECT cid FROM blobs WHERE present = 1 ORDER BY cid')).map((r: { cid: string }) => r.cid)
+  return { files, rows }
+}
+
+test('a full disk: 507 on generic PUT, npm publish, OCI and PyPI uploads, nothing half-written, recovery without a restart', async t => {
   const fs = await mountTmpfs(t, 32)
   if (fs == null) return
   const dataDir = join(fs.dir, 'data')
@@ -77,9 +94,14 @@ test('a full disk: 507 on generic PUT, npm publish and OCI uploads, nothing half
   } else {
     t.is(begun.status, 507)
   }
+  const r5 = await upload(node, await uploadForm(await bigWheel(3 * MiB), 'late-wheel', '1.0'))
+  t.is(r5.status, 507)
+  t.regex(r5.statusText, OUT_OF_SPACE, 'the reason phrase twine shows')
 
   // Nothing half-written; the node answers; what was stored before is intact.
   t.deepEqual(await readdir(join(dataDir, 'tmp')), [])
+  const onDisk = await blobFilesAndRows(dataDir)
+  t.deepEqual(onDisk.files, onDisk.rows)
   t.is((await fetch(`${node.url}/healthz`)).status, 200)
   t.is(sha256(Buffer.from(await (await fetch(`${node.url}/files/early.bin`)).arrayBuffer())), sha256(early))
   t.is(sha256(Buffer.from(await (await fetch(`${node.url}/npm/early-pkg/-/early-pkg-1.0.0.tgz`)).arrayBuffer())), sha256(earlyTgz))
@@ -98,6 +120,8 @@ test('a full disk: 507 on generic PUT, npm publish and OCI uploads, nothing half
   t.is((await pushBlob(node, lateBlob)).status, 201)
   t.is(sha256(Buffer.from(await (await fetch(`${node.url}/files/late.bin`)).arrayBuffer())), sha256(late))
   t.is(sha256(Buffer.from(await (await fetch(`${node.url}/npm/late-pkg/-/late-pkg-1.0.0.tgz`)).arrayBuffer())), sha256(lateTgz))
+  const wheel = await upload(node, await uploadForm(await bigWheel(3 * MiB), 'late-wheel', '1.0'))
+  t.is(wheel.status, 200, await bodyOf(wheel))
   t.deepEqual(await readdir(join(dataDir, 'tmp')), [])
   const again = await akmesh(['verify', '--data', dataDir])
   t.is(again.code, 0, again.stdout + again.stderr)
