@@ -20,7 +20,8 @@ const DECOMPRESSORS: Record<TarFormat, (() => Transform) | null> = {
   'tar.zst': () => createZstdDecompress({ chunkSize: ZLIB_CHUNK })
 }
 const DESCRIPTION: Record<TarFormat, string> = { tar: 'tar', 'tar.gz': 'gzipped tar', 'tar.zst': 'zstd-compressed tar' }
-/** Yield to the event loop at least this often (bytes parsed); see archive.ts. */
+/** Yield to the event loop at least this often (bytes parsed): a parse of bytes already in memory
+ *  (an npm tarball) would otherwise run to the end in microtasks, never letting I/O in. */
 const YIELD_EVERY = 1024 * 1024
 
 function entryOf (entry: ReadEntry): ArchiveEntry {

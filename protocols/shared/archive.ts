@@ -2,8 +2,8 @@
 // crates, gems, nupkgs, charts, conda packages, .deb/.rpm payloads) without letting one of them
 // stall or exhaust the node. One entry point for every format:
 // - the archive is streamed (from the store by CID, a file, or bytes in memory) and decompressed
-//   by node:zlib on the libuv thread pool, with a yield to the event loop at least every
-//   YIELD_EVERY bytes, so other requests are served while a large archive is read
+//   by node:zlib on the libuv thread pool, with a yield to the event loop at least every MiB
+//   parsed (archive-tar.ts), so other requests are served while a large archive is read
 //   (bench/archive-inspect.ts measures the event loop's delay against the old synchronous path);
 // - entry count, unpacked size, per-entry size and compression ratio are capped (ArchiveBudget),
 //   and a limit hit is a TooLarge (413) naming the limit and its config key;
@@ -46,10 +46,6 @@ export interface ArchiveSummary {
   extracted: Array<{ path: string, bytes: Buffer }>
 }
 
-/** Yield to the event loop at least this often (bytes parsed): a tar parse of data already in
- *  memory would otherwise run to the end in microtasks. */
-export const YIELD_EVERY = 1024 * 1024
-
 const SLICE = 256 * 1024
 
 /** The archive's bytes as a stream. */
@@ -63,8 +59,6 @@ export function openSource (source: ArchiveSource): Readable {
   if ('path' in source) return createReadStream(source.path, { highWaterMark: SLICE })
   return source.store.open(source.cid)
 }
-
-export const sourceSize = (source: ArchiveSource): number => 'bytes' in source ? source.bytes.byteLength : source.size
 
 /** Reads the whole archive within `opts.limits`; throws TooLarge or BadRequest. */
 export async function inspectArchive (source: ArchiveSource, opts: InspectOptions): Promise<ArchiveSummary> {
