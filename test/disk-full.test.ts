@@ -1,10 +1,11 @@
 // A node whose data volume fills up (a real 32 MiB tmpfs): every upload path (generic, npm, OCI
 // monolithic and chunked, PyPI) answers 507 with a message saying the node is out of space,
 // nothing half-written is left (no temp files, no blob file without its row), what was stored
-// before stays intact, and once the volume grows uploads work again without a restart.
+// before stays intact, and once the volume grows (or a file is deleted) uploads work again
+// without a restart.
 import test from 'ava'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, readdir } from 'node:fs/promises'
+import { open, mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { akmesh, startTestNode, type TestNode } from './helpers/node.ts'
 import { npmTgz, zipBytes } from './helpers/archives.ts'
@@ -37,6 +38,17 @@ async function bigWheel (size: number) {
   const metadata = coreMetadata('late-wheel', '1.0')
   const bytes = await zipBytes({ 'late_wheel/data.bin': randomBytes(size), 'late_wheel-1.0.dist-info/METADATA': metadata })
   return { filename: 'late_wheel-1.0-py3-none-any.whl', bytes, metadata }
+}
+
+/** Writes zeros to `path` until the volume is full (the node's own writes then fail at once). */
+async function fillVolume (path: string): Promise<void> {
+  const fh = await open(path, 'w')
+  const zeros = Buffer.alloc(MiB)
+  try {
+    for (;;) await fh.write(zeros)
+  } catch (err: any) {
+    if (err.code !== 'ENOSPC') throw err
+  } finally { await fh.close() }
 }
 
 /** Blob files on disk and blobs the index holds: equal unless a failed write left a file behind. */
@@ -126,4 +138,29 @@ test('a full disk: 507 on generic PUT, npm publish, OCI and PyPI uploads, nothin
   t.deepEqual(await readdir(join(dataDir, 'tmp')), [])
   const again = await akmesh(['verify', '--data', dataDir])
   t.is(again.code, 0, again.stdout + again.stderr)
+
+  // Full to the last byte (a file outside the data dir): even a change that writes only the index
+  // (a dist-tag; SQLite reports SQLITE_FULL) is a 507, and deleting that file is enough to recover.
+  const filler = join(fs.dir, 'filler')
+  await fillVolume(filler)
+  const tag = async (name: string) => await fetch(`${node.url}/npm/-/package/early-pkg/dist-tags/${name}`, {
+    method: 'PUT', body: '"1.0.0"', headers: { ...auth(node), 'content-type': 'application/json' }
+  })
+  const tagged = await tag('beta')
+  t.is(tagged.status, 507)
+  t.regex(JSON.parse(await bodyOf(tagged)).error, OUT_OF_SPACE)
+  const tiny = await publish(node, 'tiny-pkg', await npmTgz('tiny-pkg', '1.0.0'))
+  t.is(tiny.status, 507)
+  t.regex(JSON.parse(await bodyOf(tiny)).error, OUT_OF_SPACE)
+  await rm(filler)
+  t.is((await tag('beta')).status, 201)
+  const tinyAgain = await publish(node, 'tiny-pkg', await npmTgz('tiny-pkg', '1.0.0'))
+  t.true(tinyAgain.ok, `${tinyAgain.status} ${await bodyOf(tinyAgain)}`)
+  t.is((await (await fetch(`${node.url}/npm/early-pkg`)).json() as any)['dist-tags'].beta, '1.0.0')
+  t.deepEqual(await readdir(join(dataDir, 'tmp')), [])
+  const final = await blobFilesAndRows(dataDir)
+  t.deepEqual(final.files, final.rows)
+  const last = await akmesh(['verify', '--data', dataDir])
+  t.is(last.code, 0, last.stdout + last.stderr)
+  t.false(node.output().includes('"msg":"internal error"'), 'every out-of-space failure was mapped, none became a 500')
 })
