@@ -63,6 +63,8 @@ test('malformed archives are BadRequest naming the archive; gzip hidden in a pla
     [{ bytes: Buffer.from('not an archive at all, not at all') }, 'tar.gz', /tarball is not a valid gzipped tar archive/],
     [{ bytes: (await tgzBytes([pkg])).subarray(0, 40) }, 'tar.gz', /not a valid gzipped tar archive/],
     [{ bytes: await tgzBytes([pkg]) }, 'tar', /not a valid tar archive: it holds gzip data/],
+    [{ bytes: (await tarBytes([pkg, { path: 'package/b.js', text: 'x' }])).subarray(0, 1500) }, 'tar', /not a valid tar archive: truncated/],
+    [{ bytes: (await tarBytes([pkg, { path: 'package/b.bin', size: 5000 }])).subarray(0, 3072) }, 'tar', /not a valid tar archive: .*Truncated input/],
     [{ bytes: Buffer.alloc(3000, 7) }, 'zip', /not a valid zip archive/]
   ]
   for (const [source, format, message] of bad) {

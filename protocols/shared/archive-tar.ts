@@ -93,6 +93,8 @@ export async function readTar (input: Readable, format: TarFormat, budget: Archi
       sinceTurn += chunk.byteLength
       if (sinceTurn >= YIELD_EVERY) { sinceTurn = 0; await turn() }
     }
+    // A tar is whole 512-byte blocks; the parser ignores a cut inside a header without a word.
+    if (unpacked % 512 !== 0) throw invalid(`truncated: ${unpacked} bytes is not a whole number of 512-byte blocks`)
     parser.end()
     await Promise.race([ended, new Promise<void>((resolve) => { parser.once('error', () => resolve()) })])
     if (failure != null) throw failure
