@@ -17,6 +17,9 @@ import type { ArtifactIndex } from '../../store/artifacts.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
 import { conflict, integrityError } from '../../store/errors.ts'
+import { CID } from 'multiformats/cid'
+import { ManifestError, openEnvelope, type Manifest } from '../../mesh/manifest.ts'
+import { blockMatches } from './format.ts'
 import { ManifestLog } from '../../store/manifests.ts'
 import { Progress } from './progress.ts'
 import { stageBundle, type StagedBundle } from './stage.ts'
@@ -80,9 +83,10 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     added++
     addedBytes += b.digests.size
   }
+  const items = await recheckEnvelopes(staged, deps)
   const outcomes = opts.node != null
-    ? await applyThroughNode(opts.node, staged, opts.signal)
-    : applyHere(deps, manifests, staged)
+    ? await applyThroughNode(opts.node, items, opts.signal)
+    : applyHere(deps, manifests, items)
   await rm(staged.dir, { recursive: true, force: true })
 
   return {
@@ -117,25 +121,49 @@ function checkBase (staged: StagedBundle, manifests: ManifestLog): void {
     'Import the earlier bundle first, or pass --allow-gaps')
 }
 
+/** Every envelope once more, as it is about to be applied: its bytes against the CID the index
+ *  names, then decoded and its signature verified. Staging verified them too, but these are the
+ *  bytes that are stored and gossiped, so no path may apply bytes that were not verified as
+ *  they are (a buffer reused under a kept envelope once stored a blob's bytes as a manifest). */
+async function recheckEnvelopes (staged: StagedBundle, deps: ImportDeps): Promise<AppliedItem[]> {
+  const out: AppliedItem[] = []
+  for (const { envelope, cid, change: was } of staged.items) {
+    const what = `manifest ${was.origin}/${was.seq} (block ${cid})`
+    if (!await blockMatches(CID.parse(cid), envelope)) throw integrityError(`${what} changed in memory after it was verified; nothing was applied`)
+    let change: Manifest
+    try {
+      change = await openEnvelope(envelope, { mesh: deps.mesh, isAllowed: deps.isAllowed })
+    } catch (err) {
+      if (!(err instanceof ManifestError)) throw err
+      throw integrityError(`${what} rejected (${err.reason}) as it was applied: ${err.message}; nothing was applied`)
+    }
+    if (change.origin !== was.origin || change.seq !== was.seq) throw integrityError(`${what}: the signed manifest is ${change.origin}/${change.seq}; nothing was applied`)
+    out.push({ change, envelope })
+  }
+  return out
+}
+
+interface AppliedItem { change: Manifest, envelope: Uint8Array }
+
 const NOT_APPLIED: Partial<Record<ApplyStatus, string>> = {
   'unknown-repository': 'no such repository here (kept for forwarding)',
   'format-mismatch': 'the repository of that name here holds another format',
   'blob-mismatch': 'contradicts the bytes of a blob held here'
 }
 
-function applyHere (deps: ImportDeps, manifests: ManifestLog, staged: StagedBundle): Array<{ outcome: ManifestOutcome, reason?: string }> {
+function applyHere (deps: ImportDeps, manifests: ManifestLog, items: AppliedItem[]): Array<{ outcome: ManifestOutcome, reason?: string }> {
   const applier = new RemoteApplier({ db: deps.db, artifacts: deps.artifacts, store: deps.store, manifests, self: deps.self, log: deps.log })
-  const results = applier.applyMany(staged.items.map(({ change, envelope }) => ({ change, envelope })))
+  const results = applier.applyMany(items)
   return results.map(r => r.status === 'applied'
     ? { outcome: 'added' as const }
     : NOT_APPLIED[r.status] != null ? { outcome: 'not-applied' as const, reason: NOT_APPLIED[r.status] } : { outcome: 'skipped' as const })
 }
 
-async function applyThroughNode (node: { url: string, token: string }, staged: StagedBundle, signal?: AbortSignal): Promise<Array<{ outcome: ManifestOutcome, reason?: string }>> {
+async function applyThroughNode (node: { url: string, token: string }, items: AppliedItem[], signal?: AbortSignal): Promise<Array<{ outcome: ManifestOutcome, reason?: string }>> {
   const res = await fetch(new URL('/-/mesh/import', node.url), {
     method: 'POST',
     headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/octet-stream' },
-    body: encodeFrames(staged.items.map(i => i.envelope)),
+    body: encodeFrames(items.map(i => i.envelope)),
     signal
   })
   const body = await res.json().catch(() => ({})) as { outcomes?: string[], error?: string }

@@ -17,7 +17,7 @@ import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
 import { blockMatches, chunkCount, decodeIndex, raw, type BundleIndex } from './format.ts'
 import type { Progress } from './progress.ts'
-import type { VolumeReader } from './volumes.ts'
+import { ownedCopy, type VolumeReader } from './volumes.ts'
 
 export interface StageContext {
   dataDir: string
@@ -52,11 +52,11 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
   try {
     const header = await readHeader(reader) as { version: number, roots: CID[] }
     if (header.version !== 1 || header.roots.length !== 1) throw integrityError(`not an akmesh bundle: a CAR v${header.version} with ${header.roots.length} roots`)
-    const root = CID.decode(header.roots[0].bytes.slice()) // the reader reuses its buffers
+    const root = CID.decode(ownedCopy(header.roots[0].bytes)) // a view of the reader's window
     const indexBlock = await readBlock(reader, 'the bundle index')
     if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
     await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
-    const index = decodeIndex(indexBlock.bytes.slice())
+    const index = decodeIndex(indexBlock.bytes)
     if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
     dir = stagingDir(ctx.dataDir, root.toString())
     ctx.progress?.add(reader.pos)
@@ -67,7 +67,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       const what = `manifest ${entry.origin}/${entry.seq} (block ${entry.cid})`
       const block = await readBlock(reader, what)
       if (!block.cid.equals(entry.cid)) throw integrityError(`${what}: found block ${block.cid} in its place`)
-      const envelope = block.bytes.slice()
+      const envelope = block.bytes
       await mustMatch(block.cid, envelope, what)
       let change: Manifest
       try {
@@ -112,12 +112,15 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
   }
 }
 
+/** A block that is kept (the index, a manifest): its bytes and CID are owned copies, not views
+ *  of the reader's windows, which the blobs after it overwrite. */
 async function readBlock (reader: VolumeReader, what: string): Promise<{ cid: CID, bytes: Uint8Array, section: number }> {
   const start = reader.pos
   if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})${reader.hint}`)
   const head = await readBlockHead(reader)
-  const bytes = await reader.exactly(head.blockLength, true)
-  return { cid: head.cid, bytes, section: reader.pos - start }
+  const cid = CID.decode(ownedCopy(head.cid.bytes))
+  const bytes = await reader.take(head.blockLength)
+  return { cid, bytes, section: reader.pos - start }
 }
 
 async function mustMatch (cid: CID, bytes: Uint8Array, what: string): Promise<void> {

@@ -27,9 +27,14 @@ export async function findVolumes (path: string): Promise<Volume[]> {
 
 const WINDOW = 4 * 1024 * 1024
 
+/** A copy of `bytes` in memory of its own. (Buffer.prototype.slice is a view, not a copy: a
+ *  `.slice()` of a window's bytes changes when the window is refilled.) */
+export const ownedCopy = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes)
+
 /** A BytesReader (@ipld/car's decoder interface) over the volumes, by position: `seek` past a
  *  block costs no read, which is how a resumed or repeated import skips blobs it already holds.
- *  Bytes it returns stay valid until the second refill after: copy what must live longer. */
+ *  Bytes from `upTo` and `exactly` (and CIDs decoded from them) are views of reused windows,
+ *  valid until the second refill after: what must live longer comes from `take`. */
 export class VolumeReader {
   readonly #volumes: Volume[]
   readonly #handles = new Map<number, FileHandle>()
@@ -69,6 +74,11 @@ export class VolumeReader {
     const out = this.#buf.subarray(at, at + length)
     if (seek) this.#pos += length
     return out
+  }
+
+  /** The next `length` bytes as an owned copy, consumed. */
+  async take (length: number): Promise<Uint8Array> {
+    return ownedCopy(await this.exactly(length, true))
   }
 
   seek (length: number): void { this.#pos += length }
