@@ -52,6 +52,10 @@ export type ManifestOutcome = 'added' | 'skipped' | 'not-applied'
 
 export interface ImportReport {
   root: string
+  /** Who exported the bundle (its index is signed by that node's key), and when. */
+  exporter: { peerId: string, name?: string, createdAt: number }
+  /** Origins this node still holds only up to a point below what the exporter held. */
+  warnings: string[]
   manifests: Array<{ origin: string, seq: number, repo: string, name: string, version: string, kind: string, outcome: ManifestOutcome, reason?: string }>
   blobs: { added: number, addedBytes: number, skipped: number, resumed: number }
   summary: string
@@ -89,8 +93,11 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     : applyHere(deps, manifests, items)
   await rm(staged.dir, { recursive: true, force: true })
 
+  const { index } = staged
   return {
     root: staged.root,
+    exporter: { peerId: index.exporter, ...(index.exporterName != null ? { name: index.exporterName } : {}), createdAt: index.createdAt },
+    warnings: coverageWarnings(staged, new ManifestLog(deps.db)),
     manifests: staged.items.map(({ change }, i) => ({
       origin: change.origin, seq: change.seq, repo: change.repo, name: change.name, version: change.version, kind: change.kind, ...outcomes[i]
     })),
@@ -144,6 +151,23 @@ async function recheckEnvelopes (staged: StagedBundle, deps: ImportDeps): Promis
 }
 
 interface AppliedItem { change: Manifest, envelope: Uint8Array }
+
+/** The exporter signs, per origin, the watermark it held. Where this node, with the bundle applied,
+ *  still holds an origin only up to a lower seq, some of the exporter's manifests did not come
+ *  (a --repo selection leaves other repositories out; or someone held a newer bundle back). */
+function coverageWarnings (staged: StagedBundle, manifests: ManifestLog): string[] {
+  const { index } = staged
+  const carried = new Map<string, number>()
+  for (const m of index.manifests) carried.set(m.origin, Math.max(carried.get(m.origin) ?? 0, m.seq))
+  const out: string[] = []
+  for (const [origin, held] of Object.entries(index.watermarks)) {
+    const here = manifests.watermark(origin)
+    if (here >= held) continue
+    out.push(`the bundle covers ${origin} only up to seq ${Math.max(carried.get(origin) ?? 0, index.base[origin] ?? 0)}, but its exporter held it up to seq ${held}: ` +
+      `this node holds it up to seq ${here}${index.selection.repos != null ? ` (the export selected only repositories ${index.selection.repos.join(', ')})` : ''}`)
+  }
+  return out
+}
 
 const NOT_APPLIED: Partial<Record<ApplyStatus, string>> = {
   'unknown-repository': 'no such repository here (kept for forwarding)',

@@ -1,4 +1,5 @@
-// Reading a bundle for import: every block is checked against its CID, every manifest's signature
+// Reading a bundle for import: the index's signature and its exporter's membership (openIndex),
+// every block against its CID, every manifest's signature
 // and origin (openEnvelope), and each blob is staged under `<data>/imports/<root>/` (hashed as
 // an upload is: BLAKE3 for its CID and chunk table, the SHA family in workers) where no client
 // and no peer can see it. Nothing is committed here. A staged blob survives an interrupted import,
@@ -15,7 +16,7 @@ import { integrityError, isRegistryError } from '../../store/errors.ts'
 import { blake3Of, MultiHasher, type Digests } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
-import { blockMatches, chunkCount, decodeIndex, raw, type BundleIndex } from './format.ts'
+import { blockMatches, chunkCount, openIndex, raw, type BundleIndex } from './format.ts'
 import type { Progress } from './progress.ts'
 import { ownedCopy, type VolumeReader } from './volumes.ts'
 
@@ -56,7 +57,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
     const indexBlock = await readBlock(reader, 'the bundle index')
     if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
     await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
-    const index = decodeIndex(indexBlock.bytes)
+    const index = await openIndex(indexBlock.bytes, { isAllowed: ctx.isAllowed })
     if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
     dir = stagingDir(ctx.dataDir, root.toString())
     ctx.progress?.add(reader.pos)

@@ -34,6 +34,9 @@ export const holdings = (i: InventoryFile) => ({ manifests: i.manifests, blobs: 
 export interface IndexView {
   mesh: string
   exporter: string
+  exporterName?: string
+  createdAt: number
+  watermarks: Record<string, number>
   selection: { mode: string, destination?: string }
   base: Record<string, number>
   manifests: Array<{ origin: string, seq: number }>
@@ -47,7 +50,9 @@ export async function bundleIndex (file: string): Promise<IndexView> {
   const [root] = await car.getRoots()
   const block = await car.get(root)
   if (block == null) throw new Error(`${file}: root block missing`)
-  const x = dagCbor.decode<IndexView & { manifests: Array<{ origin: string, seq: number, cid: unknown }> }>(block.bytes)
+  // The root block is the index signed by its exporter: { payload: index, signature }.
+  const { payload } = dagCbor.decode<{ payload: Uint8Array }>(block.bytes)
+  const x = dagCbor.decode<IndexView & { manifests: Array<{ origin: string, seq: number, cid: unknown }> }>(payload)
   return { ...x, manifests: x.manifests.map(m => ({ origin: m.origin, seq: m.seq })) }
 }
 
