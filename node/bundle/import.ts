@@ -1,6 +1,7 @@
-// `akmesh import`: verify everything (node/bundle/stage.ts), then make it visible in two steps:
-// commit the staged blobs into the store (rename, no copy), then apply every manifest in one
-// transaction. Applying goes either
+// `akmesh import`: verify everything (node/bundle/stage.ts: the signed index, every block, every
+// manifest), check every envelope once more as it will be applied, then make it visible in two
+// steps: commit the staged blobs into the store (rename, no copy), then apply every manifest in
+// one transaction. Applying goes either
 //  - through the running node (`POST /-/mesh/import`, admin token): the node checks the
 //    envelopes again against its live allowlist, applies them with Replication.receiveMany (one
 //    transaction, the npm packument cache invalidated, and each new manifest gossiped onward to
@@ -76,6 +77,9 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
   checkFiles(staged, deps.store)
   if (opts.allowGaps !== true) checkBase(staged, manifests)
 
+  // The envelopes to apply (owned bytes, nothing else writes them), verified as they are.
+  const items = await recheckEnvelopes(staged, deps)
+
   // Commit: blobs first (invisible until a manifest names them), then every manifest at once.
   let addedBytes = 0
   let added = 0
@@ -87,7 +91,6 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     added++
     addedBytes += b.digests.size
   }
-  const items = await recheckEnvelopes(staged, deps)
   const outcomes = opts.node != null
     ? await applyThroughNode(opts.node, items, opts.signal)
     : applyHere(deps, manifests, items)
@@ -128,10 +131,11 @@ function checkBase (staged: StagedBundle, manifests: ManifestLog): void {
     'Import the earlier bundle first, or pass --allow-gaps')
 }
 
-/** Every envelope once more, as it is about to be applied: its bytes against the CID the index
+/** Every envelope once more, just before it is applied: its bytes against the CID the index
  *  names, then decoded and its signature verified. Staging verified them too, but these are the
  *  bytes that are stored and gossiped, so no path may apply bytes that were not verified as
- *  they are (a buffer reused under a kept envelope once stored a blob's bytes as a manifest). */
+ *  they are (a buffer reused under a kept envelope once stored a blob's bytes as a manifest).
+ *  Before the blobs are committed, so a failure leaves nothing behind. */
 async function recheckEnvelopes (staged: StagedBundle, deps: ImportDeps): Promise<AppliedItem[]> {
   const out: AppliedItem[] = []
   for (const { envelope, cid, change: was } of staged.items) {
