@@ -79,9 +79,32 @@ export function encodeManifest (m: Manifest): Uint8Array {
 }
 
 export async function signManifest (m: Manifest, key: PrivateKey): Promise<Uint8Array> {
-  const payload = encodeManifest(m)
+  return await signEnvelope(encodeManifest(m), key)
+}
+
+/** The signed envelope { payload, signature } (dag-cbor) of any payload: manifests, bundle
+ *  indexes. */
+export async function signEnvelope (payload: Uint8Array, key: PrivateKey): Promise<Uint8Array> {
   const signature = await key.sign(payload)
   return dagCbor.encode({ payload, signature })
+}
+
+/** Decodes an envelope { payload, signature }; throws when it is not exactly that. */
+export function decodeEnvelope (bytes: Uint8Array): { payload: Uint8Array, signature: Uint8Array } {
+  const envelope: unknown = dagCbor.decode(bytes)
+  if (!isRecord(envelope) || !sameKeys(envelope, ['payload', 'signature']) ||
+      !(envelope.payload instanceof Uint8Array) || !(envelope.signature instanceof Uint8Array)) {
+    throw new Error('not an envelope { payload, signature }')
+  }
+  return { payload: envelope.payload, signature: envelope.signature }
+}
+
+/** Does `signature` over `payload` verify against the key of the peer ID `signer`? */
+export async function signedBy (signer: string, payload: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  try {
+    const key = peerIdFromString(signer).publicKey
+    return key != null && await key.verify(payload, signature)
+  } catch { return false }
 }
 
 export interface OpenOptions {
@@ -95,14 +118,10 @@ export interface OpenOptions {
 /** Decodes, validates and verifies an envelope; throws ManifestError naming the reason. */
 export async function openEnvelope (bytes: Uint8Array, opts: OpenOptions): Promise<Manifest> {
   if (bytes.byteLength > MAX_ENVELOPE_BYTES) throw new ManifestError('too-large', `envelope of ${bytes.byteLength} bytes exceeds ${MAX_ENVELOPE_BYTES}`)
-  let envelope: unknown
+  let envelope: { payload: Uint8Array, signature: Uint8Array }
   let payload: unknown
   try {
-    envelope = dagCbor.decode(bytes)
-    if (!isRecord(envelope) || !sameKeys(envelope, ['payload', 'signature']) ||
-        !(envelope.payload instanceof Uint8Array) || !(envelope.signature instanceof Uint8Array)) {
-      throw new Error('not an envelope { payload, signature }')
-    }
+    envelope = decodeEnvelope(bytes)
     payload = dagCbor.decode(envelope.payload)
   } catch (err) {
     throw new ManifestError('undecodable', `undecodable envelope: ${(err as Error).message}`)
@@ -110,11 +129,7 @@ export async function openEnvelope (bytes: Uint8Array, opts: OpenOptions): Promi
   const m = validateManifest(payload)
   if (m.mesh !== opts.mesh) throw new ManifestError('wrong-mesh', `manifest of mesh "${m.mesh}", not "${opts.mesh}"`)
   if (!opts.isAllowed(m.origin)) throw new ManifestError('not-allowed', `origin ${m.origin} is not a member of this mesh`)
-  const key = peerIdFromString(m.origin).publicKey
-  const { payload: signed, signature } = envelope as { payload: Uint8Array, signature: Uint8Array }
-  let ok = false
-  try { ok = key != null && await key.verify(signed, signature) } catch { ok = false }
-  if (!ok) throw new ManifestError('bad-signature', `signature does not verify against ${m.origin}`)
+  if (!await signedBy(m.origin, envelope.payload, envelope.signature)) throw new ManifestError('bad-signature', `signature does not verify against ${m.origin}`)
   const now = opts.now ?? Date.now()
   if (m.timestamp > now + MAX_CLOCK_SKEW_MS) {
     throw new ManifestError('from-the-future', `manifest ${m.origin}/${m.seq} is dated ${m.timestamp - now} ms ahead of this clock`)

@@ -234,9 +234,10 @@ const bundleParts = async (flags: ConfigFlags & { peering?: string }) => {
   const { loadIdentity } = await import('../mesh/identity.ts')
   const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
   const { isAllowed } = await import('../config/peering-schema.ts')
-  const self = (await loadIdentity(dataDir)).peerId.toString()
+  const identity = await loadIdentity(dataDir)
+  const self = identity.peerId.toString()
   const peering = await loadPeeringFile(peeringPath(dataDir, flags.peering))
-  return { dataDir, repositories, self, mesh: peering.mesh, isAllowed: (o: string) => o === self || isAllowed(peering, o) }
+  return { dataDir, repositories, self, privateKey: identity.privateKey, nodeName: peering.node.name, mesh: peering.mesh, isAllowed: (o: string) => o === self || isAllowed(peering, o) }
 }
 const byteSize = (v: string): number => {
   const n = bytesParse.parse(v)
@@ -258,8 +259,9 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
   .option('--lacks <inventory>', 'only what the site that wrote this inventory file (akmesh inventory) lacks')
   .option('--volume-size <size>', 'split into volumes of at most this size (e.g. 700MB, 4GB)', byteSize)
   .option('--allow-missing', 'bundle manifests even if this node lacks some of their blobs (listed as absent)')
+  .option('--force', 'overwrite an existing bundle at <file> (and its volumes)')
   .option('--json', 'print the result as JSON')
-  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], to?: string, sinceLast?: boolean, lacks?: string, volumeSize?: number, allowMissing?: boolean, json?: boolean }) => {
+  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], to?: string, sinceLast?: boolean, lacks?: string, volumeSize?: number, allowMissing?: boolean, force?: boolean, json?: boolean }) => {
     if (opts.sinceLast === true && opts.to == null) throw new Error('--since-last needs --to <site> (the destination whose last export it continues)')
     if (opts.sinceLast === true && opts.lacks != null) throw new Error('use either --since-last or --lacks')
     const parts = await bundleParts(opts)
@@ -273,8 +275,8 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
     if (lacks != null && lacks.mesh !== parts.mesh) throw new Error(`${opts.lacks} is an inventory of mesh "${lacks.mesh}", this node is in "${parts.mesh}"`)
     const { db, store } = await openStorage(parts.dataDir)
     try {
-      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self },
-        { out: file, repos: opts.repo, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, signal: interruptSignal() })
+      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName },
+        { out: file, repos: opts.repo, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
       if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, exportedAt: Date.now(), bundle: r.root })
       const { selection, ...shown } = r
       if (opts.json === true) console.log(JSON.stringify({ ...shown, mode: selection.mode }, null, 2))
@@ -333,7 +335,10 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
       for (const repo of parts.repositories) storage.artifacts.ensureRepository(repo.name, repo.format)
       const r = await importBundle({ ...parts, ...storage }, { bundle, node: url != null ? { url, token: token as string } : undefined, allowGaps: opts.allowGaps, signal: interruptSignal() })
       const count = (o: string) => r.manifests.filter(m => m.outcome === o).length
+      for (const w of r.warnings) process.stderr.write(`akmesh: warning: ${w}\n`)
       if (opts.json === true) { console.log(JSON.stringify(r, null, 2)); return }
+      const by = r.exporter.name != null ? `${r.exporter.name} (${r.exporter.peerId})` : r.exporter.peerId
+      console.log(`bundle ${r.root}, exported by ${by} at ${new Date(r.exporter.createdAt).toISOString()} (signed)`)
       for (const m of r.manifests) {
         console.log(`${m.outcome.padEnd(11)} ${m.origin}/${m.seq} ${m.kind} ${m.repo} ${m.name}${m.version === '' ? '' : `@${m.version}`}${m.reason != null ? `: ${m.reason}` : ''}`)
       }

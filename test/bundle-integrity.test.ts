@@ -196,8 +196,15 @@ test.serial('a bundle with a manifest signed by a non-member is rejected, naming
   const root = await makeTempDir(t)
   await rawPublish(nodeX, root, 'from-outside', '1.0.0')
   await allSigned(nodeX)
+  const own = join(root, 'outsider-own.car')
+  t.is((await exportBundle(outsider.dataDir, own)).code, 0)
+  // A (whose allowlist has the outsider) takes its manifests and exports them: the bundle's
+  // exporter is a member of B's mesh, but a manifest in it is not.
+  await writeFile(join(a.dataDir, 'peering.json'), JSON.stringify({ allow: [outsider.peerId, b.peerId] }))
+  const viaA = await importBundle(a.dataDir, own)
+  t.is(viaA.code, 0, viaA.stderr)
   const file = join(root, 'outsider.car')
-  t.is((await exportBundle(outsider.dataDir, file)).code, 0)
+  t.is((await exportBundle(a.dataDir, file)).code, 0)
 
   const r = await importBundle(b.dataDir, file)
   t.not(r.code, 0)

@@ -5,23 +5,35 @@
 // chunk is read, checked against the chunk table and written at a time (backpressure through
 // CarWriter.put, which resolves when its bytes have been taken).
 import { CarWriter } from '@ipld/car/writer'
+import type { PrivateKey } from '@libp2p/interface'
 import { open, rm } from 'node:fs/promises'
 import type { CID } from 'multiformats/cid'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
-import { integrityError } from '../../store/errors.ts'
+import { conflict, integrityError } from '../../store/errors.ts'
 import type { ManifestLog } from '../../store/manifests.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import { blake3Of } from '../../store/hash.ts'
-import { BUNDLE_FORMAT, BUNDLE_VERSION, DAG_CBOR_CODE, blake3Cid, chunkCid, chunkCount, encodeIndex, type BundleIndex } from './format.ts'
+import { BUNDLE_FORMAT, BUNDLE_VERSION, DAG_CBOR_CODE, blake3Cid, chunkCid, chunkCount, signIndex, type BundleIndex } from './format.ts'
 import { Progress } from './progress.ts'
 import { selectBundle, type SelectOptions, type Selection } from './select.ts'
-import { VolumeWriter } from './volumes.ts'
+import { bundleFiles, VolumeWriter } from './volumes.ts'
 
-export interface ExportDeps { db: DB, store: FileBlobStore, manifests: ManifestLog, mesh: string, peerId: string }
+export interface ExportDeps {
+  db: DB
+  store: FileBlobStore
+  manifests: ManifestLog
+  mesh: string
+  /** The exporting node: its peer ID, the key of that ID (signs the index) and its name. */
+  peerId: string
+  privateKey: PrivateKey
+  nodeName?: string
+}
 
 export interface ExportOptions extends SelectOptions {
   out: string
+  /** Replace an existing bundle at `out` (and its volumes); without it an existing file is refused. */
+  force?: boolean
   volumeSize?: number
   signal?: AbortSignal
   progress?: boolean
@@ -44,6 +56,10 @@ const sectionSize = (cidBytes: number, data: number): number => varintSize(cidBy
 const varintSize = (n: number): number => { let s = 1; while (n >= 0x80) { n = Math.floor(n / 0x80); s++ } return s }
 
 export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Promise<ExportResult> {
+  const existing = await bundleFiles(opts.out)
+  if (existing.length > 0 && opts.force !== true) {
+    throw conflict(`${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}: pass --force to overwrite ${existing.length === 1 ? 'it' : 'them'}`)
+  }
   const selection = selectBundle(deps, opts)
   const { manifests, store } = deps
 
@@ -64,7 +80,9 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
     v: BUNDLE_VERSION,
     mesh: deps.mesh,
     exporter: deps.peerId,
+    ...(deps.nodeName != null ? { exporterName: deps.nodeName } : {}),
     createdAt: Date.now(),
+    watermarks: selection.watermarks,
     selection: {
       mode: selection.mode,
       ...(opts.repos != null && opts.repos.length > 0 ? { repos: opts.repos } : {}),
@@ -75,12 +93,12 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
     blobs: selection.blobs,
     absent: selection.absent
   }
-  const indexBytes = encodeIndex(index)
+  const indexBytes = await signIndex(index, deps.privateKey)
   const root = await blake3Cid(DAG_CBOR_CODE, indexBytes)
   total += sectionSize(root.bytes.byteLength, indexBytes.byteLength)
 
   const progress = new Progress('export', total, { enabled: opts.progress })
-  const out = new VolumeWriter(opts.out, opts.volumeSize)
+  const out = new VolumeWriter(opts.out, opts.volumeSize, { overwrite: opts.force })
   const { writer, out: carBytes } = CarWriter.create([root])
   let writeError: unknown
   // Drains the CAR stream into the volumes; after a write error it keeps draining (discarding)
@@ -113,9 +131,14 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
     }
     if (writeError != null) throw writeError
     await out.close()
+    // Files of the bundle this one replaced that it did not overwrite (more volumes, or the
+    // single file beside new volumes) would be read as part of it: remove them.
+    await Promise.all(existing.filter(p => !out.paths.includes(p)).map(async p => await rm(p, { force: true })))
   } catch (err) {
     await out.abandon()
-    await Promise.all(out.paths.map(async p => await rm(p, { force: true })))
+    // Once it began to overwrite a bundle (--force), what is left of that one is no bundle.
+    const written = out.paths.length > 0 ? [...new Set([...out.paths, ...existing])] : []
+    await Promise.all(written.map(async p => await rm(p, { force: true })))
     throw err
   }
   progress.finish()

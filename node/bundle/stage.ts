@@ -1,4 +1,5 @@
-// Reading a bundle for import: every block is checked against its CID, every manifest's signature
+// Reading a bundle for import: the index's signature and its exporter's membership (openIndex),
+// every block against its CID, every manifest's signature
 // and origin (openEnvelope), and each blob is staged under `<data>/imports/<root>/` (hashed as
 // an upload is: BLAKE3 for its CID and chunk table, the SHA family in workers) where no client
 // and no peer can see it. Nothing is committed here. A staged blob survives an interrupted import,
@@ -15,9 +16,9 @@ import { integrityError, isRegistryError } from '../../store/errors.ts'
 import { blake3Of, MultiHasher, type Digests } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
-import { blockMatches, chunkCount, decodeIndex, raw, type BundleIndex } from './format.ts'
+import { blockMatches, chunkCount, openIndex, raw, type BundleIndex } from './format.ts'
 import type { Progress } from './progress.ts'
-import type { VolumeReader } from './volumes.ts'
+import { ownedCopy, type VolumeReader } from './volumes.ts'
 
 export interface StageContext {
   dataDir: string
@@ -52,11 +53,11 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
   try {
     const header = await readHeader(reader) as { version: number, roots: CID[] }
     if (header.version !== 1 || header.roots.length !== 1) throw integrityError(`not an akmesh bundle: a CAR v${header.version} with ${header.roots.length} roots`)
-    const root = CID.decode(header.roots[0].bytes.slice()) // the reader reuses its buffers
+    const root = CID.decode(ownedCopy(header.roots[0].bytes)) // a view of the reader's window
     const indexBlock = await readBlock(reader, 'the bundle index')
     if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
     await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
-    const index = decodeIndex(indexBlock.bytes.slice())
+    const index = await openIndex(indexBlock.bytes, { isAllowed: ctx.isAllowed })
     if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
     dir = stagingDir(ctx.dataDir, root.toString())
     ctx.progress?.add(reader.pos)
@@ -67,7 +68,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       const what = `manifest ${entry.origin}/${entry.seq} (block ${entry.cid})`
       const block = await readBlock(reader, what)
       if (!block.cid.equals(entry.cid)) throw integrityError(`${what}: found block ${block.cid} in its place`)
-      const envelope = block.bytes.slice()
+      const envelope = block.bytes
       await mustMatch(block.cid, envelope, what)
       let change: Manifest
       try {
@@ -112,12 +113,15 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
   }
 }
 
+/** A block that is kept (the index, a manifest): its bytes and CID are owned copies, not views
+ *  of the reader's windows, which the blobs after it overwrite. */
 async function readBlock (reader: VolumeReader, what: string): Promise<{ cid: CID, bytes: Uint8Array, section: number }> {
   const start = reader.pos
   if (start >= reader.total) throw integrityError(`bundle truncated: ${what} is missing (the bundle ends at offset ${start})${reader.hint}`)
   const head = await readBlockHead(reader)
-  const bytes = await reader.exactly(head.blockLength, true)
-  return { cid: head.cid, bytes, section: reader.pos - start }
+  const cid = CID.decode(ownedCopy(head.cid.bytes))
+  const bytes = await reader.take(head.blockLength)
+  return { cid, bytes, section: reader.pos - start }
 }
 
 async function mustMatch (cid: CID, bytes: Uint8Array, what: string): Promise<void> {

@@ -1,7 +1,8 @@
 // A bundle on disk: one file, or volumes `<file>.001`, `<file>.002`, ... when split for media
 // limits (plain byte slices, like split(1): `cat` joins them back into the CAR).
-import { open, stat, type FileHandle } from 'node:fs/promises'
-import { badRequest, integrityError } from '../../store/errors.ts'
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { badRequest, conflict, integrityError } from '../../store/errors.ts'
 
 export interface Volume { path: string, size: number }
 
@@ -25,11 +26,23 @@ export async function findVolumes (path: string): Promise<Volume[]> {
   return volumes
 }
 
+/** Files a bundle written to `base` could be: `base` itself and its volumes `base.NNN`. */
+export async function bundleFiles (base: string): Promise<string[]> {
+  const name = basename(base)
+  const names = await readdir(dirname(base)).catch(() => [] as string[])
+  return names.filter(n => n === name || (n.startsWith(`${name}.`) && /^\d{3,}$/.test(n.slice(name.length + 1)))).sort().map(n => join(dirname(base), n))
+}
+
 const WINDOW = 4 * 1024 * 1024
+
+/** A copy of `bytes` in memory of its own. (Buffer.prototype.slice is a view, not a copy: a
+ *  `.slice()` of a window's bytes changes when the window is refilled.) */
+export const ownedCopy = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes)
 
 /** A BytesReader (@ipld/car's decoder interface) over the volumes, by position: `seek` past a
  *  block costs no read, which is how a resumed or repeated import skips blobs it already holds.
- *  Bytes it returns stay valid until the second refill after: copy what must live longer. */
+ *  Bytes from `upTo` and `exactly` (and CIDs decoded from them) are views of reused windows,
+ *  valid until the second refill after: what must live longer comes from `take`. */
 export class VolumeReader {
   readonly #volumes: Volume[]
   readonly #handles = new Map<number, FileHandle>()
@@ -69,6 +82,11 @@ export class VolumeReader {
     const out = this.#buf.subarray(at, at + length)
     if (seek) this.#pos += length
     return out
+  }
+
+  /** The next `length` bytes as an owned copy, consumed. */
+  async take (length: number): Promise<Uint8Array> {
+    return ownedCopy(await this.exactly(length, true))
   }
 
   seek (length: number): void { this.#pos += length }
@@ -126,18 +144,21 @@ export class VolumeReader {
 }
 
 /** Writes a byte stream to `base`, or to volumes of at most `volumeSize` bytes. Each write has
- *  reached the file (not a stream buffer) when it resolves, so the caller may reuse its buffer. */
+ *  reached the file (not a stream buffer) when it resolves, so the caller may reuse its buffer.
+ *  An existing file is never replaced unless `overwrite`. */
 export class VolumeWriter {
   readonly #base: string
   readonly #volumeSize: number | undefined
+  readonly #overwrite: boolean
   readonly paths: string[] = []
   #out: FileHandle | undefined
   #inVolume = 0
   written = 0
 
-  constructor (base: string, volumeSize?: number) {
+  constructor (base: string, volumeSize?: number, opts: { overwrite?: boolean } = {}) {
     this.#base = base
     this.#volumeSize = volumeSize
+    this.#overwrite = opts.overwrite === true
   }
 
   async write (bytes: Uint8Array): Promise<void> {
@@ -159,7 +180,12 @@ export class VolumeWriter {
   async #next (): Promise<void> {
     await this.#finishVolume()
     const path = this.#volumeSize == null ? this.#base : volumeName(this.#base, this.paths.length + 1)
-    this.#out = await open(path, 'w')
+    try {
+      this.#out = await open(path, this.#overwrite ? 'w' : 'wx')
+    } catch (err: any) {
+      if (err?.code === 'EEXIST') throw conflict(`${path} already exists: pass --force to overwrite it`)
+      throw err
+    }
     this.paths.push(path)
     this.#inVolume = 0
   }

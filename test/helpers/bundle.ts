@@ -3,8 +3,11 @@
 // node has signed every local change (export reads the manifest log).
 import { CarIndexer } from '@ipld/car/indexer'
 import { CarReader } from '@ipld/car/reader'
+import { CarWriter } from '@ipld/car/writer'
 import * as dagCbor from '@ipld/dag-cbor'
-import { readFile } from 'node:fs/promises'
+import type { CID } from 'multiformats/cid'
+import { readFile, writeFile } from 'node:fs/promises'
+import { blake3Cid } from '../../node/bundle/format.ts'
 import { queryIndex } from './mesh.ts'
 import { akmesh, waitFor, type TestNode } from './node.ts'
 
@@ -34,6 +37,9 @@ export const holdings = (i: InventoryFile) => ({ manifests: i.manifests, blobs: 
 export interface IndexView {
   mesh: string
   exporter: string
+  exporterName?: string
+  createdAt: number
+  watermarks: Record<string, number>
   selection: { mode: string, destination?: string }
   base: Record<string, number>
   manifests: Array<{ origin: string, seq: number }>
@@ -47,7 +53,9 @@ export async function bundleIndex (file: string): Promise<IndexView> {
   const [root] = await car.getRoots()
   const block = await car.get(root)
   if (block == null) throw new Error(`${file}: root block missing`)
-  const x = dagCbor.decode<IndexView & { manifests: Array<{ origin: string, seq: number, cid: unknown }> }>(block.bytes)
+  // The root block is the index signed by its exporter: { payload: index, signature }.
+  const { payload } = dagCbor.decode<{ payload: Uint8Array }>(block.bytes)
+  const x = dagCbor.decode<IndexView & { manifests: Array<{ origin: string, seq: number, cid: unknown }> }>(payload)
   return { ...x, manifests: x.manifests.map(m => ({ origin: m.origin, seq: m.seq })) }
 }
 
@@ -73,4 +81,41 @@ export async function visible (dataDir: string): Promise<{ artifacts: string[], 
   const artifacts = (await queryIndex(dataDir, "SELECT repo || ' ' || name || '@' || version AS a FROM artifacts ORDER BY a") as Array<{ a: string }>).map(r => r.a)
   const [{ n }] = await queryIndex(dataDir, 'SELECT COUNT(*) AS n FROM blobs WHERE present = 1') as Array<{ n: number }>
   return { artifacts, present: n }
+}
+
+export interface BundleBlocks {
+  /** The signed index's payload, decoded (CIDs as CID objects), and its signature. */
+  index: any
+  signature: Uint8Array
+  /** Every block after the root, in order, with what it is. */
+  blocks: Array<{ cid: CID, bytes: Uint8Array, manifest?: { origin: string, seq: number }, blob?: string }>
+}
+
+/** Reads a (small, single-file) bundle's blocks, labelled by what the index says they are. */
+export async function readBundle (file: string): Promise<BundleBlocks> {
+  const car = await CarReader.fromBytes(await readFile(file))
+  const [root] = await car.getRoots()
+  const all = []
+  for await (const b of car.blocks()) all.push(b)
+  if (!all[0].cid.equals(root)) throw new Error(`${file}: the first block is not the root`)
+  const { payload, signature } = dagCbor.decode<{ payload: Uint8Array, signature: Uint8Array }>(all[0].bytes)
+  const index = dagCbor.decode<any>(payload)
+  const labels: Array<{ manifest?: { origin: string, seq: number }, blob?: string }> = [
+    ...index.manifests.map((m: { origin: string, seq: number }) => ({ manifest: { origin: m.origin, seq: m.seq } })),
+    ...index.blobs.flatMap((b: { cid: string, size: number }) => Array.from({ length: Math.max(1, Math.ceil(b.size / (1024 * 1024))) }, () => ({ blob: b.cid })))
+  ]
+  return { index, signature, blocks: all.slice(1).map((b, i) => ({ cid: b.cid, bytes: b.bytes, ...labels[i] })) }
+}
+
+/** Writes a bundle whose root block is `root` (its CID computed as export does) and then `blocks`. */
+export async function writeBundle (file: string, root: Uint8Array, blocks: Array<{ cid: CID, bytes: Uint8Array }>): Promise<void> {
+  const rootCid = await blake3Cid(dagCbor.code, root)
+  const { writer, out } = CarWriter.create([rootCid])
+  const pieces: Uint8Array[] = []
+  const drained = (async () => { for await (const p of out) pieces.push(p) })()
+  await writer.put({ cid: rootCid, bytes: root })
+  for (const b of blocks) await writer.put(b)
+  await writer.close()
+  await drained
+  await writeFile(file, Buffer.concat(pieces))
 }
