@@ -17,6 +17,18 @@ const byteSize = z.union([z.number(), z.string()], { error: 'expected a size in 
     return n
   })
 
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+/** A duration such as 90s, 15m, 6h or 1d, in milliseconds. */
+const duration = z.string({ error: 'expected a duration such as 30s, 15m, 6h or 1d' })
+  .transform((v, ctx) => {
+    const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(v.trim())
+    if (m == null) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 30s, 15m, 6h or 1d, got ${JSON.stringify(v)}` })
+      return z.NEVER
+    }
+    return Math.round(Number(m[1]) * UNIT_MS[m[2]])
+  })
+
 const repositorySchema = z.object({
   name: z.string()
     .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
@@ -39,6 +51,16 @@ export const configSchema = z.object({
     /** Streamed file uploads. */
     uploadBytes: byteSize.default(20 * 1024 ** 3)
   }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3 }),
+  /** Blob garbage collection (store/gc.ts): deletes blobs no artifact, held manifest, blob link or
+   *  pending change names, and blob files a crash left without a row. */
+  gc: z.object({
+    /** How often the node collects; `off`: never (the start-up sweep of orphan files still runs). */
+    interval: z.union([z.literal('off'), duration]).default(6 * 3_600_000)
+      .transform(v => v === 'off' ? null : v),
+    /** Nothing younger than this, or read within it, is deleted: a publish between storing its
+     *  bytes and recording its artifact, or a peer still being served. */
+    grace: duration.default(3_600_000)
+  }).strict().default({ interval: 6 * 3_600_000, grace: 3_600_000 }),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
   }).strict().default({ level: 'info' }),

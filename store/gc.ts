@@ -1,0 +1,197 @@
+// The blob garbage collector: deletes present blobs that nothing references, and orphan files.
+//
+// A blob is kept while any of these names it (store/README: "What gc keeps"):
+// - a file of an artifact row (any repository: identical bytes are stored once);
+// - a blob link (OCI: a blob pushed or mounted into an image stays readable by digest until it is
+//   deleted through the OCI API, whether or not a manifest names it);
+// - a held manifest (any origin, applied or not: policy `none`, unknown repository, conflict
+//   loser) that is still current state: its files count unless a later manifest, in the fold's
+//   (timestamp, origin, seq) order, deleted its version or replaced it (`publish` with
+//   `replace`). So once a delete is applied its version's blobs are garbage here, as on every
+//   node that folds the same manifests;
+// - a local change not yet signed into a manifest (the signer needs the blob's row);
+// - a blob younger than the grace period (a publish in flight between storing the bytes and
+//   recording the artifact), read in this process within the grace period (a peer or a client
+//   being served, chunk by chunk), or with a partial file (a fetch writing it).
+// Blobs known only from manifests (present = 0) have no bytes here and are never touched.
+// Each delete re-checks all of it inside an IMMEDIATE transaction (including manifests that
+// arrived during the run) under the blob's commit lock, deletes the row, and moves the file aside
+// in the same transaction (store/orphans.ts), so a concurrent commit of the same bytes survives.
+import { existsSync, lstatSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import type { FileBlobStore } from './blobs.ts'
+import type { DB } from './db.ts'
+import { moveAsideIfGarbage, sweepOrphans } from './orphans.ts'
+
+/** What the collector needs to know of a stored manifest envelope (mesh/manifest.ts decodes). */
+export interface ManifestFacts { cids: string[], replace: boolean }
+export type ManifestDecoder = (envelope: Uint8Array) => ManifestFacts
+
+export interface GcDeps {
+  db: DB
+  store: FileBlobStore
+  decode: ManifestDecoder
+  /** This node's peer ID (its manifests' origin); unknown: every local change counts as unsigned. */
+  self?: string
+}
+
+export interface GcOptions {
+  graceMs: number
+  dryRun?: boolean
+  signal?: AbortSignal
+  now?: number
+}
+
+export interface GcReport {
+  dryRun: boolean
+  /** Files without a present row (crash leftovers). */
+  orphans: { count: number, bytes: number }
+  /** Present blobs nothing references. */
+  unreferenced: { count: number, bytes: number }
+  /** What was deleted (or, dry run, would be). */
+  blobs: Array<{ cid: string, size: number, kind: 'orphan' | 'unreferenced' }>
+  /** Unreferenced by rows but kept, by reason. */
+  spared: { young: number, inUse: number, manifest: number, unsigned: number }
+  /** Stored envelopes that did not decode (they name nothing the collector can see). */
+  undecodable: number
+}
+
+interface Candidate { cid: string, size: number, created_at: number }
+
+type Order = [number, string, number]
+const before = (a: Order, b: Order): boolean => a[0] !== b[0] ? a[0] < b[0] : a[1] !== b[1] ? a[1] < b[1] : a[2] < b[2]
+
+const PAGE = 500
+
+export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<GcReport> {
+  const { db, store } = deps
+  const now = opts.now ?? Date.now()
+  const olderThan = now - opts.graceMs
+  const dryRun = opts.dryRun === true
+  const report: GcReport = { dryRun, orphans: { count: 0, bytes: 0 }, unreferenced: { count: 0, bytes: 0 }, blobs: [], spared: { young: 0, inUse: 0, manifest: 0, unsigned: 0 }, undecodable: 0 }
+
+  const swept = await sweepOrphans(store, db, { graceMs: opts.graceMs, dryRun, signal: opts.signal, now })
+  report.orphans = { count: swept.count, bytes: swept.bytes }
+  for (const f of swept.files) report.blobs.push({ ...f, kind: 'orphan' })
+
+  const s = {
+    candidates: db.prepare<[], Candidate>(`SELECT cid, size, created_at FROM blobs b WHERE present = 1
+      AND NOT EXISTS (SELECT 1 FROM files f WHERE f.cid = b.cid) AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.cid = b.cid) ORDER BY cid`),
+    row: db.prepare<[string], Candidate>('SELECT cid, size, created_at FROM blobs WHERE cid = ? AND present = 1'),
+    file: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM files WHERE cid = ? LIMIT 1'),
+    link: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM blob_links WHERE cid = ? LIMIT 1'),
+    receivedSince: db.prepare<[number], { envelope: Buffer }>('SELECT envelope FROM manifests WHERE received_at >= ?'),
+    del: db.prepare('DELETE FROM blobs WHERE cid = ? AND present = 1')
+  }
+  const candidates = s.candidates.all()
+  if (candidates.length === 0) return report
+  const scanStart = Date.now()
+  const named = await manifestBlobs(deps, report, opts.signal)
+  const unsigned = unsignedBlobs(deps)
+  store.forgetReadsBefore(olderThan)
+  const inUse = (cid: string): boolean => store.lastRead(cid) > olderThan || existsSync(store.partialPath(cid))
+
+  for (const c of candidates) {
+    opts.signal?.throwIfAborted()
+    if (unsigned.has(c.cid)) { report.spared.unsigned++; continue }
+    if (named.has(c.cid)) { report.spared.manifest++; continue }
+    if (c.created_at > olderThan) { report.spared.young++; continue }
+    if (inUse(c.cid)) { report.spared.inUse++; continue }
+    const path = store.pathOf(c.cid)
+    let f: { path: string, ino: number } | undefined
+    try {
+      const st = lstatSync(path)
+      // Renamed over lately (a commit of the same bytes, maybe from another process): young.
+      if (Math.max(st.mtimeMs, st.ctimeMs) > olderThan) { report.spared.young++; continue }
+      f = { path, ino: st.ino }
+    } catch {}
+    if (!dryRun) {
+      // Everything again, now, inside the transaction that deletes the row.
+      const stillGarbage = (): boolean => {
+        const row = s.row.get(c.cid)
+        if (row == null || row.created_at > olderThan || s.file.get(c.cid) != null || s.link.get(c.cid) != null || inUse(c.cid)) return false
+        if (unsignedBlobs(deps).has(c.cid)) return false
+        return !s.receivedSince.all(scanStart).some(m => {
+          const facts = safeDecode(deps.decode, m.envelope)
+          return facts == null || facts.cids.includes(c.cid) // undecodable: it might name it
+        })
+      }
+      const deleted = await store.withBlobLock(c.cid, async () => {
+        if (f == null) {
+          // The row's file is already gone (verify calls it missing): only the row goes.
+          return db.transaction(() => {
+            if (existsSync(path) || !stillGarbage()) return false
+            s.del.run(c.cid)
+            return true
+          }).immediate()
+        }
+        const aside = moveAsideIfGarbage(db, store, f, olderThan, stillGarbage, () => { s.del.run(c.cid) })
+        if (aside == null) return false
+        await rm(aside, { force: true })
+        return true
+      })
+      if (!deleted) continue
+    }
+    const size = f == null ? 0 : c.size
+    report.unreferenced.count++
+    report.unreferenced.bytes += size
+    report.blobs.push({ cid: c.cid, size, kind: 'unreferenced' })
+  }
+  return report
+}
+
+function safeDecode (decode: ManifestDecoder, envelope: Uint8Array): ManifestFacts | undefined {
+  try { return decode(envelope) } catch { return undefined }
+}
+
+/** Blobs named by held manifests that are still current state (see the header). Read a page at
+ *  a time, yielding between pages: the node keeps serving. */
+async function manifestBlobs (deps: GcDeps, report: GcReport, signal?: AbortSignal): Promise<Set<string>> {
+  const page = deps.db.prepare<[string, string, number], { origin: string, seq: number, kind: string, repo: string, name: string, version: string, timestamp: number, envelope: Buffer }>(
+    `SELECT origin, seq, kind, repo, name, version, timestamp, envelope FROM manifests
+     WHERE origin > ? OR (origin = ? AND seq > ?) ORDER BY origin, seq LIMIT ${PAGE}`)
+  const versions = new Map<string, { end?: Order, naming: Array<{ order: Order, cids: string[] }> }>()
+  let origin = ''
+  let seq = -1
+  for (;;) {
+    signal?.throwIfAborted()
+    const rows = page.all(origin, origin, seq)
+    if (rows.length === 0) break
+    for (const r of rows) {
+      const key = JSON.stringify([r.repo, r.name, r.version])
+      const order: Order = [r.timestamp, r.origin, r.seq]
+      const v = versions.get(key) ?? { naming: [] }
+      versions.set(key, v)
+      if (r.kind === 'delete') { if (v.end == null || before(v.end, order)) v.end = order; continue }
+      const facts = safeDecode(deps.decode, r.envelope)
+      if (facts == null) { report.undecodable++; continue }
+      if (r.kind === 'publish' && facts.replace && (v.end == null || before(v.end, order))) v.end = order
+      if (facts.cids.length > 0) v.naming.push({ order, cids: facts.cids })
+    }
+    origin = rows[rows.length - 1].origin
+    seq = rows[rows.length - 1].seq
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  const live = new Set<string>()
+  for (const v of versions.values()) {
+    for (const m of v.naming) {
+      // Superseded by a later delete or replace; a replace's own files stay (it is the end).
+      if (v.end != null && before(m.order, v.end)) continue
+      for (const cid of m.cids) live.add(cid)
+    }
+  }
+  return live
+}
+
+/** Blobs named by local changes the signer has not turned into manifests yet. */
+function unsignedBlobs (deps: GcDeps): Set<string> {
+  const signed = deps.self == null
+    ? 0
+    : deps.db.prepare<[string], { seq: number | null }>('SELECT MAX(seq) AS seq FROM manifests WHERE origin = ?').get(deps.self)?.seq ?? 0
+  const out = new Set<string>()
+  for (const r of deps.db.prepare<[number], { detail: string }>('SELECT detail FROM changes WHERE origin IS NULL AND seq > ?').all(signed)) {
+    const files = (JSON.parse(r.detail) as { files?: Array<{ cid: string }> }).files ?? []
+    for (const f of files) out.add(f.cid)
+  }
+  return out
+}
