@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { allSigned } from './helpers/bundle.ts'
-import { queryIndex } from './helpers/mesh.ts'
+import { connectedTo, identity, queryIndex } from './helpers/mesh.ts'
 import { akmesh, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { digestOf, oci, pushBlob } from './helpers/oci-http.ts'
 import { deterministicBytes, rawRequest, sha256Hex } from './helpers/streams.ts'
@@ -216,4 +216,55 @@ test('kill -9 during uploads leaves orphan files: verify lists them without fail
     t.is(createHash('sha256').update(r.body).digest('hex'), a.sha256)
   }
   t.true((await stat(join(node.dataDir, 'tmp'))).isDirectory())
+})
+
+test('gc keeps blobs a held manifest still names (on-demand and not replicated), until a later delete manifest supersedes it', async t => {
+  const a = await identity(t)
+  const b = await identity(t)
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, config: config(), peering: { allow: [b.peerId] } })
+  const nodeB = await startTestNode(t, { dataDir: b.dataDir, config: config(), peering: { allow: [a.peerId], bootstrap: [nodeA.meshAddr], replication: { '*': 'on-demand', other: 'none' } } })
+  await waitFor(async () => await connectedTo(nodeB, a.peerId), 'A and B connected')
+  const heldFromA = async (): Promise<number> => (await queryIndex(nodeB.dataDir, `SELECT COUNT(*) AS n FROM manifests WHERE origin = '${a.peerId}'`) as Array<{ n: number }>)[0].n
+
+  // On-demand: B applies A's manifest and knows the blob without its bytes.
+  const onDemand = deterministicBytes(180_000, 'on-demand')
+  await put(nodeA, 'files/od.bin', onDemand)
+  // Not replicated (policy none): B keeps A's manifest for forwarding, applies nothing...
+  const named = deterministicBytes(90_000, 'named by a held manifest')
+  await put(nodeA, 'other/held.bin', named)
+  await waitFor(async () => await heldFromA() >= 2, 'B to hold both manifests of A')
+  // ... and holds the same bytes itself only through an artifact it deleted since.
+  await put(nodeB, 'files/mine.bin', named)
+  await del(nodeB, 'files/mine.bin')
+  const garbage = deterministicBytes(70_000, 'garbage on B')
+  await put(nodeB, 'files/garbage.bin', garbage)
+  await del(nodeB, 'files/garbage.bin')
+  await allSigned(nodeB)
+  const odCid = await cidOf(nodeB, sha256Hex(onDemand))
+  const namedCid = await cidOf(nodeB, sha256Hex(named))
+  const garbageCid = await cidOf(nodeB, sha256Hex(garbage))
+  t.deepEqual(await queryIndex(nodeB.dataDir, `SELECT present FROM blobs WHERE cid = '${odCid}'`), [{ present: 0 }])
+
+  const first = await waitFor(async () => { const r = await gc(nodeB, ['--dry-run']); return r.spared.young === 0 ? r : undefined }, 'the grace period on B') as Report
+  t.deepEqual(first.blobs.map(b => b.cid), [garbageCid])
+  t.is(first.spared.manifest, 1)
+  t.deepEqual((await gc(nodeB)).blobs.map(b => b.cid), [garbageCid])
+  t.true((await blobFiles(nodeB.dataDir)).includes(namedCid), 'named by a held manifest of A: kept')
+  t.deepEqual(await queryIndex(nodeB.dataDir, `SELECT present FROM blobs WHERE cid = '${odCid}'`), [{ present: 0 }], 'the on-demand blob is still known')
+  const fetched = await rawRequest('GET', `${nodeB.url}/files/od.bin`)
+  t.is(fetched.status, 200)
+  t.is(sha256Hex(fetched.body), sha256Hex(onDemand), 'and B still serves it from the mesh')
+
+  // A deletes the version: once B holds the delete manifest, the publish it supersedes names
+  // nothing, and the bytes are garbage on B too.
+  await del(nodeA, 'other/held.bin')
+  await waitFor(async () => await heldFromA() >= 3, 'B to hold A\'s delete manifest')
+  const second = await gc(nodeB)
+  t.deepEqual(second.blobs.map(b => b.cid), [namedCid])
+  t.false((await blobFiles(nodeB.dataDir)).includes(namedCid))
+  t.true((await blobFiles(nodeB.dataDir)).includes(odCid), 'the fetched on-demand blob is an artifact\'s file: kept')
+  const v = await verify(nodeB.dataDir)
+  t.is(v.code, 0)
+  t.deepEqual(v.report.problems, [])
+  t.deepEqual(v.report.orphans, [])
 })
