@@ -5,10 +5,10 @@
 // - a blob link (OCI: a blob pushed or mounted into an image stays readable by digest until it is
 //   deleted through the OCI API, whether or not a manifest names it);
 // - a held manifest (any origin, applied or not: policy `none`, unknown repository, conflict
-//   loser) that is still current state: its files count unless a later manifest, in the fold's
-//   (timestamp, origin, seq) order, deleted its version or replaced it (`publish` with
-//   `replace`). So once a delete is applied its version's blobs are garbage here, as on every
-//   node that folds the same manifests;
+//   loser) that is still current state (store/current-manifests.ts): its files count unless a
+//   later manifest, in the fold's (timestamp, origin, seq) order, deleted its version or replaced
+//   it (`publish` with `replace`). So once a delete is held its version's blobs are garbage here,
+//   as on every node that folds the same manifests;
 // - a local change not yet signed into a manifest (the signer needs the blob's row);
 // - a blob younger than the grace period (a publish in flight between storing the bytes and
 //   recording the artifact), read in this process within the grace period (a peer or a client
@@ -21,11 +21,10 @@ import { existsSync, lstatSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import type { FileBlobStore } from './blobs.ts'
 import type { DB } from './db.ts'
+import { currentManifestsPaged, type ManifestDecoder, type ManifestFacts } from './current-manifests.ts'
 import { moveAsideIfGarbage, sweepOrphans } from './orphans.ts'
 
-/** What the collector needs to know of a stored manifest envelope (mesh/manifest.ts decodes). */
-export interface ManifestFacts { cids: string[], replace: boolean }
-export type ManifestDecoder = (envelope: Uint8Array) => ManifestFacts
+export type { ManifestDecoder, ManifestFacts }
 
 export interface GcDeps {
   db: DB
@@ -58,11 +57,6 @@ export interface GcReport {
 
 interface Candidate { cid: string, size: number, created_at: number }
 
-type Order = [number, string, number]
-const before = (a: Order, b: Order): boolean => a[0] !== b[0] ? a[0] < b[0] : a[1] !== b[1] ? a[1] < b[1] : a[2] < b[2]
-
-const PAGE = 500
-
 export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<GcReport> {
   const { db, store } = deps
   const now = opts.now ?? Date.now()
@@ -86,7 +80,9 @@ export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<Gc
   const candidates = s.candidates.all()
   if (candidates.length === 0) return report
   const scanStart = Date.now()
-  const named = await manifestBlobs(deps, report, opts.signal)
+  const current = await currentManifestsPaged(db, deps.decode, opts.signal)
+  report.undecodable = current.undecodable
+  const named = current.liveBlobs()
   const unsigned = unsignedBlobs(deps)
   store.forgetReadsBefore(olderThan)
   const inUse = (cid: string): boolean => store.lastRead(cid) > olderThan || existsSync(store.partialPath(cid))
@@ -142,45 +138,6 @@ export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<Gc
 
 function safeDecode (decode: ManifestDecoder, envelope: Uint8Array): ManifestFacts | undefined {
   try { return decode(envelope) } catch { return undefined }
-}
-
-/** Blobs named by held manifests that are still current state (see the header). Read a page at
- *  a time, yielding between pages: the node keeps serving. */
-async function manifestBlobs (deps: GcDeps, report: GcReport, signal?: AbortSignal): Promise<Set<string>> {
-  const page = deps.db.prepare<[string, string, number], { origin: string, seq: number, kind: string, repo: string, name: string, version: string, timestamp: number, envelope: Buffer }>(
-    `SELECT origin, seq, kind, repo, name, version, timestamp, envelope FROM manifests
-     WHERE origin > ? OR (origin = ? AND seq > ?) ORDER BY origin, seq LIMIT ${PAGE}`)
-  const versions = new Map<string, { end?: Order, naming: Array<{ order: Order, cids: string[] }> }>()
-  let origin = ''
-  let seq = -1
-  for (;;) {
-    signal?.throwIfAborted()
-    const rows = page.all(origin, origin, seq)
-    if (rows.length === 0) break
-    for (const r of rows) {
-      const key = JSON.stringify([r.repo, r.name, r.version])
-      const order: Order = [r.timestamp, r.origin, r.seq]
-      const v = versions.get(key) ?? { naming: [] }
-      versions.set(key, v)
-      if (r.kind === 'delete') { if (v.end == null || before(v.end, order)) v.end = order; continue }
-      const facts = safeDecode(deps.decode, r.envelope)
-      if (facts == null) { report.undecodable++; continue }
-      if (r.kind === 'publish' && facts.replace && (v.end == null || before(v.end, order))) v.end = order
-      if (facts.cids.length > 0) v.naming.push({ order, cids: facts.cids })
-    }
-    origin = rows[rows.length - 1].origin
-    seq = rows[rows.length - 1].seq
-    await new Promise(resolve => setImmediate(resolve))
-  }
-  const live = new Set<string>()
-  for (const v of versions.values()) {
-    for (const m of v.naming) {
-      // Superseded by a later delete or replace; a replace's own files stay (it is the end).
-      if (v.end != null && before(m.order, v.end)) continue
-      for (const cid of m.cids) live.add(cid)
-    }
-  }
-  return live
 }
 
 /** Blobs named by local changes the signer has not turned into manifests yet. */

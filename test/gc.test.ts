@@ -8,7 +8,7 @@ import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { allSigned } from './helpers/bundle.ts'
 import { connectedTo, identity, queryIndex } from './helpers/mesh.ts'
-import { akmesh, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { digestOf, oci, pushBlob } from './helpers/oci-http.ts'
 import { deterministicBytes, rawRequest, sha256Hex } from './helpers/streams.ts'
 
@@ -164,6 +164,10 @@ test('gc without a running node opens the data directory itself', async t => {
   t.deepEqual((JSON.parse(r.stdout) as Report).blobs.map(b => b.cid), [cid])
   t.false((await blobFiles(node.dataDir)).includes(cid))
   t.deepEqual((await verify(node.dataDir)).report.orphans, [])
+  // A bundle of everything still exports: the deleted version's blob is listed as absent.
+  const exported = await akmesh(['export', join(await makeTempDir(t), 'all.car'), '--data', node.dataDir, '--json'])
+  t.is(exported.code, 0, exported.stderr)
+  t.is(JSON.parse(exported.stdout).absent, 1)
 })
 
 test('kill -9 during uploads leaves orphan files: verify lists them without failing, and the restarted node sweeps them after the grace period', async t => {
