@@ -49,7 +49,7 @@ export class BlobCollector {
     const { interval, grace } = this.#i.config
     const sweep = (): void => { void this.#serial(async () => await this.#sweep()).catch(() => {}) }
     sweep()
-    this.#timers.push(setTimeout(sweep, grace + 1000))
+    this.#timers.push(setTimeout(sweep, Math.min(grace + 1000, 2 ** 31 - 1)))
     if (interval != null) this.#timers.push(setInterval(() => { void this.run({}).catch(() => {}) }, interval))
     for (const t of this.#timers) t.unref()
   }
