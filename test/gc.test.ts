@@ -102,6 +102,8 @@ test('gc deletes the blobs of deleted and replaced artifacts and unlinked OCI bl
   t.is(dry.orphans.count, 0)
   for (const cid of garbage) t.true((await blobFiles(node.dataDir)).includes(cid), 'a dry run deletes nothing')
 
+  // The admin API wants an admin token.
+  t.is((await rawRequest('POST', `${node.url}/-/gc?dry-run=1`)).status, 401)
   // Without --url, beside the running node, gc refuses and says what to do.
   const refused = await akmesh(['gc', '--data', node.dataDir])
   t.is(refused.code, 2)
@@ -158,6 +160,10 @@ test('gc without a running node opens the data directory itself', async t => {
     return r.spared.young === 0 ? r : undefined
   }, 'the grace period to pass') as Report
   t.deepEqual(dry.blobs.map(b => b.cid), [cid])
+  const text = await akmesh(['gc', '--config', configFile, '--data', node.dataDir, '--dry-run'])
+  t.is(text.code, 0, text.stderr)
+  t.regex(text.stdout, new RegExp(`^would delete unreferenced +${cid} 123456 bytes$`, 'm'))
+  t.regex(text.stdout, /would delete 0 orphan file\(s\) \(0 bytes\) and 1 unreferenced blob\(s\) \(123456 bytes\)/)
   t.true((await blobFiles(node.dataDir)).includes(cid))
   const r = await run([])
   t.is(r.code, 0, r.stderr)
