@@ -74,7 +74,8 @@ export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<Gc
     row: db.prepare<[string], Candidate>('SELECT cid, size, created_at FROM blobs WHERE cid = ? AND present = 1'),
     file: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM files WHERE cid = ? LIMIT 1'),
     link: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM blob_links WHERE cid = ? LIMIT 1'),
-    receivedSince: db.prepare<[number], { envelope: Buffer }>('SELECT envelope FROM manifests WHERE received_at >= ?'),
+    receivedSince: db.prepare<[number], { origin: string, seq: number }>('SELECT origin, seq FROM manifests WHERE received_at >= ?'),
+    envelope: db.prepare<[string, number], { envelope: Buffer }>('SELECT envelope FROM manifests WHERE origin = ? AND seq = ?'),
     del: db.prepare('DELETE FROM blobs WHERE cid = ? AND present = 1')
   }
   const candidates = s.candidates.all()
@@ -86,6 +87,17 @@ export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<Gc
   const unsigned = unsignedBlobs(deps)
   store.forgetReadsBefore(olderThan)
   const inUse = (cid: string): boolean => store.lastRead(cid) > olderThan || existsSync(store.partialPath(cid))
+  // Manifests that arrived during the run, decoded once each (undecodable: they might name anything).
+  const arrived = new Map<string, ManifestFacts | undefined>()
+  const namedByArrived = (cid: string): boolean => s.receivedSince.all(scanStart).some(m => {
+    const key = `${m.origin}/${m.seq}`
+    if (!arrived.has(key)) {
+      const e = s.envelope.get(m.origin, m.seq)?.envelope
+      arrived.set(key, e == null ? undefined : safeDecode(deps.decode, e))
+    }
+    const facts = arrived.get(key)
+    return facts == null || facts.cids.includes(cid)
+  })
 
   for (const c of candidates) {
     opts.signal?.throwIfAborted()
@@ -106,11 +118,7 @@ export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<Gc
       const stillGarbage = (): boolean => {
         const row = s.row.get(c.cid)
         if (row == null || row.created_at > olderThan || s.file.get(c.cid) != null || s.link.get(c.cid) != null || inUse(c.cid)) return false
-        if (unsignedBlobs(deps).has(c.cid)) return false
-        return !s.receivedSince.all(scanStart).some(m => {
-          const facts = safeDecode(deps.decode, m.envelope)
-          return facts == null || facts.cids.includes(c.cid) // undecodable: it might name it
-        })
+        return !unsignedBlobs(deps).has(c.cid) && !namedByArrived(c.cid)
       }
       const deleted = await store.withBlobLock(c.cid, async () => {
         if (f == null) {

@@ -103,3 +103,24 @@ test('the same bytes committed again while gc deletes them: the blob ends whole 
   const v = await verifyStore(s.store)
   t.deepEqual(v.problems, [])
 })
+
+test('a manifest naming a blob that arrives while gc runs keeps the blob (re-checked in the deleting transaction)', async t => {
+  const s = await openStore(t)
+  const blob = await s.store.put(Readable.from([deterministicBytes(6000, 'late manifest')]))
+  const insert = s.db.prepare(`INSERT INTO manifests (origin, seq, prev, kind, repo, name, version, timestamp, envelope, received_at)
+    VALUES (?, 1, 0, 'publish', 'files', ?, '', 1, ?, ?)`)
+  const envelope = (cids: string[]) => Buffer.from(JSON.stringify({ cids, replace: false }))
+  insert.run('m-origin', 'earlier', envelope([]), 0)
+  // Decoding the held manifest, the run lets one arrive that sorts before its paging cursor.
+  const decode = (e: Uint8Array) => {
+    const facts = JSON.parse(Buffer.from(e).toString()) as { cids: string[], replace: boolean }
+    if (facts.cids.length === 0) insert.run('a-origin', 'late', envelope([blob.cid]), Date.now())
+    return facts
+  }
+  const r = await collectGarbage({ db: s.db, store: s.store, decode, self: 'self' }, { graceMs: 0, now: Date.now() + 60_000 })
+  t.deepEqual(r.blobs, [])
+  t.true(s.store.has(blob.cid))
+  // The next run sees it among the held manifests.
+  const next = await collectGarbage({ db: s.db, store: s.store, decode: e => JSON.parse(Buffer.from(e).toString()), self: 'self' }, { graceMs: 0, now: Date.now() + 60_000 })
+  t.is(next.spared.manifest, 1)
+})
