@@ -255,7 +255,7 @@ withConfig(program.command('gc').description('delete blobs nothing references (d
       }
       const { loadIdentity } = await import('../mesh/identity.ts')
       const { collectGarbage } = await import('../store/gc.ts')
-      const { manifestFacts } = await import('./gc.ts')
+      const { manifestFacts } = await import('./manifest-facts.ts')
       const self = (await loadIdentity(config.dataDir)).peerId.toString()
       const { store, db } = await openStorage(config.dataDir)
       try {

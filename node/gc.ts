@@ -3,23 +3,15 @@
 // process that commits blobs can collect safely: its commit locks and read times are in memory).
 // Runs one at a time.
 import Router from '@koa/router'
-import * as dagCbor from '@ipld/dag-cbor'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { DB } from '../store/db.ts'
 import { badRequest } from '../store/errors.ts'
-import { collectGarbage, type GcReport, type ManifestFacts } from '../store/gc.ts'
+import { collectGarbage, type GcReport } from '../store/gc.ts'
 import { sweepOrphans } from '../store/orphans.ts'
+import { manifestFacts } from './manifest-facts.ts'
 import { requireAdmin } from './mesh-api.ts'
-
-/** The blobs a stored envelope's manifest names (mesh/manifest.ts). It was verified when it was
- *  received or signed here, so this only decodes. */
-export function manifestFacts (envelope: Uint8Array): ManifestFacts {
-  const { payload } = dagCbor.decode<{ payload: Uint8Array }>(envelope)
-  const m = dagCbor.decode<{ files?: Array<{ cid: string }>, replace?: boolean }>(payload)
-  return { cids: (m.files ?? []).map(f => f.cid), replace: m.replace === true }
-}
 
 export interface BlobCollectorInit {
   db: DB

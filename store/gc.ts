@@ -109,7 +109,8 @@ export async function collectGarbage (deps: GcDeps, opts: GcOptions): Promise<Gc
     let f: { path: string, ino: number } | undefined
     try {
       const st = lstatSync(path)
-      // Renamed over lately (a commit of the same bytes, maybe from another process): young.
+      // Renamed over lately: the same bytes committed again (maybe by another process), whose
+      // row kept its old created_at.
       if (Math.max(st.mtimeMs, st.ctimeMs) > olderThan) { report.spared.young++; continue }
       f = { path, ino: st.ino }
     } catch {}
