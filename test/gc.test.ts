@@ -278,3 +278,14 @@ test('gc keeps blobs a held manifest still names (on-demand and not replicated),
   t.deepEqual(v.report.problems, [])
   t.deepEqual(v.report.orphans, [])
 })
+
+test('the node collects by itself every gc.interval', async t => {
+  const node = await startTestNode(t, { config: config().replace('interval: "off"', 'interval: 1s') })
+  const bytes = deterministicBytes(77_000, 'periodic')
+  await put(node, 'files/p.bin', bytes)
+  const cid = await cidOf(node, sha256Hex(bytes))
+  await del(node, 'files/p.bin')
+  await waitFor(async () => !(await blobFiles(node.dataDir)).includes(cid), 'the periodic gc to delete the blob')
+  t.regex(node.output(), /"msg":"blob gc"/)
+  t.deepEqual(await queryIndex(node.dataDir, `SELECT cid FROM blobs WHERE cid = '${cid}'`), [])
+})
