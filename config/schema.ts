@@ -34,6 +34,24 @@ const archiveLimitsSchema = z.object({
   extractBytes: byteSize.default(A.extractBytes)
 }).strict()
 
+const MAX_TIMER_MS = 2 ** 31 - 1 // Node timers cannot wait longer (a longer one fires at once)
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+const DURATION = 'a duration such as 30s, 15m, 6h or 1d'
+/** A duration (30s, 15m, 6h, 1d) in milliseconds; with `off`, also `off` (null). */
+const duration = (opts: { off?: boolean, min?: number, max?: number } = {}) => {
+  const want = opts.off === true ? `off or ${DURATION}` : DURATION
+  return z.string({ error: `expected ${want}` }).transform((v, ctx): number | null => {
+    if (opts.off === true && v.trim() === 'off') return null
+    const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(v.trim())
+    const ms = m == null ? NaN : Math.round(Number(m[1]) * UNIT_MS[m[2]])
+    if (!(ms >= (opts.min ?? 0) && ms <= (opts.max ?? Infinity))) {
+      ctx.addIssue({ code: 'custom', message: `expected ${want}${opts.max != null ? ` (1s to ${Math.floor(opts.max / UNIT_MS.d)}d)` : ''}, got ${JSON.stringify(v)}` })
+      return z.NEVER
+    }
+    return ms
+  })
+}
+
 const repositorySchema = z.object({
   name: z.string()
     .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
@@ -58,6 +76,15 @@ export const configSchema = z.object({
     /** What opening an uploaded archive (npm tarball, wheel, sdist, ...) may cost. */
     archive: archiveLimitsSchema.default(DEFAULT_ARCHIVE_LIMITS)
   }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3, archive: DEFAULT_ARCHIVE_LIMITS }),
+  /** Blob garbage collection (store/gc.ts): deletes blobs no artifact, held manifest, blob link or
+   *  pending change names, and blob files a crash left without a row. */
+  gc: z.object({
+    /** How often the node collects; `off`: never (the start-up sweep of orphan files still runs). */
+    interval: duration({ off: true, min: 1000, max: MAX_TIMER_MS }).default(6 * 3_600_000),
+    /** Nothing younger than this, or read within it, is deleted: a publish between storing its
+     *  bytes and recording its artifact, or a peer still being served. */
+    grace: duration().transform(v => v as number).default(3_600_000)
+  }).strict().default({ interval: 6 * 3_600_000, grace: 3_600_000 }),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
   }).strict().default({ level: 'info' }),

@@ -32,6 +32,16 @@ limits:
     # The files the registry reads from an archive (package.json, METADATA, PKG-INFO), together.
     extractBytes: 16MB
 
+gc:
+  # How often the node deletes blobs nothing references any more (deleted or replaced artifacts,
+  # failed uploads, OCI blobs deleted from every image) and blob files a crash left without an
+  # index row; "off" disables the periodic run (akmesh gc still works, and orphan files left by a
+  # crash are still swept a grace period after start).
+  interval: 6h
+  # Nothing changed or read within this long is deleted: a publish between storing its bytes and
+  # recording its artifact, a peer or client still being served.
+  grace: 1h
+
 log:
   # fatal, error, warn, info, debug, trace or silent. Logs are JSON lines on stdout.
   level: info

@@ -212,7 +212,7 @@ withConfig(repo.command('list').description('list configured repositories'))
     }
   })
 
-withConfig(program.command('verify').description('re-hash every blob; exit 1 if any is damaged or missing'))
+withConfig(program.command('verify').description('re-hash every blob; exit 1 if any is damaged or missing (orphan files are listed, not failed)'))
   .option('--json', 'print the report as JSON')
   .action(async (opts: ConfigFlags & { json?: boolean }) => {
     const { store, db } = await openStorage((await resolveConfig(opts)).dataDir)
@@ -222,9 +222,52 @@ withConfig(program.command('verify').description('re-hash every blob; exit 1 if 
     if (opts.json === true) console.log(JSON.stringify(report, null, 2))
     else {
       for (const p of report.problems) console.log(`${p.problem.toUpperCase()} ${p.cid}: ${p.detail}`)
+      for (const o of report.orphans) console.log(`ORPHAN ${o.cid}: ${o.size} bytes, no index row (changed ${new Date(o.changedAt).toISOString()})`)
       console.log(`checked ${report.checked} blobs (${report.bytes} bytes): ${report.problems.length === 0 ? 'all intact' : `${report.problems.length} problem(s)`}`)
+      // Crash leftovers: harmless (nothing serves them), reclaimed by the node's sweep or by gc.
+      if (report.orphans.length > 0) console.log(`${report.orphans.length} orphan file(s) (${report.orphanBytes} bytes): swept by the node a grace period after they appeared, or now by akmesh gc`)
     }
     if (report.problems.length > 0) process.exitCode = 1
+  })
+
+withConfig(program.command('gc').description('delete blobs nothing references (deleted or replaced artifacts, failed uploads, unlinked OCI blobs) and orphan blob files'))
+  .option('--dry-run', 'only list what would be deleted')
+  .option('--url <url>', 'the node running on this data directory (default $AKMESH_URL): it runs the collection')
+  .option('--token <token>', 'admin token for --url (default $AKMESH_TOKEN)')
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: ConfigFlags & { dryRun?: boolean, url?: string, token?: string, json?: boolean }) => {
+    const config = await resolveConfig(opts)
+    const url = opts.url ?? process.env.AKMESH_URL
+    const token = opts.token ?? process.env.AKMESH_TOKEN
+    let report: import('../store/gc.ts').GcReport
+    if (url != null) {
+      // Only the node can collect beside itself: its commit locks and read times are in memory.
+      if (token == null) throw new Error('--url needs an admin token: --token or $AKMESH_TOKEN')
+      const res = await fetch(new URL(`/-/gc${opts.dryRun === true ? '?dry-run=1' : ''}`, url), { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+      if (res.status !== 200) throw new Error(`${url}/-/gc: ${res.status} ${await res.text()}`)
+      report = await res.json() as typeof report
+    } else {
+      const { processesHoldingIndex } = await import('./bundle/running.ts')
+      const pids = await processesHoldingIndex(config.dataDir)
+      if (pids.length > 0) {
+        throw new Error(`process ${pids.join(', ')} has ${config.dataDir} open (a running node?): pass --url http://HOST:PORT and --token <admin token> ` +
+          'so the node collects (it also does every gc.interval), or stop it first')
+      }
+      const { loadIdentity } = await import('../mesh/identity.ts')
+      const { collectGarbage } = await import('../store/gc.ts')
+      const { manifestFacts } = await import('./manifest-facts.ts')
+      const self = (await loadIdentity(config.dataDir)).peerId.toString()
+      const { store, db } = await openStorage(config.dataDir)
+      try {
+        report = await collectGarbage({ db, store, self, decode: manifestFacts }, { graceMs: config.gc.grace, dryRun: opts.dryRun, signal: interruptSignal() })
+      } finally { db.close() }
+    }
+    if (opts.json === true) { console.log(JSON.stringify(report, null, 2)); return }
+    const verb = report.dryRun ? 'would delete' : 'deleted'
+    for (const b of report.blobs) console.log(`${verb} ${b.kind.padEnd(12)} ${b.cid} ${b.size} bytes`)
+    const s = report.spared
+    console.log(`${verb} ${report.orphans.count} orphan file(s) (${report.orphans.bytes} bytes) and ${report.unreferenced.count} unreferenced blob(s) (${report.unreferenced.bytes} bytes); ` +
+      `kept unreferenced: ${s.young} within the grace period, ${s.inUse} in use, ${s.manifest} named by held manifests, ${s.unsigned} by unsigned changes`)
   })
 
 // Air-gap bundles (node/bundle/): export and inventory read the data directory (beside a running

@@ -34,7 +34,7 @@ export interface MeshTransfers {
   profiles: () => unknown[]
 }
 
-function requireAdmin (ctx: Context): void {
+export function requireAdmin (ctx: Context): void {
   const state = ctx.state as AuthState
   const challenge = { 'WWW-Authenticate': 'Bearer realm="akmesh"' }
   if (state.badCredentials === true) throw unauthorized('invalid, expired or revoked credentials', challenge)

@@ -17,6 +17,7 @@ import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
 import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
+import { BlobCollector, gcRoutes } from './gc.ts'
 import { buildApp } from './http.ts'
 
 export interface Storage {
@@ -93,7 +94,11 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   })
   mesh.replication?.signer.onManifest(({ manifest }) => { for (const f of manifest.files) void fetcher.provide(f.cid) })
 
+  // Blob gc: orphan files a crash left are swept once they are a grace period old; unreferenced
+  // blobs are collected every `gc.interval` and on POST /-/gc (what `akmesh gc` calls).
+  const collector = new BlobCollector({ db: storage.db, store: storage.store, config: config.gc, self: mesh.libp2p.peerId.toString(), log })
   const app = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
+  app.use(gcRoutes(collector).routes())
   const server = createServer(app.callback())
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
@@ -113,6 +118,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   const addr = server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`
+  collector.start()
   log.info({ url, dataDir: config.dataDir, blake3: (await blake3Implementation()).implementation, repositories: config.repositories.map(r => `${r.name} (${r.format})`) }, 'listening')
 
   return {
@@ -122,6 +128,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
     close: async () => {
       announcing.abort()
       await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
+      await collector.stop()
       await fetcher.stop()
       await profiles.stop()
       await mesh.stop()

@@ -38,6 +38,12 @@ export class FileBlobStore implements BlobStore {
   readonly #stmts
   /** Fetches known-but-absent blobs; unset in a store without a mesh (the CLI). */
   remote?: RemoteBlobs
+  /** When each present blob was last looked up to be read (store/gc.ts spares recent ones: a peer
+   *  or client may be reading it chunk by chunk). In memory: only this process serves. */
+  readonly #lastRead = new Map<string, number>()
+  #lastPrune = 0
+  /** Per CID, the tail of a chain of critical sections (commit and gc of the same CID). */
+  readonly #locks = new Map<string, Promise<unknown>>()
 
   private constructor (dataDir: string, db: DB) {
     this.#blobDir = join(dataDir, 'blobs')
@@ -78,6 +84,42 @@ export class FileBlobStore implements BlobStore {
 
   pathOf (cid: string): string {
     return join(this.#blobDir, cid.slice(-2), cid)
+  }
+
+  /** Where blob files live (`<data>/blobs/<last two characters>/<cid>`). */
+  get blobDir (): string { return this.#blobDir }
+  /** The temp folder (same file system as blobDir; swept when the node starts). */
+  get tempDir (): string { return this.#tmpDir }
+
+  /** Runs `fn` while no other `withBlobLock` of the same CID in this process runs: a commit of
+   *  bytes and the garbage collector's delete of the same blob never interleave. */
+  async withBlobLock<T> (cid: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#locks.get(cid) ?? Promise.resolve()
+    const run = before.catch(() => {}).then(fn)
+    const tail = run.catch(() => {})
+    this.#locks.set(cid, tail)
+    try { return await run } finally { if (this.#locks.get(cid) === tail) this.#locks.delete(cid) }
+  }
+
+  /** When `cid` was last looked up to be read in this process (0: not since start). */
+  lastRead (cid: string): number {
+    return this.#lastRead.get(cid) ?? 0
+  }
+
+  /** Forgets reads older than `before` (the collector calls it; the map stays bounded). */
+  forgetReadsBefore (before: number): void {
+    for (const [cid, at] of this.#lastRead) if (at < before) this.#lastRead.delete(cid)
+  }
+
+  #present (cid: string): BlobRow | undefined {
+    const row = this.#stmts.get.get(cid)
+    if (row != null) {
+      const now = Date.now()
+      this.#lastRead.set(cid, now)
+      // Without a collector running, drop day-old reads now and then so the map stays small.
+      if (this.#lastRead.size > 100_000 && now - this.#lastPrune > 60_000) { this.#lastPrune = now; this.forgetReadsBefore(now - 86_400_000) }
+    }
+    return row
   }
 
   async put (source: AsyncIterable<Uint8Array> | Readable, opts: PutOptions = {}): Promise<BlobInfo> {
@@ -146,30 +188,32 @@ export class FileBlobStore implements BlobStore {
   async commitTemp (tmp: string, d: Digests): Promise<BlobInfo> {
     // Identical bytes are stored once. Renaming over an existing file (atomic) rather than
     // keeping it means uploading the same bytes again repairs a file `verify` found damaged.
-    const dir = join(this.#blobDir, d.cid.slice(-2))
-    try {
-      await mkdir(dir, { recursive: true })
-      await rename(tmp, this.pathOf(d.cid))
-      await fsyncDir(dir)
-    } catch (err) { throw storageError(err) } // the caller removes `tmp`
-    const now = Date.now()
-    try {
-      this.#db.transaction(() => {
-        this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
-        if (d.md5 != null) this.#stmts.setMd5.run(d.md5, d.cid)
-        d.chunks.forEach((h, i) => this.#stmts.insertChunk.run(d.cid, i, h))
-      })()
-    } catch (err) {
-      // No row (SQLITE_FULL): the file just moved in must not linger unindexed, unless another
-      // put of the same bytes has recorded it meanwhile.
-      if (!this.has(d.cid)) await rm(this.pathOf(d.cid), { force: true })
-      throw storageError(err)
-    }
-    return this.stat(d.cid) as BlobInfo
+    return await this.withBlobLock(d.cid, async () => {
+      const dir = join(this.#blobDir, d.cid.slice(-2))
+      try {
+        await mkdir(dir, { recursive: true })
+        await rename(tmp, this.pathOf(d.cid))
+        await fsyncDir(dir)
+      } catch (err) { throw storageError(err) } // the caller removes `tmp`
+      const now = Date.now()
+      try {
+        this.#db.transaction(() => {
+          this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
+          if (d.md5 != null) this.#stmts.setMd5.run(d.md5, d.cid)
+          d.chunks.forEach((h, i) => this.#stmts.insertChunk.run(d.cid, i, h))
+        })()
+      } catch (err) {
+        // No row (SQLITE_FULL): the file just moved in must not linger unindexed, unless another
+        // put of the same bytes has recorded it meanwhile.
+        if (!this.has(d.cid)) await rm(this.pathOf(d.cid), { force: true })
+        throw storageError(err)
+      }
+      return this.stat(d.cid) as BlobInfo
+    })
   }
 
   stat (cid: string): BlobInfo | undefined {
-    const row = this.#stmts.get.get(cid)
+    const row = this.#present(cid)
     return row == null ? undefined : toInfo(row)
   }
 
@@ -183,7 +227,7 @@ export class FileBlobStore implements BlobStore {
   }
 
   has (cid: string): boolean {
-    return this.#stmts.get.get(cid) != null
+    return this.#present(cid) != null
   }
 
   async locate (cid: string): Promise<BlobInfo | undefined> {

@@ -1,14 +1,26 @@
-// Re-hashes every blob the index knows and reports the damaged or missing ones.
+// Re-hashes every blob the index knows and reports the damaged or missing ones, and lists orphan
+// files (blob files without a present row: crash leftovers the node sweeps, store/orphans.ts).
+// Orphans are reported apart from problems: nothing the index promises is affected by them.
 import { createReadStream } from 'node:fs'
 import type { FileBlobStore } from './blobs.ts'
 import { MultiHasher } from './hash.ts'
+import { findOrphans } from './orphans.ts'
 
 export interface VerifyProblem { cid: string, problem: 'missing' | 'damaged', detail: string }
-export interface VerifyReport { checked: number, bytes: number, problems: VerifyProblem[] }
+export interface VerifyOrphan { cid: string, size: number, changedAt: number }
+export interface VerifyReport {
+  checked: number
+  bytes: number
+  problems: VerifyProblem[]
+  /** Blob files no present row describes (listed after the hash pass, so a commit in flight
+   *  beside a running node has had time to record its row). */
+  orphans: VerifyOrphan[]
+  orphanBytes: number
+}
 
 export async function verifyStore (store: FileBlobStore, opts: { signal?: AbortSignal, onBlob?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
   const blobs = store.allBlobs()
-  const report: VerifyReport = { checked: 0, bytes: 0, problems: [] }
+  const report: VerifyReport = { checked: 0, bytes: 0, problems: [], orphans: [], orphanBytes: 0 }
   for (const blob of blobs) {
     opts.signal?.throwIfAborted()
     const hasher = await MultiHasher.create()
@@ -32,6 +44,10 @@ export async function verifyStore (store: FileBlobStore, opts: { signal?: AbortS
     report.checked++
     report.bytes += d.size
     opts.onBlob?.(report.checked, blobs.length)
+  }
+  for (const o of await findOrphans(store, { signal: opts.signal })) {
+    report.orphans.push({ cid: o.cid, size: o.size, changedAt: o.changedAt })
+    report.orphanBytes += o.size
   }
   return report
 }

@@ -11,7 +11,7 @@ import { MiB, deterministicBytes, rawRequest, sha256Hex } from './helpers/stream
 
 const COMMANDS = [
   [], ['start'], ['init'], ['token'], ['token', 'create'], ['token', 'list'], ['token', 'revoke'],
-  ['user'], ['user', 'add'], ['user', 'list'], ['repo'], ['repo', 'list'], ['verify']
+  ['user'], ['user', 'add'], ['user', 'list'], ['repo'], ['repo', 'list'], ['verify'], ['gc']
 ]
 
 /** `akmesh start` with a deadline, for configs that must be refused (a wrongly accepted one
@@ -28,7 +28,7 @@ for (const cmd of COMMANDS) {
     t.is(r.code, 0, r.stderr)
     t.true(r.stdout.startsWith(`Usage: akmesh ${cmd.join(' ')}`.trimEnd() + ' '), r.stdout)
     t.regex(r.stdout, /-h, --help/)
-    if (['start', 'create', 'list', 'revoke', 'add', 'verify'].includes(cmd.at(-1) ?? '') && cmd[0] !== undefined) {
+    if (['start', 'create', 'list', 'revoke', 'add', 'verify', 'gc'].includes(cmd.at(-1) ?? '') && cmd[0] !== undefined) {
       t.regex(r.stdout, /--config <file>/)
       t.regex(r.stdout, /--data <dir>/)
     }

@@ -249,7 +249,7 @@ test('verify finds a flipped byte and a deleted file, and a re-upload repairs th
   const [ia, ib, ic] = [await store.put(piecesOf(a, 65536)), await store.put(piecesOf(b, 65536)), await store.put(piecesOf(c, 1))]
 
   const clean = await verifyStore(store)
-  t.deepEqual(clean, { checked: 3, bytes: a.byteLength + b.byteLength + c.byteLength, problems: [] })
+  t.deepEqual(clean, { checked: 3, bytes: a.byteLength + b.byteLength + c.byteLength, problems: [], orphans: [], orphanBytes: 0 })
 
   const damaged = Buffer.from(a)
   damaged[MiB + 5] ^= 0x01

@@ -4,7 +4,9 @@
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
 import { badRequest, conflict } from '../../store/errors.ts'
+import { currentManifests } from '../../store/current-manifests.ts'
 import type { ManifestLog } from '../../store/manifests.ts'
+import { manifestFacts } from '../manifest-facts.ts'
 import type { DestinationState } from './export-state.ts'
 import type { BundleIndex, SelectionMode } from './format.ts'
 import { filesOf, heldManifests, type HeldManifest } from './held.ts'
@@ -50,12 +52,18 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
     const theirs = new Set(opts.lacks?.blobs ?? [])
     const blobs = new Map<string, number>()
     const absent = new Set<string>()
+    // Blobs of manifests a later delete or replace superseded may be gone (akmesh gc): listed as
+    // absent, they need no --allow-missing (no node needs them once it holds the later manifest).
+    const current = currentManifests(db, manifestFacts)
+    const gone = new Set<string>()
     for (const m of chosen) {
       const record = manifests.get(m.origin, m.seq)
       if (record == null) continue
+      const superseded = current.superseded(record)
       for (const f of filesOf(record.envelope)) {
         if (theirs.has(f.cid) || blobs.has(f.cid) || absent.has(f.cid)) continue
         if (store.has(f.cid)) blobs.set(f.cid, f.size)
+        else if (superseded) gone.add(f.cid)
         else absent.add(f.cid)
       }
     }
@@ -69,7 +77,7 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
     const mode: SelectionMode = opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : 'all'
     // The base tells the importer what it must already hold. A repository filter leaves other
     // repositories' manifests out of every export, so a watermark cannot say that: no base then.
-    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...absent], base: repos == null ? base : {}, watermarks }
+    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...new Set([...absent, ...gone])], base: repos == null ? base : {}, watermarks }
   })()
 }
 
