@@ -14,8 +14,9 @@ import { RegistryError } from '../store/errors.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
-import { authenticate, authorize } from './auth.ts'
+import { allows, authenticate } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
+import { declaredRoutes } from './route-access.ts'
 import { meshRoutes, type MeshStatus, type MeshTransfers } from './mesh-api.ts'
 
 export interface HttpParts {
@@ -69,13 +70,13 @@ export function buildApp (parts: HttpParts): Koa {
       accounts: parts.accounts,
       limits: config.limits,
       log: log.child({ component: `format:${format.name}`, repo: repo.name }),
-      authorize: (ctx, scope) => authorize(ctx, repo, scope),
+      allows: (ctx, scope) => allows(ctx, repo, scope),
       baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}${prefix}`
     }
     contexts.set(format, [...(contexts.get(format) ?? []), fc])
     const router = new Router({ prefix })
     router.use(async (ctx, next) => { ctx.state.format = format; await next() })
-    format.routes(router, fc)
+    format.routes(declaredRoutes(router, { format, fc, repo }), fc)
     app.use(router.routes())
     app.use(router.allowedMethods({ throw: false }))
   }
@@ -83,7 +84,7 @@ export function buildApp (parts: HttpParts): Koa {
     if (format.sharedRoutes == null) continue
     const router = new Router()
     router.use(async (ctx, next) => { ctx.state.format = format; await next() })
-    format.sharedRoutes(router, fcs)
+    format.sharedRoutes(declaredRoutes(router, { format }), fcs)
     app.use(router.routes())
   }
   return app
