@@ -5,7 +5,7 @@ import compress from 'koa-compress'
 import { constants as zlib } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.ts'
-import type { Accounts } from '../store/accounts.ts'
+import { grants, type Accounts, type Principal } from '../store/accounts.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
 import { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
@@ -50,7 +50,12 @@ export function buildApp (parts: HttpParts): Koa {
   root.get('/healthz', (ctx) => { ctx.body = { status: 'ok' } })
   root.get('/readyz', (ctx) => {
     parts.db.prepare('SELECT 1').get() // throws (→ 500) if the index is unusable
-    ctx.body = { status: 'ready', repositories: config.repositories.map(r => r.name) }
+    // Repository names (private ones too) are for operators: admin on every repository, as the
+    // mesh API asks. Anyone else (load balancers, probes) gets the status.
+    const p = ctx.state.principal as Principal | undefined
+    ctx.body = p != null && grants(p, 'admin', '*')
+      ? { status: 'ready', repositories: config.repositories.map(r => r.name) }
+      : { status: 'ready' }
   })
   app.use(root.routes())
   if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers).routes())
