@@ -46,7 +46,9 @@ test('a token carries only the scope granted: no push on a pull token, no other 
   t.is(push.status, 401, 'a pull token cannot push the same image')
   t.is(await errorCode(push), 'UNAUTHORIZED')
   t.regex(push.headers.get('www-authenticate') ?? '', /scope="repository:private\/team\/app:pull,push",error="insufficient_scope"/)
-  t.is((await oci(node, 'DELETE', `/v2/private/team/app/manifests/${app.digest}`, { auth: bearer(pull) })).status, 401)
+  const del = await oci(node, 'DELETE', `/v2/private/team/app/manifests/${app.digest}`, { auth: bearer(pull) })
+  t.is(del.status, 401)
+  t.regex(del.headers.get('www-authenticate') ?? '', /scope="repository:private\/team\/app:delete"/, 'a delete asks for the delete action')
   t.is((await oci(node, 'GET', '/v2/private/team/other/manifests/v1', { auth: bearer(pull) })).status, 401, 'nor pull another image')
   t.is((await oci(node, 'GET', '/v2/private/team/other/tags/list', { auth: bearer(pull) })).status, 401)
   t.is((await oci(node, 'POST', `/v2/private/team/other/blobs/uploads/?mount=${app.config}&from=private/team/app`, { auth: bearer(pull) })).status, 401)
@@ -79,6 +81,13 @@ test('a token carries only the scope granted: no push on a pull token, no other 
   t.deepEqual(anonClaims.access, [{ type: 'repository', name: 'docker/lib/x', actions: ['pull'] }])
   t.is((await oci(node, 'POST', '/v2/docker/lib/x/blobs/uploads/', { auth: bearer(anon) })).status, 401)
   t.is((await oci(node, 'GET', '/v2/private/team/app/manifests/v1', { auth: bearer(anon) })).status, 401)
+
+  // The catalog: a token granted registry:catalog:* lists what its user may read.
+  const catalogToken = await tokenFor('registry:catalog:*', basic('reader', 'password1'))
+  const catalog = await oci(node, 'GET', '/v2/_catalog', { auth: bearer(catalogToken) })
+  t.is(catalog.status, 200)
+  t.deepEqual(((await catalog.json()) as { repositories: string[] }).repositories, ['private/team/app', 'private/team/other'])
+  t.is((await oci(node, 'GET', '/v2/_catalog', { auth: bearer(pull) })).status, 401, 'a token without the catalog grant is asked to get one')
 
   // A tampered token (widened claims, old signature) is refused.
   const [prefix, , mac] = pull.token.split('.')

@@ -93,10 +93,11 @@ export function authenticateSharedToken (ctx: Context, fcs: FormatContext[]): bo
 
 /** FormatHandler.challenge: the scope to ask for is this image's; a token that was presented and
  *  fell short gets `insufficient_scope` so the client asks for a new one. */
-export function tokenChallenge (ctx: Context, fc: FormatContext, scope: Scope): Record<string, string> {
+export function tokenChallenge (ctx: Context, fc: FormatContext): Record<string, string> {
   let route: Route | undefined
   try { route = routeOf(ctx, fc) } catch {}
-  const actions = scope === 'read' ? 'pull' : 'pull,push'
+  const action = route == null ? undefined : neededAction(route, ctx.method)
+  const actions = action === 'push' ? 'pull,push' : action
   const wanted = route == null ? undefined : `repository:${fc.repo.name}/${route.name}:${actions}`
   const claims = tokenClaims(ctx)
   return challenge(registryRoot(ctx, fc), wanted, claims?.sub != null ? 'insufficient_scope' : undefined)
