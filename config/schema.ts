@@ -17,6 +17,23 @@ const byteSize = z.union([z.number(), z.string()], { error: 'expected a size in 
     return n
   })
 
+/** limits.archive defaults (see protocols/shared/archive-budget.ts for what each bounds). */
+export const DEFAULT_ARCHIVE_LIMITS = {
+  entries: 100_000,
+  unpackedBytes: 2 * 1024 ** 3,
+  entryBytes: 1024 ** 3,
+  ratio: 200,
+  extractBytes: 16 * 1024 * 1024
+}
+const A = DEFAULT_ARCHIVE_LIMITS
+const archiveLimitsSchema = z.object({
+  entries: z.number().int().min(1).default(A.entries),
+  unpackedBytes: byteSize.default(A.unpackedBytes),
+  entryBytes: byteSize.default(A.entryBytes),
+  ratio: z.number().min(1).default(A.ratio),
+  extractBytes: byteSize.default(A.extractBytes)
+}).strict()
+
 const repositorySchema = z.object({
   name: z.string()
     .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
@@ -37,8 +54,10 @@ export const configSchema = z.object({
     /** JSON metadata bodies (an npm publish carries its tarball base64 inside one). */
     metadataBytes: byteSize.default(128 * 1024 * 1024),
     /** Streamed file uploads. */
-    uploadBytes: byteSize.default(20 * 1024 ** 3)
-  }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3 }),
+    uploadBytes: byteSize.default(20 * 1024 ** 3),
+    /** What opening an uploaded archive (npm tarball, wheel, sdist, ...) may cost. */
+    archive: archiveLimitsSchema.default(DEFAULT_ARCHIVE_LIMITS)
+  }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3, archive: DEFAULT_ARCHIVE_LIMITS }),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
   }).strict().default({ level: 'info' }),

@@ -18,6 +18,19 @@ limits:
   metadataBytes: 128MB
   # Largest streamed upload (generic files).
   uploadBytes: 20GB
+  # What opening an uploaded archive (npm tarball, wheel, sdist) may cost; an archive over any
+  # of these is refused with 413 naming the limit, before more of it is unpacked.
+  archive:
+    # Entries of any kind (files, directories, links).
+    entries: 100000
+    # Sum of the files' unpacked sizes.
+    unpackedBytes: 2GB
+    # Unpacked size of any one file.
+    entryBytes: 1GB
+    # Unpacked bytes per compressed byte (judged once more than 16 MiB are unpacked).
+    ratio: 200
+    # The files the registry reads from an archive (package.json, METADATA, PKG-INFO), together.
+    extractBytes: 16MB
 
 log:
   # fatal, error, warn, info, debug, trace or silent. Logs are JSON lines on stdout.

@@ -9,6 +9,7 @@ import type { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { RegistryError } from '../store/errors.ts'
 import type { UploadSessions } from '../store/uploads.ts'
+import type { ArchiveLimits } from './shared/archive-budget.ts'
 
 export interface FormatHandler {
   /** The value of `format:` in a repository's config. */
@@ -73,6 +74,8 @@ export function principalOf (koa: Context): Principal | undefined {
 export interface Limits {
   metadataBytes: number
   uploadBytes: number
+  /** Every archive a format opens goes through protocols/shared/archive.ts with these. */
+  archive: ArchiveLimits
 }
 
 /** What a format handler gets to work with, for one repository. */

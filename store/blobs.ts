@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { DB } from './db.ts'
 import { blake3Of, MultiHasher, parseBlobCid, type Digests } from './hash.ts'
-import { integrityError, notFound, tooLarge } from './errors.ts'
+import { integrityError, notFound, storageError, tooLarge } from './errors.ts'
 import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions, type RemoteBlobs } from './types.ts'
 
 const WRITE_BATCH = 1024 * 1024 // gather socket-sized pieces into fewer, larger writes
@@ -84,7 +84,7 @@ export class FileBlobStore implements BlobStore {
     const { expect = {}, maxBytes = Infinity, signal } = opts
     signal?.throwIfAborted()
     const tmp = join(this.#tmpDir, randomUUID())
-    const file = await open(tmp, 'wx')
+    const file = await open(tmp, 'wx').catch(async (err) => { await rm(tmp, { force: true }); throw storageError(err) })
     const hasher = await MultiHasher.create({ md5: opts.md5 === true || expect.md5 != null })
     let closed = false
     try {
@@ -117,7 +117,7 @@ export class FileBlobStore implements BlobStore {
       hasher.abandon()
       if (!closed) await file.close().catch(() => {})
       await rm(tmp, { force: true })
-      throw err
+      throw storageError(err)
     }
   }
 
@@ -147,15 +147,24 @@ export class FileBlobStore implements BlobStore {
     // Identical bytes are stored once. Renaming over an existing file (atomic) rather than
     // keeping it means uploading the same bytes again repairs a file `verify` found damaged.
     const dir = join(this.#blobDir, d.cid.slice(-2))
-    await mkdir(dir, { recursive: true })
-    await rename(tmp, this.pathOf(d.cid))
-    await fsyncDir(dir)
+    try {
+      await mkdir(dir, { recursive: true })
+      await rename(tmp, this.pathOf(d.cid))
+      await fsyncDir(dir)
+    } catch (err) { throw storageError(err) } // the caller removes `tmp`
     const now = Date.now()
-    this.#db.transaction(() => {
-      this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
-      if (d.md5 != null) this.#stmts.setMd5.run(d.md5, d.cid)
-      d.chunks.forEach((h, i) => this.#stmts.insertChunk.run(d.cid, i, h))
-    })()
+    try {
+      this.#db.transaction(() => {
+        this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
+        if (d.md5 != null) this.#stmts.setMd5.run(d.md5, d.cid)
+        d.chunks.forEach((h, i) => this.#stmts.insertChunk.run(d.cid, i, h))
+      })()
+    } catch (err) {
+      // No row (SQLITE_FULL): the file just moved in must not linger unindexed, unless another
+      // put of the same bytes has recorded it meanwhile.
+      if (!this.has(d.cid)) await rm(this.pathOf(d.cid), { force: true })
+      throw storageError(err)
+    }
     return this.stat(d.cid) as BlobInfo
   }
 

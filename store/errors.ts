@@ -4,7 +4,7 @@
 export type ErrorCode =
   | 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'Conflict'
   | 'TooLarge' | 'IntegrityError' | 'RangeNotSatisfiable' | 'Unavailable'
-  | 'MethodNotAllowed' | 'TooManyRequests'
+  | 'MethodNotAllowed' | 'TooManyRequests' | 'InsufficientStorage'
 
 export class RegistryError extends Error {
   readonly code: ErrorCode
@@ -25,6 +25,22 @@ export const notFound = (m: string) => new RegistryError('NotFound', m)
 export const conflict = (m: string) => new RegistryError('Conflict', m)
 export const tooLarge = (m: string) => new RegistryError('TooLarge', m)
 export const integrityError = (m: string) => new RegistryError('IntegrityError', m)
+
+export const insufficientStorage = (m: string) => new RegistryError('InsufficientStorage', m)
+
+/** Error codes that mean the disk (or the user's quota, or SQLite's file) has no room left. */
+const OUT_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL'])
+
+export function isOutOfSpace (e: unknown): boolean {
+  return OUT_OF_SPACE.has((e as { code?: unknown } | null)?.code as string)
+}
+
+/** An out-of-space failure as a typed InsufficientStorage error; anything else unchanged. Where
+ *  the store writes, it maps its failures through this (after removing what it half-wrote). */
+export function storageError (e: unknown): unknown {
+  if (!isOutOfSpace(e)) return e
+  return insufficientStorage(`the node is out of storage space (${(e as { code: string }).code}); nothing was stored: retry once space is freed on its data volume`)
+}
 
 export function isRegistryError (e: unknown): e is RegistryError {
   return e instanceof RegistryError

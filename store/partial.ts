@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import { blake3Of, MultiHasher } from './hash.ts'
 import type { BlobDescription, FileBlobStore } from './blobs.ts'
 import { checkExpected } from './blobs.ts'
+import { storageError } from './errors.ts'
 import type { BlobInfo } from './types.ts'
 
 const RECENT = 8
@@ -95,6 +96,10 @@ export class PartialBlob {
     this.#writing.add(i)
     try {
       await this.#fh.write(bytes, 0, bytes.byteLength, i * this.chunkSize)
+    } catch (err) {
+      // Out of space: the chunk stays unmarked (a torn write is never served); the file is kept
+      // for a resume once there is room.
+      throw storageError(err)
     } finally {
       this.#writing.delete(i)
     }

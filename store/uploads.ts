@@ -9,7 +9,7 @@ import { open, rm } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { abortable, checkExpected, type FileBlobStore } from './blobs.ts'
-import { conflict, notFound, RegistryError, tooLarge } from './errors.ts'
+import { conflict, notFound, RegistryError, storageError, tooLarge } from './errors.ts'
 import { MultiHasher } from './hash.ts'
 import type { BlobInfo, PutOptions } from './types.ts'
 
@@ -60,7 +60,12 @@ export class UploadSessions {
       throw new RegistryError('TooManyRequests', `${this.#sessions.size} uploads are in progress; retry later`, { 'Retry-After': '10' })
     }
     const tmp = this.#store.tempPath()
-    await (await open(tmp, 'wx')).close()
+    try {
+      await (await open(tmp, 'wx')).close()
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw storageError(err)
+    }
     const now = Date.now()
     const s: Session = { id: randomUUID(), owner, size: 0, createdAt: now, updatedAt: now, tmp, hasher: await MultiHasher.create(), busy: false }
     this.#sessions.set(s.id, s)
@@ -88,7 +93,7 @@ export class UploadSessions {
       batchBytes = 0
       try { await file.writev(pieces) } catch (err) { broken = true; throw err }
     }
-    const file = await open(s.tmp, 'a').catch(async (err) => { s.busy = false; await this.#discard(s); throw err })
+    const file = await open(s.tmp, 'a').catch(async (err) => { s.busy = false; await this.#discard(s); throw storageError(err) })
     try {
       try {
         for await (const piece of abortable(source as AsyncIterable<Uint8Array>, signal)) {
@@ -104,8 +109,9 @@ export class UploadSessions {
         if (!broken && batch.length > 0) await flush()
       }
     } catch (err) {
+      // Out of space is `broken` too (a write failed): the session and its temp file are gone.
       if (broken) await this.#discard(s)
-      throw err
+      throw storageError(err)
     } finally {
       await file.close().catch(() => {})
       s.size = s.hasher.size
@@ -129,7 +135,7 @@ export class UploadSessions {
     } catch (err) {
       s.hasher.abandon()
       await rm(s.tmp, { force: true })
-      throw err
+      throw storageError(err)
     }
   }
 

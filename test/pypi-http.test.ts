@@ -185,7 +185,7 @@ test('bad uploads are refused with 400 and a message naming the problem', async 
     ['metadata says another version', async () => await uploadForm(await makeWheel('bad-input', '1.0', { metadata: coreMetadata('bad-input', '1.1') }), 'bad-input', '1.0'), /says version "1\.1"/],
     ['wheel without METADATA', async () => await uploadForm(await makeWheel('bad-input', '1.0', { metadata: null }), 'bad-input', '1.0'), /has no bad_input-1\.0\.dist-info\/METADATA/],
     ['not a zip', async () => await uploadForm({ ...wheel, bytes: randomBytes(2000) }, 'bad-input', '1.0'), /not a valid zip/],
-    ['not a tar.gz', async () => await uploadForm({ filename: 'bad_input-1.0.tar.gz', bytes: randomBytes(2000), metadata: '' }, 'bad-input', '1.0'), /not a valid \.tar\.gz/],
+    ['not a tar.gz', async () => await uploadForm({ filename: 'bad_input-1.0.tar.gz', bytes: randomBytes(2000), metadata: '' }, 'bad-input', '1.0'), /not a valid gzipped tar/],
     ['fields after the content', async () => await uploadForm(wheel, 'bad-input', '1.0', {}, { contentFirst: true }), /must come before the content part/],
     ['no content part', async () => { const f = await uploadForm(wheel, 'bad-input', '1.0'); f.delete('content'); return f }, /no "content" file part/],
     ['not multipart', async () => '{"name": "bad-input"}', /multipart\/form-data/]

@@ -49,7 +49,8 @@ export async function publishVersion (ctx: Context, fc: FormatContext, urlName: 
   const { name, version } = req
   refuseExisting(fc, name, version)
 
-  const facts = await inspectTarball(req.tarball)
+  const signal = requestAbortSignal(ctx)
+  const facts = await inspectTarball(req.tarball, fc.limits.archive, signal)
   if (facts.manifest.name !== name || facts.manifest.version !== version) {
     throw badRequest(`the tarball's package.json is ${JSON.stringify(facts.manifest.name)}@${JSON.stringify(facts.manifest.version)}, but the metadata publishes ${name}@${version}`)
   }
@@ -57,7 +58,7 @@ export async function publishVersion (ctx: Context, fc: FormatContext, urlName: 
   const blob = await fc.store.put((async function * () { yield req.tarball })(), {
     expect: { ...req.expect, size: req.tarball.length },
     maxBytes: fc.limits.metadataBytes,
-    signal: requestAbortSignal(ctx)
+    signal
   })
 
   fc.artifacts.atomically(() => {

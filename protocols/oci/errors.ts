@@ -38,7 +38,8 @@ const FROM_GENERIC: Record<ErrorCode, OciCode> = {
   RangeNotSatisfiable: 'BLOB_UPLOAD_INVALID',
   Unavailable: 'UNAVAILABLE',
   MethodNotAllowed: 'UNSUPPORTED',
-  TooManyRequests: 'TOOMANYREQUESTS'
+  TooManyRequests: 'TOOMANYREQUESTS',
+  InsufficientStorage: 'UNAVAILABLE'
 }
 
 export interface OciErrorEntry { code: OciCode, message: string, detail?: unknown }

@@ -115,7 +115,7 @@ export async function handleUpload (ctx: Context, fc: FormatContext): Promise<vo
   })
   checkLateDigests(fields, blob)
 
-  const metadataBytes = await extractCoreMetadata(fc.store, blob.cid, blob.size, plan.dist, plan.filename)
+  const metadataBytes = await extractCoreMetadata(fc.store, blob.cid, blob.size, plan.dist, plan.filename, fc.limits.archive, signal)
   const core = parseCoreMetadata(metadataBytes)
   const coreName = core.get('name')?.[0]
   const coreVersion = core.get('version')?.[0]
