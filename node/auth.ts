@@ -51,3 +51,8 @@ export function authorize (ctx: Context, repo: RepositoryConfig, scope: Scope): 
   if (!grants(p, scope, repo.name)) throw forbidden(`${p.name} has no ${scope} access to repository ${repo.name}`)
   return p.name
 }
+
+/** `authorize` as a question, for checks beyond a route's own declaration. */
+export function allows (ctx: Context, repo: RepositoryConfig, scope: Scope): boolean {
+  try { authorize(ctx, repo, scope); return true } catch { return false }
+}

@@ -5,7 +5,7 @@ import compress from 'koa-compress'
 import { constants as zlib } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.ts'
-import type { Accounts } from '../store/accounts.ts'
+import { grants, type Accounts, type Principal } from '../store/accounts.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
 import { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
@@ -14,8 +14,9 @@ import { RegistryError } from '../store/errors.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
-import { authenticate, authorize } from './auth.ts'
+import { allows, authenticate } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
+import { declaredRoutes } from './route-access.ts'
 import { meshRoutes, type MeshStatus, type MeshTransfers } from './mesh-api.ts'
 
 export interface HttpParts {
@@ -49,7 +50,12 @@ export function buildApp (parts: HttpParts): Koa {
   root.get('/healthz', (ctx) => { ctx.body = { status: 'ok' } })
   root.get('/readyz', (ctx) => {
     parts.db.prepare('SELECT 1').get() // throws (→ 500) if the index is unusable
-    ctx.body = { status: 'ready', repositories: config.repositories.map(r => r.name) }
+    // Repository names (private ones too) are for operators: admin on every repository, as the
+    // mesh API asks. Anyone else (load balancers, probes) gets the status.
+    const p = ctx.state.principal as Principal | undefined
+    ctx.body = p != null && grants(p, 'admin', '*')
+      ? { status: 'ready', repositories: config.repositories.map(r => r.name) }
+      : { status: 'ready' }
   })
   app.use(root.routes())
   if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers).routes())
@@ -69,13 +75,13 @@ export function buildApp (parts: HttpParts): Koa {
       accounts: parts.accounts,
       limits: config.limits,
       log: log.child({ component: `format:${format.name}`, repo: repo.name }),
-      authorize: (ctx, scope) => authorize(ctx, repo, scope),
+      allows: (ctx, scope) => allows(ctx, repo, scope),
       baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}${prefix}`
     }
     contexts.set(format, [...(contexts.get(format) ?? []), fc])
     const router = new Router({ prefix })
     router.use(async (ctx, next) => { ctx.state.format = format; await next() })
-    format.routes(router, fc)
+    format.routes(declaredRoutes(router, { format, fc, repo }), fc)
     app.use(router.routes())
     app.use(router.allowedMethods({ throw: false }))
   }
@@ -83,7 +89,7 @@ export function buildApp (parts: HttpParts): Koa {
     if (format.sharedRoutes == null) continue
     const router = new Router()
     router.use(async (ctx, next) => { ctx.state.format = format; await next() })
-    format.sharedRoutes(router, fcs)
+    format.sharedRoutes(declaredRoutes(router, { format }), fcs)
     app.use(router.routes())
   }
   return app

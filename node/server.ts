@@ -19,6 +19,7 @@ import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
 import { BlobCollector, gcRoutes } from './gc.ts'
 import { buildApp } from './http.ts'
+import { Lifecycle } from './lifecycle.ts'
 
 export interface Storage {
   db: DB
@@ -51,8 +52,20 @@ export interface MeshOptions {
 }
 
 export async function startNode (config: Config, log: Logger, meshOptions: MeshOptions = {}): Promise<RunningNode> {
-  const storage = await openStorage(config.dataDir, { sweepTemp: true })
-  for (const r of config.repositories) storage.artifacts.ensureRepository(r.name, r.format)
+  // Each step's undo is recorded as it succeeds: a failing step stops what started, in reverse;
+  // so does a throw between steps.
+  const parts = new Lifecycle(log)
+  try {
+    return await startParts(parts, config, log, meshOptions)
+  } catch (err) {
+    await parts.stop()
+    throw err
+  }
+}
+
+async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOptions: MeshOptions): Promise<RunningNode> {
+  const storage = await parts.start('storage', () => openStorage(config.dataDir, { sweepTemp: true }), (s) => { s.db.close() })
+  await parts.start('repositories', () => { for (const r of config.repositories) storage.artifacts.ensureRepository(r.name, r.format) })
 
   if (storage.accounts.tokenCount() === 0) {
     const { token } = storage.accounts.createToken({ owner: 'admin', description: 'first-run admin token', scopes: ['admin'], repos: ['*'] })
@@ -62,31 +75,33 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   }
 
   // Always: a node without peers is a mesh of one.
-  let mesh: Mesh
-  try {
-    mesh = await startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage })
-  } catch (err) {
-    storage.db.close()
-    throw err
-  }
+  const mesh: Mesh = await parts.start('mesh',
+    () => startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage }),
+    (m) => m.stop())
 
   // Blob transfer: serve blobs (and chunks of blobs still arriving) to peers, under the upload
   // cap; fetch known-but-absent ones from every peer holding them, chosen by measured profiles.
   const meshName = mesh.peering.current.mesh
-  const profiles = new PeerProfiles({ file: join(config.dataDir, 'peer-profiles.json'), log })
-  await profiles.load()
-  profiles.start(mesh.libp2p)
+  const profiles = await parts.start('peer profiles', async () => {
+    const p = new PeerProfiles({ file: join(config.dataDir, 'peer-profiles.json'), log })
+    await p.load()
+    p.start(mesh.libp2p)
+    return p
+  }, (p) => p.stop())
   const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log })
   const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
-  await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops) })
-  storage.store.remote = fetcher
-  await fetcher.start()
+  // The libp2p handlers go when the mesh stops.
+  await parts.start('blob serving', () => serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops) }))
+  await parts.start('blob fetcher', async () => { storage.store.remote = fetcher; await fetcher.start() }, () => fetcher.stop())
   // Mirrored repositories hold every blob: what a restart (or a policy change) left absent is queued.
   for (const { repo, cid } of storage.artifacts.absentBlobs()) {
     if (replicationFor(mesh.peering.current, repo) === 'mirror') fetcher.mirror(cid)
   }
-  const announcing = new AbortController()
-  void fetcher.provideAll(announcing.signal)
+  await parts.start('announcing', () => {
+    const c = new AbortController()
+    void fetcher.provideAll(c.signal)
+    return c
+  }, (c) => { c.abort() })
   // Replication policy: a mirrored repository's blobs are fetched as soon as its manifest is
   // applied; blobs of local changes are announced as they are signed.
   mesh.replication?.onApplied((m) => {
@@ -95,26 +110,23 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   mesh.replication?.signer.onManifest(({ manifest }) => { for (const f of manifest.files) void fetcher.provide(f.cid) })
 
   // Blob gc: orphan files a crash left are swept once they are a grace period old; unreferenced
-  // blobs are collected every `gc.interval` and on POST /-/gc (what `akmesh gc` calls).
-  const collector = new BlobCollector({ db: storage.db, store: storage.store, config: config.gc, self: mesh.libp2p.peerId.toString(), log })
-  const app = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
-  app.use(gcRoutes(collector).routes())
+  // blobs are collected every `gc.interval` and on POST /-/gc (what `akmesh gc` calls). Its timers
+  // start once the node listens.
+  const collector = await parts.start('blob gc',
+    () => new BlobCollector({ db: storage.db, store: storage.store, config: config.gc, self: mesh.libp2p.peerId.toString(), log }),
+    (c) => c.stop())
+  const app = await parts.start('http app', () => {
+    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
+    a.use(gcRoutes(collector).routes())
+    return a
+  })
   const server = createServer(app.callback())
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
   server.headersTimeout = 60_000
   server.keepAliveTimeout = 65_000
 
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(config.http.port, config.http.host, () => { server.off('error', reject); resolve() })
-    })
-  } catch (err) {
-    await mesh.stop()
-    storage.db.close()
-    throw err
-  }
+  await parts.start('http listener', () => listen(server, config.http.port, config.http.host), () => closeServer(server))
   const addr = server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`
@@ -125,14 +137,22 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
     url,
     server,
     mesh,
-    close: async () => {
-      announcing.abort()
-      await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
-      await collector.stop()
-      await fetcher.stop()
-      await profiles.stop()
-      await mesh.stop()
-      storage.db.close()
-    }
+    close: async () => { await parts.stop() }
   }
+}
+
+async function listen (server: Server, port: number, host: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const failed = (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE'
+        ? new Error(`HTTP port ${host}:${port} is already in use (http.port in the config, or --port)`, { cause: err })
+        : err)
+    }
+    server.once('error', failed)
+    server.listen(port, host, () => { server.off('error', failed); resolve() })
+  })
+}
+
+async function closeServer (server: Server): Promise<void> {
+  await new Promise<void>(resolve => { server.close(() => resolve()); server.closeAllConnections() })
 }

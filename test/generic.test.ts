@@ -310,13 +310,20 @@ test('JSON responses are gzip-compressed for clients that accept gzip; stored fi
   t.deepEqual(file.body, doc)
 })
 
-test('/healthz and /readyz', async t => {
-  const node = await startTestNode(t, { config: 'repositories:\n  - { name: files, format: generic }\n  - { name: other, format: generic }\n' })
+test('/healthz and /readyz; only an admin sees the repository names', async t => {
+  const node = await startTestNode(t, { config: 'repositories:\n  - { name: files, format: generic }\n  - { name: hidden, format: generic, anonymousRead: false }\n' })
   const health = await fetch(`${node.url}/healthz`)
   t.is(health.status, 200)
   t.deepEqual(await health.json(), { status: 'ok' })
   const ready = await fetch(`${node.url}/readyz`)
   t.is(ready.status, 200)
-  t.deepEqual(await ready.json(), { status: 'ready', repositories: ['files', 'other'] })
+  t.deepEqual(await ready.json(), { status: 'ready' }, 'anonymous callers learn no repository names')
+  const admin = await fetch(`${node.url}/readyz`, { headers: { Authorization: `Bearer ${node.adminToken}` } })
+  t.deepEqual(await admin.json(), { status: 'ready', repositories: ['files', 'hidden'] })
+  const r = await akmesh(['token', 'create', '--name', 'reader', '--scope', 'read', '--repo', '*', '--data', node.dataDir])
+  const reader = r.stdout.trim().split(/\s+/).find(w => w.startsWith('akm_'))
+  t.truthy(reader, r.stdout + r.stderr)
+  const byReader = await fetch(`${node.url}/readyz`, { headers: { Authorization: `Bearer ${reader}` } })
+  t.deepEqual(await byReader.json(), { status: 'ready' }, 'a reader is no operator')
   t.is((await fetch(`${node.url}/no-such-repo/x`)).status, 404)
 })

@@ -5,7 +5,7 @@
 //   DELETE /<repo>/<path>
 import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
-import type { FormatContext, FormatHandler } from '../format.ts'
+import { actorOf, type FormatContext, type FormatHandler } from '../format.ts'
 import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
 import { safePathSegments } from '../http/paths.ts'
 import type { DigestName } from '../../store/types.ts'
@@ -43,8 +43,8 @@ export const genericFormat: FormatHandler = {
   name: 'generic',
 
   routes (router, fc) {
-    router.put('{/*path}', async (ctx) => {
-      const user = fc.authorize(ctx, 'write')
+    router.put('{/*path}', 'write', async (ctx) => {
+      const user = actorOf(ctx)
       const { path, folder } = filePath(ctx, fc)
       if (folder || path === '') throw badRequest('PUT needs a file path, not a folder')
       const declared = ctx.get('content-length')
@@ -81,8 +81,7 @@ export const genericFormat: FormatHandler = {
       }
     })
 
-    router.get('{/*path}', async (ctx) => {
-      fc.authorize(ctx, 'read')
+    router.get('{/*path}', 'read', async (ctx) => {
       const { path, folder } = filePath(ctx, fc)
       if (folder) {
         ctx.body = { repo: fc.repo.name, path, files: fc.artifacts.listNames(fc.repo.name, path === '' ? '' : path + '/') }
@@ -97,8 +96,7 @@ export const genericFormat: FormatHandler = {
       })
     })
 
-    router.delete('{/*path}', async (ctx) => {
-      fc.authorize(ctx, 'write')
+    router.delete('{/*path}', 'write', async (ctx) => {
       const { path, folder } = filePath(ctx, fc)
       if (folder || path === '') throw badRequest('DELETE needs a file path')
       fc.artifacts.remove(fc.repo.name, path, VERSION)

@@ -22,7 +22,7 @@ export const npmFormat: FormatHandler = {
     userRoutes(router, fc)
     searchRoutes(router, fc)
     distTagRoutes(router, fc)
-    router.all('/-/*rest', (ctx) => { throw notFound(`no such registry endpoint: ${ctx.method} ${ctx.path}`) })
+    router.all('/-/*rest', 'public', (ctx) => { throw notFound(`no such registry endpoint: ${ctx.method} ${ctx.path}`) })
     packageRoutes(router, fc)
   },
 

@@ -1,10 +1,9 @@
 // Everything under /<repo>/<package name>: packuments, versions, tarballs, publish and unpublish.
 // One catch-all route per method, parsed by names.ts, because scoped names come both as
 // `@scope%2fname` and `@scope/name`, which no path pattern expresses.
-import type Router from '@koa/router'
 import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
-import type { FormatContext } from '../format.ts'
+import { actorOf, type FormatContext, type RepoRoutes } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import { isPlainObject, readJsonBody } from './body.ts'
 import { parsePackagePath, type PackagePath } from './names.ts'
@@ -53,11 +52,10 @@ async function getTarball (ctx: Context, fc: FormatContext, name: string, filena
   sendBlob(ctx, fc.store, blob, { contentType: 'application/octet-stream' })
 }
 
-export function packageRoutes (router: Router, fc: FormatContext): void {
+export function packageRoutes (router: RepoRoutes, fc: FormatContext): void {
   const cache = new PackumentCache()
-  router.get('{/*rest}', (ctx) => {
-    // ?write=true fetches the document a write will be based on: writers only.
-    fc.authorize(ctx, ctx.query.write === 'true' ? 'write' : 'read')
+  // ?write=true fetches the document a write will be based on: writers only.
+  router.get('{/*rest}', (ctx) => ctx.query.write === 'true' ? 'write' : 'read', (ctx) => {
     const path = packagePath(ctx, fc)
     if (path == null) { ctx.body = { db_name: fc.repo.name }; return }
     switch (path.kind) {
@@ -72,8 +70,8 @@ export function packageRoutes (router: Router, fc: FormatContext): void {
     }
   })
 
-  router.put('{/*rest}', async (ctx) => {
-    const user = fc.authorize(ctx, 'write')
+  router.put('{/*rest}', 'write', async (ctx) => {
+    const user = actorOf(ctx)
     const path = packagePath(ctx, fc)
     if (path?.kind !== 'packument' && path?.kind !== 'packument-rev') throw badRequest(`cannot PUT ${ctx.path}`)
     const body = await readJsonBody(ctx, fc.limits.metadataBytes)
@@ -88,8 +86,7 @@ export function packageRoutes (router: Router, fc: FormatContext): void {
     }
   })
 
-  router.delete('{/*rest}', (ctx) => {
-    fc.authorize(ctx, 'write')
+  router.delete('{/*rest}', 'write', (ctx) => {
     const path = packagePath(ctx, fc)
     if (path?.kind === 'packument-rev') removePackage(fc, path.name, path.rev)
     else if (path?.kind === 'tarball-rev') removeTarball(fc, path.name, path.filename, path.rev)

@@ -2,9 +2,8 @@
 // https://github.com/npm/registry/blob/main/docs/REGISTRY-API.md#get-v1search
 // Matching is by name (the first word, in SQL), then every word must appear in the name,
 // description or keywords. There is no popularity data: scores are constant.
-import type Router from '@koa/router'
 import { badRequest } from '../../store/errors.ts'
-import type { FormatContext } from '../format.ts'
+import type { FormatContext, RepoRoutes } from '../format.ts'
 import { loadPackage, packageMaintainers } from './packument.ts'
 
 const MAX_SIZE = 250
@@ -50,9 +49,8 @@ function matchesAll (r: ReturnType<typeof searchResult>, words: string[]): boole
   return words.every(w => haystack.includes(w))
 }
 
-export function searchRoutes (router: Router, fc: FormatContext): void {
-  router.get('/-/v1/search', (ctx) => {
-    fc.authorize(ctx, 'read')
+export function searchRoutes (router: RepoRoutes, fc: FormatContext): void {
+  router.get('/-/v1/search', 'read', (ctx) => {
     const text = typeof ctx.query.text === 'string' ? ctx.query.text : ''
     const size = intParam(ctx.query.size, 'size', 20, MAX_SIZE)
     const from = intParam(ctx.query.from, 'from', 0, Number.MAX_SAFE_INTEGER)

@@ -1,10 +1,9 @@
 // dist-tags: GET /-/package/<name>/dist-tags, PUT and DELETE /-/package/<name>/dist-tags/<tag>.
 // A PUT body is the version as a JSON string (npm dist-tag add sends `"1.2.3"`).
-import type Router from '@koa/router'
 import type { Context } from 'koa'
 import semver from 'semver'
 import { badRequest, notFound } from '../../store/errors.ts'
-import type { FormatContext } from '../format.ts'
+import type { FormatContext, RepoRoutes } from '../format.ts'
 import { readJsonBody } from './body.ts'
 import { splitPackageName } from './names.ts'
 import { loadPackage } from './packument.ts'
@@ -25,9 +24,8 @@ function tagPath (ctx: Context, fc: FormatContext): { name: string, tag?: string
   return { name, tag: rest[1] }
 }
 
-export function distTagRoutes (router: Router, fc: FormatContext): void {
-  router.get('/-/package/*rest', (ctx) => {
-    fc.authorize(ctx, 'read')
+export function distTagRoutes (router: RepoRoutes, fc: FormatContext): void {
+  router.get('/-/package/*rest', 'read', (ctx) => {
     const { name, tag } = tagPath(ctx, fc)
     const tags = loadPackage(fc, name).tags
     if (tag == null) ctx.body = tags
@@ -37,8 +35,7 @@ export function distTagRoutes (router: Router, fc: FormatContext): void {
     ctx.set('Cache-Control', 'no-cache')
   })
 
-  router.put('/-/package/*rest', async (ctx) => {
-    fc.authorize(ctx, 'write')
+  router.put('/-/package/*rest', 'write', async (ctx) => {
     const { name, tag } = tagPath(ctx, fc)
     if (tag == null) throw badRequest('PUT needs a tag: /-/package/<name>/dist-tags/<tag>')
     assertTagName(tag)
@@ -52,8 +49,7 @@ export function distTagRoutes (router: Router, fc: FormatContext): void {
     ctx.body = { ok: true, id: name, 'dist-tags': fc.artifacts.tags(fc.repo.name, name) }
   })
 
-  router.delete('/-/package/*rest', (ctx) => {
-    fc.authorize(ctx, 'write')
+  router.delete('/-/package/*rest', 'write', (ctx) => {
     const { name, tag } = tagPath(ctx, fc)
     if (tag == null) throw badRequest('DELETE needs a tag: /-/package/<name>/dist-tags/<tag>')
     // Installs resolve `latest` by default; a package without it would be uninstallable by name.

@@ -1,20 +1,12 @@
 // Accounts as npm sees them: login (CouchDB user documents), whoami, logout, ping.
 // Users are created on the node (`akmesh user add`); `npm login` exchanges a password for a token.
-import type Router from '@koa/router'
 import type { Context } from 'koa'
-import type { Principal } from '../../store/accounts.ts'
 import { badRequest, notFound, unauthorized } from '../../store/errors.ts'
-import type { FormatContext } from '../format.ts'
+import { principalOf, type FormatContext, type RepoRoutes } from '../format.ts'
 import { isPlainObject, readJsonBody } from './body.ts'
 
 const LOGIN_BODY_LIMIT = 64 * 1024
 const COUCH_USER = 'org.couchdb.user:'
-
-/** The principal the auth middleware resolved, if any (it throws first on bad credentials). */
-function principalOf (ctx: Context, fc: FormatContext): Principal | undefined {
-  fc.authorize(ctx, 'read')
-  return (ctx.state as { principal?: Principal }).principal
-}
 
 async function couchLogin (ctx: Context, fc: FormatContext): Promise<void> {
   const rest = ctx.path.slice(`/${fc.repo.name}/-/user/`.length)
@@ -38,24 +30,26 @@ async function couchLogin (ctx: Context, fc: FormatContext): Promise<void> {
   ctx.body = { ok: true, id: docId, rev: '1-0', token }
 }
 
-export function userRoutes (router: Router, fc: FormatContext): void {
-  router.get('/-/ping', (ctx) => { ctx.body = {} })
+export function userRoutes (router: RepoRoutes, fc: FormatContext): void {
+  router.get('/-/ping', 'public', (ctx) => { ctx.body = {} })
 
-  router.get('/-/whoami', (ctx) => {
-    const p = principalOf(ctx, fc)
+  // 'read' answers bad credentials with 401 first; an anonymous reader is then "not logged in".
+  router.get('/-/whoami', 'read', (ctx) => {
+    const p = principalOf(ctx)
     if (p == null) throw unauthorized('not logged in: npm login, or an _authToken for this registry in .npmrc')
     ctx.body = { username: p.name }
   })
 
   // npm tries browser login first and falls back to the CouchDB flow on any 4xx
   // (npm-profile webAuth → WebLoginNotSupported).
-  router.post('/-/v1/login', () => { throw notFound('web login is not supported by this registry; npm falls back to username and password') })
+  router.post('/-/v1/login', 'public', () => { throw notFound('web login is not supported by this registry; npm falls back to username and password') })
 
-  router.put('/-/user/*rest', async (ctx) => { await couchLogin(ctx, fc) })
+  // npm login: public, since it is how a client gets credentials; couchLogin checks the password.
+  router.put('/-/user/*rest', 'public', async (ctx) => { await couchLogin(ctx, fc) })
 
   // npm logout: DELETE /-/user/token/<token>. Only the caller's own token can be revoked.
-  router.delete('/-/user/token/:token', (ctx) => {
-    const caller = principalOf(ctx, fc)
+  router.delete('/-/user/token/:token', 'read', (ctx) => {
+    const caller = principalOf(ctx)
     const target = fc.accounts.resolveToken(ctx.params.token)
     if (caller == null || target?.tokenId == null || target.tokenId !== caller.tokenId) throw notFound('token not found')
     fc.accounts.revokeToken(target.tokenId)

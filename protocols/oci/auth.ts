@@ -1,123 +1,143 @@
-// The Docker token flow that OCI clients follow: a 401 names a token endpoint (realm), the client
-// fetches a bearer token there with its credentials (or none) and retries with it.
+// The Docker token flow that OCI clients follow: a 401 names a token endpoint (realm) and the scope
+// to ask for; the client fetches a bearer token there with its credentials (or none) and retries.
 // https://distribution.github.io/distribution/spec/auth/token/
 //
-// Tokens handed out are ordinary akm_ tokens, so the node's one authentication path checks them;
-// a client that logs in with an akm_ token gets that token back.
+// A token grants exactly what was asked and the user holds, per image (token.ts). Requests with
+// the user's own credentials (Basic, an akm_ token) are authorized by the node as for any format.
 import type { Context } from 'koa'
 import type { Accounts, Principal, Scope } from '../../store/accounts.ts'
-import { RegistryError } from '../../store/errors.ts'
 import type { FormatContext } from '../format.ts'
 import { OciError } from './errors.ts'
+import { parseRoute, checkName, type Route } from './names.ts'
+import {
+  grantedActions, isOciToken, parseScopes, requestedActions, TokenSigner, TOKEN_TTL_SECONDS,
+  type AccessEntry, type OciAction, type TokenClaims
+} from './token.ts'
 
 export const SERVICE = 'akmesh'
+export const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' }
 
-/** Anonymous clients need some token to follow the flow; this one grants nothing beyond what
- *  a request without credentials may do. */
-const ANONYMOUS_TOKEN = 'akmesh-anonymous'
+// One signing key per node (keyed by its Accounts, so two nodes in one test process differ).
+const signers = new WeakMap<Accounts, TokenSigner>()
+function signerOf (accounts: Accounts): TokenSigner {
+  let s = signers.get(accounts)
+  if (s == null) { s = new TokenSigner(); signers.set(accounts, s) }
+  return s
+}
 
 /** The registry's root URL (without /v2), from a repository's base URL `<root>/v2/<repo>`. */
 export function registryRoot (ctx: Context, fc: FormatContext): string {
   return fc.baseUrl(ctx).slice(0, -`/v2/${fc.repo.name}`.length)
 }
 
-export function challenge (root: string, scope?: string): Record<string, string> {
+export function challenge (root: string, scope?: string, error?: string): Record<string, string> {
   const s = scope == null ? '' : `,scope="${scope}"`
-  return { 'WWW-Authenticate': `Bearer realm="${root}/v2/token",service="${SERVICE}"${s}` }
+  const e = error == null ? '' : `,error="${error}"`
+  return { ...API_VERSION, 'WWW-Authenticate': `Bearer realm="${root}/v2/token",service="${SERVICE}"${s}${e}` }
 }
 
-const actions = (scope: Scope) => scope === 'read' ? 'pull' : scope === 'write' ? 'pull,push' : '*'
+/** The endpoint a request addresses under its repository, or undefined (no endpoint there). */
+export function routeOf (ctx: Context, fc: FormatContext): Route | undefined {
+  const rest = ctx.path.slice(`/v2/${fc.repo.name}`.length)
+  return rest === '' || rest === '/' ? undefined : parseRoute(fc.repo.name, rest)
+}
 
-/** The anonymous token stands for "no credentials" (node/auth.ts counted it as a bad one). */
-export function acceptAnonymousToken (ctx: Context): boolean {
-  if (!/^bearer\s+akmesh-anonymous$/i.test(ctx.get('authorization'))) return false
+/** The token action a request needs. Uploads are pushes whatever their method. */
+export function neededAction (route: Route, method: string): OciAction {
+  if (route.kind === 'uploads' || route.kind === 'upload') return 'push'
+  if (method === 'GET' || method === 'HEAD') return 'pull'
+  return method === 'DELETE' ? 'delete' : 'push'
+}
+
+export const scopeOf = (action: OciAction): Scope => action === 'pull' ? 'read' : 'write'
+
+const tokenClaims = (ctx: Context) => (ctx.state as { ociToken?: TokenClaims }).ociToken
+
+/** Verifies a bearer token from the token endpoint, if the request carries one. An invalid or
+ *  expired one stays "bad credentials" (node/auth.ts), which answers 401 and a new challenge. */
+function verifyToken (ctx: Context, accounts: Accounts): TokenClaims | undefined {
+  const m = /^bearer\s+(\S+)$/i.exec(ctx.get('authorization'))
+  if (m == null || !isOciToken(m[1])) return undefined
+  const claims = signerOf(accounts).verify(m[1])
+  if (claims == null) return undefined
   ctx.state.badCredentials = false
+  ctx.state.principal = undefined
+  ctx.state.ociToken = claims
+  return claims
+}
+
+/** FormatHandler.authenticate: on an image's endpoint a token stands for its user with just the
+ *  action it grants for that image and this request; without that grant, for no one (so an
+ *  anonymous read still works where allowed, and anything else is a 401 asking for that scope). */
+export function authenticateToken (ctx: Context, fc: FormatContext): void {
+  const claims = verifyToken(ctx, fc.accounts)
+  if (claims == null || claims.sub == null) return
+  let route: Route | undefined
+  try { route = routeOf(ctx, fc) } catch { return }
+  if (route == null) return
+  const action = neededAction(route, ctx.method)
+  if (!grantedActions(claims, `${fc.repo.name}/${route.name}`).has(action)) return
+  ctx.state.principal = { name: claims.sub, scopes: [scopeOf(action)], repos: [fc.repo.name] } satisfies Principal
+}
+
+/** On the shared routes: a valid token (anonymous ones too) is accepted; on the catalog it stands
+ *  for its user reading the repositories it was granted. True if a token was presented. */
+export function authenticateSharedToken (ctx: Context, fcs: FormatContext[]): boolean {
+  const claims = verifyToken(ctx, fcs[0].accounts)
+  if (claims == null) return false
+  if (claims.sub != null && claims.catalog != null) {
+    ctx.state.principal = { name: claims.sub, scopes: ['read'], repos: claims.catalog } satisfies Principal
+  }
   return true
 }
 
-/** `fc.authorize` with OCI's answers: 401 carries the token challenge for this image's scope,
- *  403 is DENIED. */
-export function ociAuthorize (ctx: Context, fc: FormatContext, scope: Scope, name: string): string {
-  acceptAnonymousToken(ctx)
-  try {
-    return fc.authorize(ctx, scope)
-  } catch (err) {
-    if (!(err instanceof RegistryError)) throw err
-    if (err.code === 'Unauthorized') {
-      throw new OciError('UNAUTHORIZED', err.message, {
-        headers: challenge(registryRoot(ctx, fc), `repository:${fc.repo.name}/${name}:${actions(scope)}`)
-      })
-    }
-    if (err.code === 'Forbidden') throw new OciError('DENIED', err.message)
-    throw err
-  }
+/** FormatHandler.challenge: the scope to ask for is this image's; a token that was presented and
+ *  fell short gets `insufficient_scope` so the client asks for a new one. */
+export function tokenChallenge (ctx: Context, fc: FormatContext): Record<string, string> {
+  let route: Route | undefined
+  try { route = routeOf(ctx, fc) } catch {}
+  const action = route == null ? undefined : neededAction(route, ctx.method)
+  const actions = action === 'push' ? 'pull,push' : action
+  const wanted = route == null ? undefined : `repository:${fc.repo.name}/${route.name}:${actions}`
+  const claims = tokenClaims(ctx)
+  return challenge(registryRoot(ctx, fc), wanted, claims?.sub != null ? 'insufficient_scope' : undefined)
 }
 
-/** True if the request may read the repository; never throws. */
-export function canRead (ctx: Context, fc: FormatContext): boolean {
-  acceptAnonymousToken(ctx)
-  try { fc.authorize(ctx, 'read'); return true } catch { return false }
-}
-
-const TOKEN_TTL_MS = 60 * 60_000
-const MARK = 'issued by /v2/token, expires '
-
-export interface IssuedToken { token: string, expiresIn: number, issuedAt: string }
-
-/** Issues akm_ tokens to users who present a password at the token endpoint. A user's token is
- *  reused while more than half its life remains, so a busy CI does not mint one per pull; expired
- *  ones are revoked (their expiry is written in the description, so this survives restarts). */
-export class TokenIssuer {
-  readonly #accounts: Accounts
-  readonly #current = new Map<string, { token: string, expiresAt: number, issuedAt: number }>()
-  #lastSweep = 0
-
-  constructor (accounts: Accounts) { this.#accounts = accounts }
-
-  issue (p: Principal, now = Date.now()): IssuedToken {
-    this.#sweep(now)
-    let t = this.#current.get(p.name)
-    if (t == null || t.expiresAt - now < TOKEN_TTL_MS / 2) {
-      const expiresAt = now + TOKEN_TTL_MS
-      const { token } = this.#accounts.createToken({
-        owner: p.name, description: MARK + new Date(expiresAt).toISOString(), scopes: p.scopes, repos: p.repos
-      })
-      t = { token, expiresAt, issuedAt: now }
-      this.#current.set(p.name, t)
-    }
-    return { token: t.token, expiresIn: Math.floor((t.expiresAt - now) / 1000), issuedAt: new Date(t.issuedAt).toISOString() }
-  }
-
-  #sweep (now: number): void {
-    if (now - this.#lastSweep < 60_000) return
-    this.#lastSweep = now
-    for (const t of this.#accounts.listTokens()) {
-      if (!t.description.startsWith(MARK)) continue
-      const expiresAt = Date.parse(t.description.slice(MARK.length))
-      if (expiresAt < now) { try { this.#accounts.revokeToken(t.id) } catch {} }
-    }
-  }
+/** True if the request may read image `name` of `fc` (a mount's source); never throws. A token
+ *  must have been granted pull on it, unless the repository is anonymously readable. */
+export function canRead (ctx: Context, fc: FormatContext, name?: string): boolean {
+  const claims = tokenClaims(ctx)
+  if (claims == null || name == null) return fc.allows(ctx, 'read')
+  return fc.repo.anonymousRead || grantedActions(claims, `${fc.repo.name}/${name}`).has('pull')
 }
 
 /** GET /v2/token?service=&scope=: Basic user:password, Basic user:akm_token, Bearer akm_token,
- *  or nothing (the anonymous token). */
-export function tokenResponse (ctx: Context, issuer: TokenIssuer, root: string): Record<string, unknown> {
-  if (acceptAnonymousToken(ctx) || ctx.get('authorization') === '') return body({ token: ANONYMOUS_TOKEN, expiresIn: 3600, issuedAt: new Date().toISOString() })
+ *  or nothing (anonymous). Grants each requested action the caller holds, and nothing else. */
+export function tokenResponse (ctx: Context, fcs: FormatContext[], root: string, now = Date.now()): Record<string, unknown> {
   const principal = ctx.state.principal as Principal | undefined
-  if (ctx.state.badCredentials === true || principal == null) {
+  if (ctx.state.badCredentials === true || (principal == null && ctx.get('authorization') !== '')) {
     throw new OciError('UNAUTHORIZED', 'invalid username, password or token', { headers: challenge(root) })
   }
-  if (principal.tokenId != null) {
-    return body({ token: presentedToken(ctx.get('authorization')), expiresIn: 3600, issuedAt: new Date().toISOString() })
+  const byName = new Map(fcs.map(fc => [fc.repo.name, fc]))
+  const access: AccessEntry[] = []
+  let catalog: string[] | undefined
+  const scopes = ([] as string[]).concat(ctx.query.scope ?? [])
+  for (const s of parseScopes(scopes)) {
+    if (s.type === 'registry' && s.name === 'catalog' && principal != null) {
+      catalog = fcs.filter(fc => fc.allows(ctx, 'read')).map(fc => fc.repo.name)
+      continue
+    }
+    if (s.type !== 'repository') continue
+    const slash = s.name.indexOf('/')
+    const fc = slash > 0 ? byName.get(s.name.slice(0, slash)) : undefined
+    if (fc == null) continue
+    try { checkName(fc.repo.name, s.name.slice(slash + 1)) } catch { continue }
+    const actions = requestedActions(s.actions).filter(a => fc.allows(ctx, scopeOf(a)))
+    if (actions.length > 0) access.push({ type: 'repository', name: s.name, actions })
   }
-  return body(issuer.issue(principal))
+  const iat = Math.floor(now / 1000)
+  const claims: TokenClaims = { sub: principal?.name ?? null, access, iat, exp: iat + TOKEN_TTL_SECONDS }
+  if (catalog != null) claims.catalog = catalog
+  const token = signerOf(fcs[0].accounts).sign(claims)
+  return { token, access_token: token, expires_in: TOKEN_TTL_SECONDS, issued_at: new Date(iat * 1000).toISOString() }
 }
-
-function presentedToken (header: string): string {
-  const [kind, value = ''] = header.split(/\s+/, 2)
-  if (/^bearer$/i.test(kind)) return value
-  const decoded = Buffer.from(value, 'base64').toString('utf8')
-  return decoded.slice(decoded.indexOf(':') + 1)
-}
-
-const body = (t: IssuedToken) => ({ token: t.token, access_token: t.token, expires_in: t.expiresIn, issued_at: t.issuedAt })

@@ -3,15 +3,18 @@
 //   docker pull HOST:7070/docker/library/alpine:3.20
 // Shared by all OCI repositories: /v2/ (ping), /v2/_catalog, /v2/token (the bearer-token realm).
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md
-import type { Context, Next } from 'koa'
+import type { Context, Middleware } from 'koa'
 import type { BlobLinks } from '../../store/blob-links.ts'
-import type { FormatContext, FormatHandler } from '../format.ts'
-import { acceptAnonymousToken, challenge, registryRoot, TokenIssuer, tokenResponse } from './auth.ts'
+import type { Access, FormatContext, FormatHandler } from '../format.ts'
+import {
+  API_VERSION, authenticateSharedToken, authenticateToken, challenge, neededAction, registryRoot, routeOf, scopeOf,
+  tokenChallenge, tokenResponse
+} from './auth.ts'
 import { deleteBlob, getBlob } from './blobs.ts'
 import { listCatalog, listReferrers, listTags } from './discovery.ts'
 import { OciError, ociError, ociErrorBody } from './errors.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
-import { parseRoute, type Route } from './names.ts'
+import type { Route } from './names.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
@@ -66,9 +69,16 @@ function lookupIn (repos: Map<string, FormatContext>): RepoLookup {
   }
 }
 
-const apiVersion = async (ctx: Context, next: Next) => {
-  ctx.set('Docker-Distribution-API-Version', 'registry/2.0')
-  await next()
+const apiVersion = (handler: Middleware): Middleware => async (ctx, next) => {
+  ctx.set(API_VERSION)
+  return await handler(ctx, next)
+}
+
+/** Every endpoint of an image; a path that is none is public (the handler answers NAME_UNKNOWN,
+ *  or passes "/v2/<repo>" on to the shared routes). */
+function accessOf (ctx: Context, fc: FormatContext): Access {
+  const route = routeOf(ctx, fc)
+  return route == null ? 'public' : scopeOf(neededAction(route, ctx.method))
 }
 
 export const ociFormat: FormatHandler = {
@@ -81,43 +91,48 @@ export const ociFormat: FormatHandler = {
     reposOf.set(fc.blobLinks, repos)
     repos.set(fc.repo.name, fc)
     const lookup = lookupIn(repos)
-    const prefix = `/v2/${fc.repo.name}`
 
-    router.all('{/*path}', apiVersion, async (ctx, next) => {
-      const rest = ctx.path.slice(prefix.length)
+    router.all('{/*path}', (ctx) => accessOf(ctx, fc), apiVersion(async (ctx, next) => {
       // "/v2/<repo>" alone is no endpoint; let the shared routes answer (e.g. a repository
       // named "token" must not hide the token endpoint).
+      const rest = ctx.path.slice(`/v2/${fc.repo.name}`.length)
       if (rest === '' || rest === '/') return await next()
-      const route = parseRoute(fc.repo.name, rest)
+      const route = routeOf(ctx, fc)
       if (route == null) throw ociError('NAME_UNKNOWN', `no OCI endpoint at ${ctx.path}`)
       await dispatch(ctx, fc, route, lookup)
-    })
+    }))
   },
 
+  authenticate: authenticateToken,
+  challenge: tokenChallenge,
+
+  // All public: they belong to no repository. The ping and the catalog check credentials
+  // themselves; the token endpoint is where credentials are exchanged.
   sharedRoutes (router, fcs) {
-    const issuer = new TokenIssuer(fcs[0].accounts)
     const root = (ctx: Context) => registryRoot(ctx, fcs[0])
 
     // Ping. Clients send credentials only after a challenge, so a request without valid ones
     // gets one (as the reference registry does when auth is on), even if reads are anonymous.
-    router.get(['/v2', '/v2/'], apiVersion, (ctx) => {
-      const anonymous = acceptAnonymousToken(ctx)
-      if (!anonymous && ctx.state.principal == null) {
+    router.get(['/v2', '/v2/'], 'public', apiVersion((ctx) => {
+      if (!authenticateSharedToken(ctx, fcs) && ctx.state.principal == null) {
         throw new OciError('UNAUTHORIZED', 'authentication required', { headers: challenge(root(ctx)) })
       }
       ctx.body = {}
-    })
+    }))
 
-    router.get('/v2/token', apiVersion, (ctx) => {
+    router.get('/v2/token', 'public', apiVersion((ctx) => {
       ctx.set('Cache-Control', 'no-store')
-      ctx.body = tokenResponse(ctx, issuer, root(ctx))
-    })
+      ctx.body = tokenResponse(ctx, fcs, root(ctx))
+    }))
 
-    router.get('/v2/_catalog', apiVersion, (ctx) => { listCatalog(ctx, fcs) })
+    router.get('/v2/_catalog', 'public', apiVersion((ctx) => {
+      authenticateSharedToken(ctx, fcs)
+      listCatalog(ctx, fcs)
+    }))
 
-    router.all('/v2/{*rest}', apiVersion, (ctx) => {
+    router.all('/v2/{*rest}', 'public', apiVersion((ctx) => {
       throw ociError('NAME_UNKNOWN', `no OCI repository at ${ctx.path}; repositories: ${fcs.map(f => f.repo.name).join(', ')}`)
-    })
+    }))
   },
 
   errorBody: ociErrorBody

@@ -7,7 +7,7 @@ import type { UploadStatus } from '../../store/uploads.ts'
 import type { BlobInfo } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
-import { canRead, ociAuthorize } from './auth.ts'
+import { canRead } from './auth.ts'
 import { linkedBlob } from './blobs.ts'
 import { OciError, ociError } from './errors.ts'
 import { sha256Of } from './names.ts'
@@ -19,7 +19,6 @@ export type RepoLookup = (fullName: string) => { fc: FormatContext, name: string
 const owner = (fc: FormatContext, name: string) => `${fc.repo.name}/${name}`
 
 export async function startUpload (ctx: Context, fc: FormatContext, name: string, lookup: RepoLookup): Promise<void> {
-  ociAuthorize(ctx, fc, 'write', name)
   const mount = query(ctx, 'mount')
   if (mount !== '') {
     const blob = tryMount(ctx, fc, name, mount, query(ctx, 'from'), lookup)
@@ -44,7 +43,7 @@ export async function startUpload (ctx: Context, fc: FormatContext, name: string
 
 function tryMount (ctx: Context, fc: FormatContext, name: string, digest: string, from: string, lookup: RepoLookup): BlobInfo | undefined {
   const source = lookup(from)
-  if (source == null || !canRead(ctx, source.fc)) return undefined
+  if (source == null || !canRead(ctx, source.fc, source.name)) return undefined
   let blob: BlobInfo | undefined
   try { blob = linkedBlob(source.fc, source.name, digest) } catch { return undefined }
   if (blob == null) return undefined
@@ -53,20 +52,17 @@ function tryMount (ctx: Context, fc: FormatContext, name: string, digest: string
 }
 
 export function uploadStatus (ctx: Context, fc: FormatContext, name: string, id: string): void {
-  ociAuthorize(ctx, fc, 'write', name)
   sessionHeaders(ctx, fc, name, session(fc, name, id))
   noBody(ctx, 204)
 }
 
 export async function patchUpload (ctx: Context, fc: FormatContext, name: string, id: string): Promise<void> {
-  ociAuthorize(ctx, fc, 'write', name)
   const status = await appendChunk(ctx, fc, name, session(fc, name, id))
   sessionHeaders(ctx, fc, name, status)
   noBody(ctx, 202)
 }
 
 export async function finishUpload (ctx: Context, fc: FormatContext, name: string, id: string): Promise<void> {
-  ociAuthorize(ctx, fc, 'write', name)
   const current = session(fc, name, id)
   const digest = query(ctx, 'digest')
   if (digest === '') throw ociError('DIGEST_INVALID', 'the closing PUT needs ?digest=<digest of the whole blob>')
@@ -78,7 +74,6 @@ export async function finishUpload (ctx: Context, fc: FormatContext, name: strin
 }
 
 export async function cancelUpload (ctx: Context, fc: FormatContext, name: string, id: string): Promise<void> {
-  ociAuthorize(ctx, fc, 'write', name)
   session(fc, name, id)
   await storeErrors(fc.uploads.cancel(id))
   noBody(ctx, 204)

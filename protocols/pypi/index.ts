@@ -21,16 +21,15 @@ export const pypiFormat: FormatHandler = {
   name: 'pypi',
 
   routes (router, fc) {
-    router.post(['/', '/legacy', '/legacy/'], async (ctx) => { await handleUpload(ctx, fc) })
+    router.post(['/', '/legacy', '/legacy/'], 'write', async (ctx) => { await handleUpload(ctx, fc) })
 
-    router.get('/simple', (ctx) => {
+    router.get('/simple', 'read', (ctx) => {
       if (!ctx.path.endsWith('/')) { ctx.redirect(`${fc.baseUrl(ctx)}/simple/`); ctx.status = 301; return }
       projectList(ctx, fc)
     })
-    router.get('/simple/:project', (ctx) => { projectPage(ctx, fc, String(ctx.params.project)) })
+    router.get('/simple/:project', 'read', (ctx) => { projectPage(ctx, fc, String(ctx.params.project)) })
 
-    router.get('/packages/:project/:filename', async (ctx: Context) => {
-      fc.authorize(ctx, 'read')
+    router.get('/packages/:project/:filename', 'read', async (ctx: Context) => {
       const project = canonicalName(String(ctx.params.project))
       const filename = String(ctx.params.filename)
       const file = fc.artifacts.fileByName(fc.repo.name, project, filename)
@@ -41,8 +40,8 @@ export const pypiFormat: FormatHandler = {
       })
     })
 
-    router.post('/-/yank/:project/:version', async (ctx) => { await setYank(ctx, fc, true) })
-    router.post('/-/unyank/:project/:version', async (ctx) => { await setYank(ctx, fc, false) })
+    router.post('/-/yank/:project/:version', 'write', async (ctx) => { await setYank(ctx, fc, true) })
+    router.post('/-/unyank/:project/:version', 'write', async (ctx) => { await setYank(ctx, fc, false) })
   },
 
   // twine prints the reason phrase of a failed upload (requests' HTTPError: "409 Client Error:

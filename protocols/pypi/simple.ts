@@ -44,7 +44,6 @@ function sendIndex (ctx: Context, rep: Representation, body: string): void {
 }
 
 export function projectList (ctx: Context, fc: FormatContext): void {
-  fc.authorize(ctx, 'read')
   const names = fc.artifacts.searchNames(fc.repo.name, '', Number.MAX_SAFE_INTEGER, 0).names
   const rep = negotiate(ctx)
   if (rep.kind === 'json') {
@@ -89,7 +88,6 @@ function fileEntries (ctx: Context, fc: FormatContext, project: string, releases
 
 /** GET /simple/<project>/: non-normalised names (and a missing slash) redirect, as PEP 503 asks. */
 export function projectPage (ctx: Context, fc: FormatContext, requested: string): void {
-  fc.authorize(ctx, 'read')
   const project = canonicalName(requested)
   if (project !== requested || !ctx.path.endsWith('/')) {
     ctx.redirect(`${fc.baseUrl(ctx)}/simple/${encodeURIComponent(project)}/`)

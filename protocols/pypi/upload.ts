@@ -5,7 +5,7 @@ import { createBLAKE2b } from 'hash-wasm'
 import type { Context } from 'koa'
 import { badRequest, conflict, integrityError, isRegistryError, tooLarge } from '../../store/errors.ts'
 import type { BlobInfo, DigestName } from '../../store/types.ts'
-import type { FormatContext } from '../format.ts'
+import { actorOf, type FormatContext } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
 import { extractCoreMetadata, parseCoreMetadata } from './core-metadata.ts'
 import { readUploadForm, type UploadFields } from './multipart.ts'
@@ -95,7 +95,7 @@ function checkLateDigests (fields: UploadFields, blob: BlobInfo): void {
 }
 
 export async function handleUpload (ctx: Context, fc: FormatContext): Promise<void> {
-  const user = fc.authorize(ctx, 'write')
+  const user = actorOf(ctx)
   const declared = ctx.get('content-length')
   if (declared !== '' && Number(declared) > fc.limits.uploadBytes) {
     ctx.set('Connection', 'close')

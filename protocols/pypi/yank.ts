@@ -6,7 +6,7 @@
 import getRawBody from 'raw-body'
 import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
-import type { FormatContext } from '../format.ts'
+import { actorOf, type FormatContext } from '../format.ts'
 import { canonicalName, normalVersion } from './names.ts'
 import { effectiveYank, releaseOf, type ReleaseMetadata } from './release.ts'
 
@@ -37,7 +37,7 @@ async function readOptions (ctx: Context): Promise<{ reason?: string, filename?:
 }
 
 export async function setYank (ctx: Context, fc: FormatContext, yank: boolean): Promise<void> {
-  const user = fc.authorize(ctx, 'write')
+  const user = actorOf(ctx)
   const project = canonicalName(String(ctx.params.project))
   const version = normalVersion(String(ctx.params.version))
   if (version == null) throw badRequest(`invalid version "${ctx.params.version}"`)
