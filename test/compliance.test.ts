@@ -3,6 +3,8 @@
 import anyTest, { type TestFn } from 'ava'
 import { genericFixture } from './compliance/generic.ts'
 import { npmFixture } from './compliance/npm.ts'
+import { ociFixture } from './compliance/oci.ts'
+import { pypiFixture } from './compliance/pypi.ts'
 import type { App } from './compliance/harness.ts'
 import { complianceSuite } from './compliance/suite.ts'
 
@@ -10,5 +12,7 @@ const test = anyTest as TestFn<{ app: App }>
 
 complianceSuite(test, [
   npmFixture,
-  genericFixture
+  genericFixture,
+  pypiFixture,
+  ociFixture
 ])

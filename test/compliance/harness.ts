@@ -58,6 +58,8 @@ export interface App {
   /** Secret bytes placed outside the repositories under test: no response may contain them. */
   sentinels: string[]
   send (method: string, path: string, call?: Call): Promise<Reply>
+  /** Errors Koa reported (on 'error') since the last call. */
+  drainAppErrors (): string[]
   /** Local change-log rows after `seq`. */
   changesAfter (seq: number): Change[]
   lastSeq (): number
@@ -96,6 +98,10 @@ export async function startApp (repositories: Array<Omit<RepositoryConfig, 'anon
   await writeFile(join(dataDir, 'secret.txt'), sentinels[0])
 
   const app = buildApp({ config, log: pino({ level: 'silent' }), ...storage })
+  // Koa reports stream errors of finished requests here (a cut upload); without a listener it
+  // prints them. Collected so each test can log its own.
+  const appErrors: string[] = []
+  app.on('error', (err: Error) => { appErrors.push(String(err?.message ?? err)) })
   const server: Server = createServer(app.callback())
   server.requestTimeout = 0
   server.headersTimeout = 60_000
@@ -114,6 +120,7 @@ export async function startApp (repositories: Array<Omit<RepositoryConfig, 'anon
     tokens,
     sentinels,
     send: async (method, path, call = {}) => await send(port, method, path, call),
+    drainAppErrors: () => appErrors.splice(0),
     changesAfter: (seq) => changes.localAfter(seq, 10_000),
     lastSeq,
     idle: async () => await until(async () => await new Promise<boolean>((resolve) => {

@@ -29,6 +29,10 @@ export function complianceSuite (test: TestFn<Context>, fixtures: FormatFixture[
     ]))
   })
   test.after.always(async (t) => { await t.context.app?.close() })
+  test.afterEach.always((t) => {
+    const errors = t.context.app?.drainAppErrors() ?? []
+    if (errors.length > 0) t.log(`Koa 'error' events (streams cut by the probes): ${[...new Set(errors)].join('; ')} (${errors.length})`)
+  })
 
   for (const f of fixtures) {
     const repo = publicRepo(f)
