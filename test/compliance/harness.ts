@@ -109,7 +109,8 @@ export async function startApp (repositories: Array<Omit<RepositoryConfig, 'anon
   const { port } = server.address() as AddressInfo
   const url = `http://127.0.0.1:${port}`
   const changes = new ChangeLog(storage.db)
-  const lastSeq = () => (storage.db.prepare('SELECT MAX(seq) AS seq FROM changes').get() as { seq: number | null }).seq ?? 0
+  const maxSeq = storage.db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM changes')
+  const lastSeq = () => maxSeq.get()?.seq ?? 0
 
   const self: App = {
     url,
@@ -188,8 +189,9 @@ export async function rawExchange (port: number, head: string, body: Iterable<Bu
           if (answered || socket.destroyed) break
           if (!socket.write(piece)) await waitDrain(socket)
         }
+        // Half-close either way: a server still waiting for the rest of the body then sees it end.
         if (opts.closeAfterWrite === 'destroy') socket.destroy()
-        else if (opts.closeAfterWrite === 'end' || !answered) socket.end()
+        else socket.end()
       })()
     })
   })
@@ -197,9 +199,11 @@ export async function rawExchange (port: number, head: string, body: Iterable<Bu
 
 async function waitDrain (socket: import('node:net').Socket): Promise<void> {
   await new Promise<void>(resolve => {
-    const finish = () => { socket.off('drain', finish); socket.off('close', finish); resolve() }
+    // A response also ends the wait: a server that answered early may never read the rest.
+    const finish = () => { socket.off('drain', finish); socket.off('close', finish); socket.off('data', finish); resolve() }
     socket.once('drain', finish)
     socket.once('close', finish)
+    socket.once('data', finish)
   })
 }
 
