@@ -1,9 +1,11 @@
-// better-sqlite3 12 on Node 24 aborts the whole process (SIGABRT, "RemoveEnvironmentCleanupHook:
-// Assertion failed: (env) != nullptr") when a garbage-collected Statement is finalised during a
-// GC that a stream read triggers. A statement prepared per request becomes such garbage: before
-// the fix, anonymous GET /readyz prepared one each time, and a few thousand probes followed by
-// ordinary uploads killed the node. Statements must be prepared once and kept.
-// In-process (the compliance harness), so an abort fails this file rather than a child quietly.
+// Node >= 24.19 made node::ObjectWrap's destructor call RemoveEnvironmentCleanupHook, which
+// aborts the process (SIGABRT, "Assertion failed: (env) != nullptr") when the object is
+// finalised by a GC that runs with no context entered. better-sqlite3 <= 12 derives Statement
+// from that ObjectWrap, so every Statement that becomes garbage can kill the node: GET /readyz
+// prepared one per request (anonymous), and a few thousand probes followed by ordinary uploads
+// killed it every time (3/3 runs). Statements prepared once and kept (or better-sqlite3 13, on
+// node-addon-api) remove the garbage. In-process (the compliance harness), so an abort fails
+// this file rather than a child process quietly.
 import test from 'ava'
 import { sampleBytes } from './compliance/generic.ts'
 import { startApp } from './compliance/harness.ts'

@@ -158,15 +158,21 @@ async function send (port: number, method: string, path: string, call: Call): Pr
 }
 
 export interface RawReply {
-  /** Undefined when the connection closed without a status line. */
+  /** The final status; undefined when the connection closed without one. */
   status?: number
+  /** 1xx statuses before it (100 Continue). */
+  interim: number[]
   text: string
 }
 
 /** Writes `head` and then `body` pieces on a raw socket, stops writing once a response starts,
  *  and collects the response until the server closes (or `end` decides the client closes first).
  *  Write errors (the server closing on an unread body) are expected and ignored. */
-export async function rawExchange (port: number, head: string, body: Iterable<Buffer>, opts: { closeAfterWrite?: 'end' | 'destroy' } = {}): Promise<RawReply> {
+export async function rawExchange (port: number, head: string, body: Iterable<Buffer>, opts: {
+  closeAfterWrite?: 'end' | 'destroy'
+  /** Send the body only after a 100 Continue, as curl does with `Expect: 100-continue`. */
+  awaitContinue?: boolean
+} = {}): Promise<RawReply> {
   return await new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
     const pieces: Buffer[] = []
@@ -174,8 +180,9 @@ export async function rawExchange (port: number, head: string, body: Iterable<Bu
     const done = () => {
       clearTimeout(timer)
       const text = Buffer.concat(pieces).toString('latin1')
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(text)
-      resolve({ status: m == null ? undefined : Number(m[1]), text })
+      const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3})/g)].map(m => Number(m[1]))
+      const final = statuses.find(n => n >= 200)
+      resolve({ status: final, interim: statuses.filter(n => n < 200), text })
     }
     // A safety net only: a server that neither answers nor closes fails the caller's assertion.
     const timer = setTimeout(() => socket.destroy(), 20_000)
@@ -185,6 +192,10 @@ export async function rawExchange (port: number, head: string, body: Iterable<Bu
     socket.on('connect', () => {
       void (async () => {
         if (!socket.write(head)) await waitDrain(socket)
+        if (opts.awaitContinue === true) {
+          await waitDrain(socket) // resolves on the first response bytes (or close)
+          answered = !/^HTTP\/1\.1 100 /.test(Buffer.concat(pieces).toString('latin1'))
+        }
         for (const piece of body) {
           if (answered || socket.destroyed) break
           if (!socket.write(piece)) await waitDrain(socket)

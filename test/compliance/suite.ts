@@ -263,12 +263,16 @@ export function complianceSuite (test: TestFn<Context>, fixtures: FormatFixture[
       const probe = await f.oversized(repo, LIMITS)
       const body = Buffer.from(probe.body ?? '')
       t.true(body.length > Math.min(LIMITS.metadataBytes, LIMITS.uploadBytes), 'the probe is over a limit')
-      for (const framing of ['Content-Length', 'chunked'] as const) {
+      for (const framing of ['Content-Length', 'chunked', 'Expect: 100-continue'] as const) {
         const before = app.lastSeq()
-        const head = requestHead(probe, framing === 'chunked' ? 'chunked' : { contentLength: body.length }, auth(app.tokens.admin))
-        const r = await rawExchange(portOf(app), head, framing === 'chunked' ? chunked(body) : pieces(body))
+        const expect = framing === 'Expect: 100-continue'
+        const withExpect = expect ? { ...probe, headers: { ...probe.headers, Expect: '100-continue' } } : probe
+        const head = requestHead(withExpect, framing === 'chunked' ? 'chunked' : { contentLength: body.length }, auth(app.tokens.admin))
+        const r = await rawExchange(portOf(app), head, framing === 'chunked' ? chunked(body) : pieces(body), { awaitContinue: expect })
         const what = `${probe.method} ${probe.path} (${framing}, ${body.length} bytes)`
         problems.expect(r.status === 413, `${what}: expected 413, got ${r.status == null ? 'no response (connection closed)' : r.text.slice(0, 200)}`)
+        // A declared length over the limit is refused before the client sends the body.
+        problems.expect(!expect || !r.interim.includes(100), `${what}: 100 Continue before refusing a declared length over the limit`)
         await stillServes(app, problems, before, what)
       }
       problems.done(t)
