@@ -26,3 +26,13 @@ export const TRAVERSAL_PROBES: string[] = [
   'a%',
   'x'.repeat(4096)
 ]
+
+/** Names beyond ASCII, percent-encoded UTF-8 as clients send them: a format may accept or refuse
+ *  each (2xx or 4xx), never answer 500. */
+export const UNICODE_PROBES: string[] = [
+  '%E4%B8%AD%E6%96%87.txt', // 中文
+  '%D0%BA%D0%B8%D1%80%D0%B8%D0%BB%D0%BB%D0%B8%D1%86%D0%B0.txt', // кириллица
+  '%F0%9F%93%A6.txt', // 📦
+  '%E2%80%AEtxt.exe', // RTL override
+  'caf%C3%A9.txt' // café (Latin-1 range)
+]

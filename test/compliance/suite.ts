@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { buildManifest, openEnvelope, signManifest } from '../../mesh/manifest.ts'
 import type { FormatFixture, Published } from './fixture.ts'
 import { chunked, LIMITS, pieces, portOf, rawExchange, requestHead, startApp, type App, type Reply } from './harness.ts'
-import { TRAVERSAL_PROBES } from './probes.ts'
+import { TRAVERSAL_PROBES, UNICODE_PROBES } from './probes.ts'
 
 interface Context { app: App }
 type T = ExecutionContext<Context>
@@ -144,6 +144,29 @@ export function complianceSuite (test: TestFn<Context>, fixtures: FormatFixture[
         }
       }
       await stillServes(app, problems, before, 'traversal probes')
+      problems.done(t)
+    })
+
+    check(f, 'names beyond ASCII (Chinese, Cyrillic, emoji, RTL override) are accepted or refused, never a 500', async (t) => {
+      const { app } = t.context
+      const problems = new Problems()
+      const p = await published(app)
+      for (const target of f.traversalTargets(repo, p)) {
+        for (const probe of UNICODE_PROBES) {
+          const path = target.path.replace('{}', probe)
+          const r = await app.send(target.method, path, { headers: target.headers, body: target.body, auth: auth(app.tokens.admin) })
+          const what = `${target.method} ${path}`
+          problems.expect(r.status < 500, `${what}: ${brief(r)}`)
+          const shape = r.status >= 400 && target.method !== 'HEAD' ? f.errorShape(r) : undefined
+          problems.expect(shape === undefined, `${what}: error body: ${shape ?? ''}`)
+          if (r.status >= 300 || target.method === 'GET') continue
+          // Accepted: it must be served where it was written.
+          const back = await app.send('GET', path)
+          problems.expect(back.status === 200, `${what} was accepted (${r.status}); GET gave ${brief(back)}`)
+        }
+      }
+      const r = await app.send('GET', p.downloads[0].path)
+      problems.expect(r.status === 200, `after names beyond ASCII: ${brief(r)}`)
       problems.done(t)
     })
 
