@@ -30,6 +30,9 @@ const ROUTES: Array<[RegExp, (m: RegExpExecArray) => Route]> = [
 /** Parses the part of a path after `/v2/<repository>`; undefined if no endpoint matches. The image
  *  name within the repository is checked against the spec's grammar (as `<repository>/<name>`). */
 export function parseRoute (repo: string, rest: string): Route | undefined {
+  // Clients send the slashes of a name as slashes; an encoded one would let a decoded segment
+  // change which endpoint (or which name) the path addresses.
+  if (/%2f/i.test(rest)) throw ociError('NAME_INVALID', 'encoded slashes (%2F) are not allowed in OCI paths')
   let decoded: string
   try { decoded = decodeURIComponent(rest) } catch { throw ociError('NAME_INVALID', 'malformed percent-encoding in the path') }
   for (const [re, make] of ROUTES) {

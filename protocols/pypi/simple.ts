@@ -7,7 +7,7 @@ import type { Context } from 'koa'
 import { notFound } from '../../store/errors.ts'
 import type { Artifact, BlobInfo } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
-import { canonicalName } from './names.ts'
+import { canonicalName, isValidProjectName } from './names.ts'
 import { effectiveYank, releaseOf, type Yank } from './release.ts'
 
 const JSON_TYPE = 'application/vnd.pypi.simple.v1+json'
@@ -88,6 +88,8 @@ function fileEntries (ctx: Context, fc: FormatContext, project: string, releases
 
 /** GET /simple/<project>/: non-normalised names (and a missing slash) redirect, as PEP 503 asks. */
 export function projectPage (ctx: Context, fc: FormatContext, requested: string): void {
+  // Never redirect an invalid name (e.g. "..") to some normal form of it.
+  if (!isValidProjectName(requested)) throw notFound(`no project "${requested.slice(0, 200)}" in ${fc.repo.name} (not a valid project name)`)
   const project = canonicalName(requested)
   if (project !== requested || !ctx.path.endsWith('/')) {
     ctx.redirect(`${fc.baseUrl(ctx)}/simple/${encodeURIComponent(project)}/`)
