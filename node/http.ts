@@ -48,8 +48,11 @@ export function buildApp (parts: HttpParts): Koa {
 
   const root = new Router()
   root.get('/healthz', (ctx) => { ctx.body = { status: 'ok' } })
+  // Prepared once: a statement per request is garbage that better-sqlite3 12 finalises unsafely
+  // on Node >= 24.19 (test/statement-gc.test.ts).
+  const ping = parts.db.prepare('SELECT 1')
   root.get('/readyz', (ctx) => {
-    parts.db.prepare('SELECT 1').get() // throws (→ 500) if the index is unusable
+    ping.get() // throws (→ 500) if the index is unusable
     // Repository names (private ones too) are for operators: admin on every repository, as the
     // mesh API asks. Anyone else (load balancers, probes) gets the status.
     const p = ctx.state.principal as Principal | undefined
@@ -80,7 +83,12 @@ export function buildApp (parts: HttpParts): Koa {
     }
     contexts.set(format, [...(contexts.get(format) ?? []), fc])
     const router = new Router({ prefix })
-    router.use(async (ctx, next) => { ctx.state.format = format; await next() })
+    // Every path under the prefix is this format's, matched by a route or not, so even a 404 for
+    // an unknown path has the body its clients parse.
+    app.use(async (ctx, next) => {
+      if (ctx.path === prefix || ctx.path.startsWith(`${prefix}/`)) ctx.state.format = format
+      await next()
+    })
     format.routes(declaredRoutes(router, { format, fc, repo }), fc)
     app.use(router.routes())
     app.use(router.allowedMethods({ throw: false }))
