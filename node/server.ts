@@ -17,6 +17,7 @@ import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
 import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
+import { checkReplicatedArtifact } from './artifact-check.ts'
 import { buildApp } from './http.ts'
 
 export interface Storage {
@@ -63,7 +64,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   // Always: a node without peers is a mesh of one.
   let mesh: Mesh
   try {
-    mesh = await startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage })
+    mesh = await startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage: { ...storage, validate: checkReplicatedArtifact } })
   } catch (err) {
     storage.db.close()
     throw err

@@ -11,7 +11,7 @@ import { deleteBlob, getBlob } from './blobs.ts'
 import { listCatalog, listReferrers, listTags } from './discovery.ts'
 import { OciError, ociError, ociErrorBody } from './errors.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
-import { parseRoute, type Route } from './names.ts'
+import { parseRoute, type Route, validateOciArtifact } from './names.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
@@ -73,6 +73,7 @@ const apiVersion = async (ctx: Context, next: Next) => {
 
 export const ociFormat: FormatHandler = {
   name: 'oci',
+  validateArtifact: validateOciArtifact,
 
   prefix: (repo) => `/v2/${repo.name}`,
 
