@@ -76,7 +76,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   const profiles = new PeerProfiles({ file: join(config.dataDir, 'peer-profiles.json'), log })
   await profiles.load()
   profiles.start(mesh.libp2p)
-  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log })
+  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log, waitMs: () => mesh.peering.current.blobWaitMs })
   const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
   await serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops) })
   storage.store.remote = fetcher
