@@ -309,7 +309,7 @@ export class BlobFetcher implements RemoteBlobs {
     entry.ready.catch(() => {})
     done.catch((err: unknown) => {
       if (this.#controller.signal.aborted) return
-      const cause = err instanceof Error ? err.message : describeError(err)
+      const cause = describeError(err)
       const level = this.#failureLogged.due(cid) ? 'warn' : 'debug'
       this.#log[level]({ cid, error: cause, relayed: fetch.relayed, clientsWaiting: fetch.readers.size }, 'blob fetch failed')
     }).finally(() => { this.#entries.delete(cid) })
@@ -333,7 +333,7 @@ export class BlobFetcher implements RemoteBlobs {
         if (found.length >= 8) break
       }
     } catch (err: any) {
-      this.#log.debug({ cid, error: err?.message }, 'findProviders failed')
+      this.#log.debug({ cid, error: describeError(err) }, 'findProviders failed')
     }
     const self = this.#libp2p.peerId.toString()
     return [...peers, ...found].filter(p => p.toString() !== self)
@@ -390,7 +390,7 @@ export class BlobFetcher implements RemoteBlobs {
             log.warn({ peer: key }, 'chunk table does not match the signed root')
             this.#profiles.recordBadChunk(key)
           } catch (err: any) {
-            log.debug({ peer: key, error: err?.message }, 'table failed')
+            log.debug({ peer: key, error: describeError(err) }, 'table failed')
           }
         }
         if (table.length === 0) throw unavailable(`blob ${cid}: no peer served a chunk table matching the signed root`)
@@ -427,7 +427,7 @@ export class BlobFetcher implements RemoteBlobs {
     } catch (err: any) {
       f.failed = err
       f.record.status = 'failed'
-      f.record.error = err?.message
+      f.record.error = describeError(err)
       throw err
     } finally {
       f.record.finishedAt = Date.now()
@@ -471,7 +471,7 @@ export class BlobFetcher implements RemoteBlobs {
       await this.#client.probe(peer, PROBE_BYTES, AbortSignal.any([this.#controller.signal, AbortSignal.timeout(10_000)]))
       this.#profiles.recordTransfer(peer, PROBE_BYTES, performance.now() - started, { chunk: false })
     } catch (err: any) {
-      this.#log.debug({ peer: peer.toString(), error: err?.message }, 'probe failed')
+      this.#log.debug({ peer: peer.toString(), error: describeError(err) }, 'probe failed')
     }
   }
 
@@ -480,7 +480,7 @@ export class BlobFetcher implements RemoteBlobs {
     try {
       await this.#libp2p.services.dht.provide(CID.parse(cid), { signal: AbortSignal.any([this.#controller.signal, AbortSignal.timeout(30_000)]) })
     } catch (err: any) {
-      this.#log.debug({ cid, error: err?.message }, 'provide failed')
+      this.#log.debug({ cid, error: describeError(err) }, 'provide failed')
     }
   }
 

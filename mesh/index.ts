@@ -10,6 +10,7 @@ import { loadIdentity } from './identity.ts'
 import { OncePer } from './once-per.ts'
 import { createMeshLibp2p, type MeshLibp2p } from './libp2p.ts'
 import { Replication, type ReplicationStorage } from './replication.ts'
+import { describeError } from './errors.ts'
 
 /** A refused peer is logged again after this long if it keeps trying. */
 const ONCE_PER_MS = 60 * 60_000
@@ -89,7 +90,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     for (const peer of node.getPeers()) {
       if (!isAllowed(next, peer.toString())) {
         log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist')
-        node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: err?.message }, 'hang up failed'))
+        node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: describeError(err) }, 'hang up failed'))
       }
     }
     dialer.update(next.bootstrap)

@@ -69,6 +69,7 @@ export class RemoteApplier {
       insert: db.prepare('INSERT INTO artifacts (repo, name, version, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)'),
       update: db.prepare('UPDATE artifacts SET metadata = ?, updated_at = ? WHERE id = ?'),
       del: db.prepare('DELETE FROM artifacts WHERE id = ?'),
+      versionsOf: db.prepare<[string, string], { id: number, version: string }>('SELECT id, version FROM artifacts WHERE repo = ? AND name = ?'),
       delFiles: db.prepare('DELETE FROM files WHERE artifact_id = ?'),
       addFile: db.prepare('INSERT INTO files (artifact_id, filename, cid) VALUES (?, ?, ?)'),
       // Formats that scope blob reads to a (repository, name) (OCI) serve what its artifacts name.
@@ -103,17 +104,22 @@ export class RemoteApplier {
     const results = this.#d.db.transaction((): ApplyResult[] => {
       const out: ApplyResult[] = []
       const touched = new Map<string, number>() // package -> index of its last applied manifest
+      const undone = new Set<string>() // packages an equivocation loser had changed
       for (const { change, envelope } of items) {
         const result: ApplyResult = { status: 'duplicate', conflicts: [] }
         out.push(result)
         // A losing envelope that was applied leaves its package to be folded again without it.
-        const replaced = (repo: string, name: string): void => { touched.set(JSON.stringify([repo, name]), out.length - 1) }
+        const replaced = (repo: string, name: string): void => {
+          const key = JSON.stringify([repo, name])
+          touched.set(key, out.length - 1)
+          undone.add(key)
+        }
         Object.assign(result, this.#admit(change, envelope, replaced))
         if (result.status === 'applied') touched.set(JSON.stringify([change.repo, change.name]), out.length - 1)
       }
       for (const [key, i] of touched) {
         const [repo, name] = JSON.parse(key) as [string, string]
-        out[i].conflicts = this.#refold(repo, name)
+        out[i].conflicts = this.#refold(repo, name, undone.has(key))
       }
       return out
     }).immediate()
@@ -199,10 +205,16 @@ export class RemoteApplier {
   }
 
   /** Rewrites what differs between the index and the fold of all the package's changes. Returns
-   *  conflicts not reported before. */
-  #refold (repo: string, name: string): ConflictReport[] {
+   *  conflicts not reported before. `prune`: a change was removed (an equivocation loser), so a
+   *  version no change accounts for any more goes. */
+  #refold (repo: string, name: string, prune = false): ConflictReport[] {
     const state = foldPackage(this.#changes.ofPackage(repo, name), this.#d.self)
     let changed = false
+    if (prune) {
+      for (const v of this.#s.versionsOf.all(repo, name)) {
+        if (!state.versions.has(v.version)) { this.#s.del.run(v.id); changed = true }
+      }
+    }
     for (const [version, v] of state.versions) {
       const cur = this.#s.get.get(repo, name, version)
       if (!v.live) {
