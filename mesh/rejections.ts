@@ -45,7 +45,7 @@ export class RejectionLog {
     const repeats = e.loggedAt === 0 ? undefined : e.count
     e.loggedAt = now
     this.#log.warn({ origin, reason: r.reason, error: r.message, via: r.via, peer: r.peer, ...(repeats != null ? { count: repeats } : {}), nextLogInMs: LOG_EVERY_MS },
-      'manifest rejected (logged once an hour per origin and reason)')
+      'manifest rejected')
   }
 
   /** Distinct rejections, most recent first. */
