@@ -56,7 +56,14 @@ test.serial('a member’s changes that break their format’s rules are refused 
     { repo: 'files', format: 'generic', name: 'dir/ok.txt', version: '', files: [await fileOf('ok.txt', 'fine')] },
     { repo: 'npm', format: 'npm', name: 'fine', version: '1.0.0', files: [await fileOf('fine-1.0.0.tgz', 'tgz')] },
     { repo: 'pypi', format: 'pypi', name: 'demo', version: '1.0', files: [await fileOf('demo-1.0-py3-none-any.whl', 'whl'), await fileOf('demo-1.0-py3-none-any.whl.metadata', 'meta')] },
-    { repo: 'docker', format: 'oci', name: 'library/app', version: DIGEST, files: [await fileOf('manifest.json', '{}')] }
+    { repo: 'docker', format: 'oci', name: 'library/app', version: DIGEST, files: [await fileOf('manifest.json', '{}')] },
+    // Tag moves as the formats log them (an untag names no version).
+    { repo: 'npm', format: 'npm', name: 'fine', version: '1.0.0', kind: 'tag', tag: 'latest' },
+    { repo: 'npm', format: 'npm', name: 'fine', version: '', kind: 'untag', tag: 'latest' },
+    { repo: 'docker', format: 'oci', name: 'library/app', version: DIGEST, kind: 'tag', tag: 'v1' },
+    { repo: 'docker', format: 'oci', name: 'library/app', version: '', kind: 'untag', tag: 'v1' },
+    { repo: 'pypi', format: 'pypi', name: 'demo', version: '3.0', kind: 'delete' },
+    { repo: 'files', format: 'generic', name: 'dir/gone.txt', version: '', kind: 'delete' }
   ]
   const outcomes = await importEnvelopes(x, await signAll(k, MESH, [...bad, ...good]))
   t.deepEqual(outcomes, [...bad.map(() => 'rejected'), ...good.map(() => 'new')])

@@ -97,7 +97,8 @@ export function parsePackagePath (rawPath: string): PackagePath {
  *  tarball filename and dist-tag rules a local publish goes through. */
 export function validateNpmArtifact (a: ArtifactCheck): void {
   assertPackageName(a.name)
-  if (semver.valid(a.version) !== a.version) throw badRequest(`invalid version "${a.version}": must be a valid semver version such as 1.2.3`)
+  // An untag names no version (store/artifacts.ts removeTag).
+  if (!(a.kind === 'untag' && a.version === '') && semver.valid(a.version) !== a.version) throw badRequest(`invalid version "${a.version}": must be a valid semver version such as 1.2.3`)
   const tarball = tarballFilename(a.name, a.version)
   for (const f of a.files) {
     if (f.filename !== tarball) throw badRequest(`file "${f.filename}" of ${a.name}@${a.version} must be named ${tarball}`)

@@ -77,7 +77,8 @@ export function isDigest (reference: string): boolean { return DIGEST_RE.test(re
  *  digests of what it pins, and tags of the spec's grammar, as a push stores them. */
 export function validateOciArtifact (a: ArtifactCheck): void {
   checkName(a.repo, a.name)
-  sha256Of(a.version)
+  // An untag names no version (store/artifacts.ts removeTag).
+  if (!(a.kind === 'untag' && a.version === '')) sha256Of(a.version)
   for (const f of a.files) {
     if (f.filename !== MANIFEST_FILE) sha256Of(f.filename)
   }
