@@ -65,7 +65,9 @@ export const peeringSchema = z.object({
   psk: z.string().optional(),
   replication: z.record(z.string(), replicationMode).default({ '*': 'on-demand' }),
   /** Upload cap for serving other peers, bytes per second; null is unlimited. */
-  uploadBandwidth: bandwidth.default(null)
+  uploadBandwidth: bandwidth.default(null),
+  /** How long a client asking for a blob that no reachable peer offers waits for its 503 (ms). */
+  blobWaitMs: z.number({ error: 'expected milliseconds, e.g. 5000' }).int('expected whole milliseconds').min(100, 'expected at least 100 ms').max(600_000, 'expected at most 600000 ms (10 minutes)').default(5000)
 }).strict()
 
 export type PeeringFileContent = z.input<typeof peeringSchema>
@@ -84,7 +86,8 @@ export function defaultPeeringFile (): PeeringFileContent {
     bootstrap: [],
     allow: [],
     replication: { '*': 'on-demand' },
-    uploadBandwidth: null
+    uploadBandwidth: null,
+    blobWaitMs: 5000
   }
 }
 

@@ -5,6 +5,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { peerIdOfMultiaddr } from '../config/peering-schema.ts'
+import { describeError } from './errors.ts'
 import type { MeshLibp2p } from './libp2p.ts'
 
 export interface BootstrapInit {
@@ -94,7 +95,7 @@ export class BootstrapDialer {
         await libp2p.services.ping.ping(peerIdFromString(t.peerId), opts)
       } catch (err: any) {
         await libp2p.hangUp(peerIdFromString(t.peerId)).catch(() => {})
-        throw new Error(`connected but the peer closed the connection (not in its allowlist, or another mesh?): ${err?.message}`)
+        throw new Error(`connected but the peer closed the connection (not in its allowlist, or another mesh?): ${describeError(err)}`)
       }
       t.failures = 0
       log.info({ peer: t.peerId }, 'bootstrap peer connected')
@@ -103,7 +104,7 @@ export class BootstrapDialer {
       t.failures++
       const delay = this.#backoff(t)
       // The first failure is news; the retries of a peer that is down are not.
-      log[t.failures === 1 ? 'warn' : 'debug']({ peer: t.peerId, error: err?.message, failures: t.failures, retryInMs: Math.round(delay) }, 'bootstrap dial failed')
+      log[t.failures === 1 ? 'warn' : 'debug']({ peer: t.peerId, error: describeError(err), failures: t.failures, retryInMs: Math.round(delay) }, 'bootstrap dial failed')
       this.#schedule(t, delay)
     } finally {
       t.dialing = false

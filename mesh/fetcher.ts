@@ -17,13 +17,23 @@ import type { MeshLibp2p } from './libp2p.ts'
 import type { PeerProfiles } from './profiles.ts'
 import { Swarm, SwarmUnavailable, type SourceStats } from './swarm.ts'
 import { BlobClient } from './transfer.ts'
+import { describeError } from './errors.ts'
+import { OncePer } from './once-per.ts'
 
 /** Blobs fetched at once in the background for mirrored repositories. */
 const MIRROR_CONCURRENCY = 2
 /** A failed mirror fetch is tried again after this (sooner when a peer connects). */
 const MIRROR_RETRY_MS = 30_000
-/** How long a fetch waits for a relaying peer's first chunk before answering 503. */
+/** How long a fetch waits for a relaying peer's first chunk before giving up (in the background:
+ *  a waiting client gives up after `waitMs`). */
 const RELAY_WAIT_MS = 20_000
+/** Default of the peering file's `blobWaitMs`: how long a client waits for a blob no reachable
+ *  peer offers before its 503. */
+export const DEFAULT_WAIT_MS = 5_000
+/** A fetch that failed while a client waited is retried when a peer connects, for this long. */
+const WANTED_MS = 10 * 60_000
+/** The same blob failing again is logged at most this often. */
+const FAILURE_LOG_MS = 60_000
 /** Relay hops a fetch of our own may ask for (A–B–C needs one: B relays for C). */
 const RELAY_HOPS = 2
 /** Recent transfers kept for the admin API. */
@@ -35,9 +45,21 @@ const PROBE_STALE_MS = 10 * 60_000
 const PROBE_BYTES = 256 * 1024
 const PROBE_INTERVAL_MS = 60_000
 
-export interface BlobFetcherInit { libp2p: MeshLibp2p, store: FileBlobStore, mesh: string, profiles: PeerProfiles, log: Logger }
+export interface BlobFetcherInit {
+  libp2p: MeshLibp2p
+  store: FileBlobStore
+  mesh: string
+  profiles: PeerProfiles
+  log: Logger
+  /** How long a client waits for a first chunk while no peer offers one (read per request, so a
+   *  peering file edit applies to the next); default DEFAULT_WAIT_MS. */
+  waitMs?: () => number
+}
 
-export const unavailable = (m: string): RegistryError => new RegistryError('Unavailable', m, { 'Retry-After': '30' })
+/** Seconds a client is told to wait before asking again (`Retry-After`). */
+const RETRY_AFTER_S = 30
+
+export const unavailable = (m: string): RegistryError => new RegistryError('Unavailable', m, { 'Retry-After': String(RETRY_AFTER_S) })
 
 /** What the admin API shows of a transfer. */
 export interface TransferRecord {
@@ -55,6 +77,7 @@ export interface TransferRecord {
 /** One blob being fetched: readers wait on `changed`. */
 class Fetch {
   partial: PartialBlob | undefined
+  swarm: Swarm | undefined
   failed: unknown
   committed = false
   /** Started for a peer (relay): fetched in order, since the peer streams it on. */
@@ -93,8 +116,11 @@ export class BlobFetcher implements RemoteBlobs {
   readonly #controller = new AbortController()
   #prober: ReturnType<typeof setInterval> | undefined
   #retrier: ReturnType<typeof setInterval> | undefined
-  /** Mirror fetches that failed, and when to try again. */
-  readonly #mirrorFailed = new Map<string, number>()
+  /** Fetches that failed and are tried again: when (mirrors: periodically; a blob a client asked
+   *  for: Infinity, only when a peer connects) and until when. */
+  readonly #failed = new Map<string, { at: number, until: number }>()
+  readonly #waitMs: () => number
+  readonly #failureLogged = new OncePer(FAILURE_LOG_MS)
   /** How many transfers were started (tests observe coalescing through it). */
   started = 0
 
@@ -104,6 +130,7 @@ export class BlobFetcher implements RemoteBlobs {
     this.#client = new BlobClient(init.libp2p, init.mesh)
     this.#profiles = init.profiles
     this.#log = init.log.child({ component: 'mesh:fetch' })
+    this.#waitMs = init.waitMs ?? (() => DEFAULT_WAIT_MS)
   }
 
   /** Resumes fetches a restart interrupted and starts idle-link probes. */
@@ -125,15 +152,29 @@ export class BlobFetcher implements RemoteBlobs {
     this.#libp2p.addEventListener('peer:identify', this.#onPeer)
   }
 
-  readonly #onPeer = (): void => { this.#retryMirrors(true) }
+  readonly #onPeer = (evt: CustomEvent<{ peerId: PeerId }>): void => {
+    const n = [...this.#failed.keys()].filter(cid => !this.#entries.has(cid)).length
+    if (n > 0) this.#log.info({ peer: evt.detail.peerId.toString(), blobs: n }, 'a peer connected: retrying failed fetches')
+    this.#retryMirrors(true)
+  }
 
   #retryMirrors (all: boolean): void {
     const now = Date.now()
-    for (const [cid, at] of this.#mirrorFailed) {
+    for (const [cid, { at, until }] of this.#failed) {
+      if (until < now) { this.#failed.delete(cid); continue }
       if (!all && at > now) continue
-      this.#mirrorFailed.delete(cid)
-      this.mirror(cid)
+      if (this.#entries.has(cid)) continue // running again already (a client asked)
+      this.#failed.delete(cid)
+      this.#retryNow(cid, until)
     }
+  }
+
+  /** A failed fetch once more, in the background; if it fails again it stays wanted. */
+  #retryNow (cid: string, until: number): void {
+    if (until === Infinity) { this.mirror(cid); return }
+    this.fetch(cid).catch(() => {
+      if (!this.#controller.signal.aborted && this.#store.describe(cid)?.present === false) this.#failed.set(cid, { at: Infinity, until })
+    })
   }
 
   /** Stops every transfer; partial files stay for the next start. */
@@ -161,7 +202,6 @@ export class BlobFetcher implements RemoteBlobs {
     if (d == null || d.present) return false
     const e = this.#start(cid, hops)
     e.fetch.relayed = true
-    e.done.catch((err: any) => { this.#log.debug({ cid, error: err?.message }, 'relay fetch failed') })
     return true
   }
 
@@ -178,7 +218,35 @@ export class BlobFetcher implements RemoteBlobs {
     const e = this.#start(cid)
     const waiting = { pos: 0 }
     e.fetch.readers.add(waiting)
-    try { await e.ready } finally { e.fetch.readers.delete(waiting) }
+    try {
+      await this.#firstChunk(cid, e)
+    } catch (err) {
+      // Someone wanted it: when a peer connects (perhaps its holder, back), fetch it again.
+      if (!this.#controller.signal.aborted && this.#store.describe(cid)?.present === false && !this.#failed.has(cid)) {
+        this.#failed.set(cid, { at: Infinity, until: Date.now() + WANTED_MS })
+      }
+      throw err
+    } finally {
+      e.fetch.readers.delete(waiting)
+    }
+  }
+
+  /** Waits for chunk 0, at most `waitMs` while no peer offers a missing chunk (a relay that is
+   *  still looking does not count: that is what made clients wait 20 s for their 503). A chunk
+   *  on offer is waited for under the swarm's own deadlines. The fetch goes on in the background. */
+  async #firstChunk (cid: string, e: Entry): Promise<void> {
+    const waitMs = this.#waitMs()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const expired = new Promise<true>(resolve => { timer = setTimeout(() => { resolve(true) }, waitMs) })
+    try {
+      if (await Promise.race([e.ready.then(() => false as const), expired]) === false) return
+    } finally {
+      clearTimeout(timer)
+    }
+    if (e.fetch.swarm?.offersSomething() === true) { await e.ready; return }
+    const relaying = e.fetch.swarm?.someoneFetching() === true ? ' (a peer that knows it is still looking for a holder)' : ''
+    throw unavailable(`blob ${cid} is in the mesh but no reachable peer offered it within ${waitMs} ms${relaying}; ` +
+      `its holders may be offline. Retry after ${RETRY_AFTER_S} s (Retry-After)`)
   }
 
   /** Fetches `cid` to the store (coalesced), resolving when it is committed. */
@@ -239,7 +307,12 @@ export class BlobFetcher implements RemoteBlobs {
     const done = this.#run(cid, fetch, setReady)
     const entry = { fetch, ready: Promise.race([ready, done.then(() => {})]), done }
     entry.ready.catch(() => {})
-    done.catch(() => {}).finally(() => { this.#entries.delete(cid) })
+    done.catch((err: unknown) => {
+      if (this.#controller.signal.aborted) return
+      const cause = describeError(err)
+      const level = this.#failureLogged.due(cid) ? 'warn' : 'debug'
+      this.#log[level]({ cid, error: cause, relayed: fetch.relayed, clientsWaiting: fetch.readers.size }, 'blob fetch failed')
+    }).finally(() => { this.#entries.delete(cid) })
     this.#entries.set(cid, entry)
     return entry
   }
@@ -260,7 +333,7 @@ export class BlobFetcher implements RemoteBlobs {
         if (found.length >= 8) break
       }
     } catch (err: any) {
-      this.#log.debug({ cid, error: err?.message }, 'findProviders failed')
+      this.#log.debug({ cid, error: describeError(err) }, 'findProviders failed')
     }
     const self = this.#libp2p.peerId.toString()
     return [...peers, ...found].filter(p => p.toString() !== self)
@@ -280,7 +353,7 @@ export class BlobFetcher implements RemoteBlobs {
       // Sources first (a table is only worth asking for from a peer that has the blob), with a
       // placeholder partial: the swarm needs the table to verify chunks.
       let provided = false
-      const swarm: Swarm = new Swarm({
+      const swarm: Swarm = f.swarm = new Swarm({
         cid, total, client: this.#client, profiles: this.#profiles, log, signal,
         candidates: async (round) => await this.#candidates(cid, swarm, round),
         urgentFrom: () => f.urgentFrom(),
@@ -317,7 +390,7 @@ export class BlobFetcher implements RemoteBlobs {
             log.warn({ peer: key }, 'chunk table does not match the signed root')
             this.#profiles.recordBadChunk(key)
           } catch (err: any) {
-            log.debug({ peer: key, error: err?.message }, 'table failed')
+            log.debug({ peer: key, error: describeError(err) }, 'table failed')
           }
         }
         if (table.length === 0) throw unavailable(`blob ${cid}: no peer served a chunk table matching the signed root`)
@@ -354,7 +427,7 @@ export class BlobFetcher implements RemoteBlobs {
     } catch (err: any) {
       f.failed = err
       f.record.status = 'failed'
-      f.record.error = err?.message
+      f.record.error = describeError(err)
       throw err
     } finally {
       f.record.finishedAt = Date.now()
@@ -379,10 +452,10 @@ export class BlobFetcher implements RemoteBlobs {
       const cid = this.#mirrorQueue.shift() as string
       this.#mirroring++
       this.fetch(cid)
-        .catch((err: any) => {
+        .catch(() => {
+          // Logged (with its cause) where every fetch ends, in #start.
           if (this.#controller.signal.aborted) return
-          this.#log.warn({ cid, error: err?.message, retryInMs: MIRROR_RETRY_MS }, 'mirror fetch failed')
-          if (this.#store.describe(cid)?.present === false) this.#mirrorFailed.set(cid, Date.now() + MIRROR_RETRY_MS)
+          if (this.#store.describe(cid)?.present === false) this.#failed.set(cid, { at: Date.now() + MIRROR_RETRY_MS, until: Infinity })
         })
         .finally(() => { this.#mirroring--; this.#drainMirror() })
     }
@@ -398,7 +471,7 @@ export class BlobFetcher implements RemoteBlobs {
       await this.#client.probe(peer, PROBE_BYTES, AbortSignal.any([this.#controller.signal, AbortSignal.timeout(10_000)]))
       this.#profiles.recordTransfer(peer, PROBE_BYTES, performance.now() - started, { chunk: false })
     } catch (err: any) {
-      this.#log.debug({ peer: peer.toString(), error: err?.message }, 'probe failed')
+      this.#log.debug({ peer: peer.toString(), error: describeError(err) }, 'probe failed')
     }
   }
 
@@ -407,7 +480,7 @@ export class BlobFetcher implements RemoteBlobs {
     try {
       await this.#libp2p.services.dht.provide(CID.parse(cid), { signal: AbortSignal.any([this.#controller.signal, AbortSignal.timeout(30_000)]) })
     } catch (err: any) {
-      this.#log.debug({ cid, error: err?.message }, 'provide failed')
+      this.#log.debug({ cid, error: describeError(err) }, 'provide failed')
     }
   }
 

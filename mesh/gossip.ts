@@ -8,6 +8,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { MeshLibp2p } from './libp2p.ts'
 import type { ManifestReceiver } from './replication.ts'
+import { describeError } from './errors.ts'
 
 export const manifestTopic = (mesh: string): string => `akmesh/${mesh}/manifests/1`
 
@@ -44,7 +45,7 @@ export class ManifestGossip {
   /** Publishes an envelope; a duplicate (already seen) is not an error. */
   publish (envelope: Uint8Array): void {
     this.#i.libp2p.services.pubsub.publish(this.topic, envelope).catch((err: any) => {
-      this.#log.warn({ error: err?.message }, 'publishing a manifest failed')
+      this.#log.warn({ error: describeError(err) }, 'publishing a manifest failed')
     })
   }
 

@@ -5,9 +5,15 @@ import type { Logger } from 'pino'
 import { LivePeering, type PeeringListener } from '../config/peering.ts'
 import { isAllowed, type Peering } from '../config/peering-schema.ts'
 import { BootstrapDialer } from './bootstrap.ts'
+import { ConnectedPeersFile } from './connected-file.ts'
 import { loadIdentity } from './identity.ts'
+import { OncePer } from './once-per.ts'
 import { createMeshLibp2p, type MeshLibp2p } from './libp2p.ts'
 import { Replication, type ReplicationStorage } from './replication.ts'
+import { describeError } from './errors.ts'
+
+/** A refused peer is logged again after this long if it keeps trying. */
+const ONCE_PER_MS = 60 * 60_000
 
 export interface MeshInit {
   dataDir: string
@@ -47,6 +53,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
   const onAbort = () => { void stop() }
   init.signal?.addEventListener('abort', onAbort, { once: true })
 
+  const refusals = new OncePer(ONCE_PER_MS)
   let libp2p: MeshLibp2p | undefined
   let replication: Replication | undefined
   try {
@@ -60,7 +67,8 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       listen: init.listenPort == null ? started.listen : started.listen.map(a => withTcpPort(a, init.listenPort as number)),
       psk: started.pskKey,
       // Reads the live file on every check: allowlist edits apply to the next connection.
-      isAllowed: (peerId) => peerId === self || isAllowed(peering.current, peerId)
+      isAllowed: (peerId) => peerId === self || isAllowed(peering.current, peerId),
+      onRefused: (r) => { if (refusals.due(r.peerId)) log.warn({ peer: r.peerId, addr: r.addr, direction: r.direction, nextLogInMs: ONCE_PER_MS }, 'refused a connection: the peer is not in the allowlist (logged once an hour per peer)') }
     })
     if (init.storage != null) {
       replication = new Replication({ ...init.storage, libp2p, peering, privateKey: identity.privateKey, log })
@@ -82,12 +90,24 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     for (const peer of node.getPeers()) {
       if (!isAllowed(next, peer.toString())) {
         log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist')
-        node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: err?.message }, 'hang up failed'))
+        node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: describeError(err) }, 'hang up failed'))
       }
     }
     dialer.update(next.bootstrap)
   }
   const unsubscribe = peering.subscribe(onChange)
+
+  const peers = (): MeshPeer[] => node.getConnections().reduce<MeshPeer[]>((acc, c) => {
+    const id = c.remotePeer.toString()
+    const existing = acc.find(p => p.peerId === id)
+    if (existing != null) existing.addrs.push(c.remoteAddr.toString())
+    else acc.push({ peerId: id, addrs: [c.remoteAddr.toString()], direction: c.direction })
+    return acc
+  }, [])
+  const connected = new ConnectedPeersFile(init.dataDir, peers, log)
+  node.addEventListener('peer:connect', connected.changed)
+  node.addEventListener('peer:disconnect', connected.changed)
+  await connected.start()
 
   const multiaddrs = () => node.getMultiaddrs().map(String)
   log.info({ peerId: node.peerId.toString(), multiaddrs: multiaddrs(), mesh: peering.current.mesh, private: peering.current.pskKey != null }, 'mesh listening')
@@ -100,7 +120,10 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       unsubscribe()
       controller.abort()
       await replication?.stop()
+      node.removeEventListener('peer:connect', connected.changed)
+      node.removeEventListener('peer:disconnect', connected.changed)
       await node.stop()
+      await connected.stop()
       if (ownsPeering) peering.close()
     })()
     await stopping
@@ -112,13 +135,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     peering,
     replication,
     multiaddrs,
-    peers: () => node.getConnections().reduce<MeshPeer[]>((acc, c) => {
-      const id = c.remotePeer.toString()
-      const existing = acc.find(p => p.peerId === id)
-      if (existing != null) existing.addrs.push(c.remoteAddr.toString())
-      else acc.push({ peerId: id, addrs: [c.remoteAddr.toString()], direction: c.direction })
-      return acc
-    }, []),
+    peers,
     stop
   }
 }

@@ -5,7 +5,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { createHash } from 'node:crypto'
 import { StrictNoSign, gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
-import type { ConnectionGater, PeerId, PrivateKey } from '@libp2p/interface'
+import type { ConnectionGater, MultiaddrConnection, PeerId, PrivateKey } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
@@ -30,19 +30,29 @@ export interface MeshLibp2pInit {
   psk?: Uint8Array
   /** Consulted on every dial and every new connection, so allowlist edits apply at once. */
   isAllowed: (peerId: string) => boolean
+  /** Told of each connection refused because the remote peer is not allowed (mesh/index.ts logs
+   *  it, throttled). */
+  onRefused?: (refusal: Refusal) => void
 }
+
+export interface Refusal { peerId: string, addr: string, direction: 'inbound' | 'outbound' }
 
 /** The DHT protocol of a mesh: nodes of different meshes never answer each other's queries. */
 export const dhtProtocol = (mesh: string): string => `/akmesh/${mesh}/kad/1.0.0`
 
 /** Denies dials to, and connections from or to, peers the allowlist does not name. The check
  *  runs once the remote peer is authenticated (after Noise), so a peer cannot claim an ID. */
-export function allowlistGater (isAllowed: (peerId: string) => boolean): ConnectionGater {
+export function allowlistGater (isAllowed: (peerId: string) => boolean, onRefused?: (r: Refusal) => void): ConnectionGater {
   const deny = (peerId: PeerId): boolean => !isAllowed(peerId.toString())
+  const denyConnection = (direction: Refusal['direction']) => (peerId: PeerId, conn: MultiaddrConnection): boolean => {
+    if (!deny(peerId)) return false
+    onRefused?.({ peerId: peerId.toString(), addr: conn.remoteAddr.toString(), direction })
+    return true
+  }
   return {
     denyDialPeer: deny,
-    denyInboundEncryptedConnection: deny,
-    denyOutboundEncryptedConnection: deny,
+    denyInboundEncryptedConnection: denyConnection('inbound'),
+    denyOutboundEncryptedConnection: denyConnection('outbound'),
     denyInboundUpgradedConnection: deny,
     denyOutboundUpgradedConnection: deny
   }
@@ -56,7 +66,7 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(init.psk != null ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
-    connectionGater: allowlistGater(init.isAllowed),
+    connectionGater: allowlistGater(init.isAllowed, init.onRefused),
     services: {
       identify: identify(),
       // More than one at a time per connection: the bootstrap check and RTT profiling

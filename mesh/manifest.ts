@@ -29,10 +29,13 @@ export type ManifestRejection = 'too-large' | 'undecodable' | 'malformed' | 'wro
 
 export class ManifestError extends Error {
   readonly reason: ManifestRejection
-  constructor (reason: ManifestRejection, message: string) {
+  /** The origin the manifest claims, once its payload decoded (for reports, not trust). */
+  origin?: string
+  constructor (reason: ManifestRejection, message: string, origin?: string) {
     super(message)
     this.name = 'ManifestError'
     this.reason = reason
+    if (origin != null) this.origin = origin
   }
 }
 
@@ -127,12 +130,12 @@ export async function openEnvelope (bytes: Uint8Array, opts: OpenOptions): Promi
     throw new ManifestError('undecodable', `undecodable envelope: ${(err as Error).message}`)
   }
   const m = validateManifest(payload)
-  if (m.mesh !== opts.mesh) throw new ManifestError('wrong-mesh', `manifest of mesh "${m.mesh}", not "${opts.mesh}"`)
-  if (!opts.isAllowed(m.origin)) throw new ManifestError('not-allowed', `origin ${m.origin} is not a member of this mesh`)
-  if (!await signedBy(m.origin, envelope.payload, envelope.signature)) throw new ManifestError('bad-signature', `signature does not verify against ${m.origin}`)
+  if (m.mesh !== opts.mesh) throw new ManifestError('wrong-mesh', `manifest of mesh "${m.mesh}", not "${opts.mesh}"`, m.origin)
+  if (!opts.isAllowed(m.origin)) throw new ManifestError('not-allowed', `origin ${m.origin} is not a member of this mesh`, m.origin)
+  if (!await signedBy(m.origin, envelope.payload, envelope.signature)) throw new ManifestError('bad-signature', `signature does not verify against ${m.origin}`, m.origin)
   const now = opts.now ?? Date.now()
   if (m.timestamp > now + MAX_CLOCK_SKEW_MS) {
-    throw new ManifestError('from-the-future', `manifest ${m.origin}/${m.seq} is dated ${m.timestamp - now} ms ahead of this clock`)
+    throw new ManifestError('from-the-future', `manifest ${m.origin}/${m.seq} is dated ${m.timestamp - now} ms ahead of this clock`, m.origin)
   }
   return m
 }

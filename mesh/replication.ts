@@ -6,7 +6,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { LivePeering } from '../config/peering.ts'
 import { isAllowed, replicationFor } from '../config/peering-schema.ts'
-import { RemoteApplier, type ApplyResult } from '../store/apply.ts'
+import { RemoteApplier, type ApplyDeps, type ApplyResult } from '../store/apply.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { DB } from '../store/db.ts'
@@ -14,6 +14,7 @@ import { ManifestLog } from '../store/manifests.ts'
 import { ManifestGossip } from './gossip.ts'
 import type { MeshLibp2p } from './libp2p.ts'
 import { ManifestError, openEnvelope, type Manifest } from './manifest.ts'
+import { RejectionLog, type Rejection } from './rejections.ts'
 import { ManifestSigner } from './signer.ts'
 import { ManifestSync } from './sync.ts'
 
@@ -22,6 +23,9 @@ export interface ReplicationStorage {
   db: DB
   artifacts: ArtifactIndex
   store: FileBlobStore
+  /** The formats' rules for what a change may name (node/ passes FormatHandler.validateArtifact;
+   *  the mesh knows no format). A change that fails is kept for forwarding, not applied. */
+  validate?: ApplyDeps['validate']
 }
 
 export interface ReplicationInit extends ReplicationStorage {
@@ -45,7 +49,11 @@ export interface ReplicationStatus {
   heads: Record<string, number>
   received: number
   rejected: number
+  /** Distinct recent rejections (origin, reason, count, first/last seen), most recent first. */
+  rejections: Rejection[]
   conflicts: number
+  /** Origins that signed two different manifests for one seq (evidence kept in the index). */
+  equivocating: Array<{ origin: string, seqs: number, envelopes: number, firstSeen: number, lastSeen: number }>
 }
 
 export class Replication implements ManifestReceiver {
@@ -58,18 +66,20 @@ export class Replication implements ManifestReceiver {
   readonly #log: Logger
   #unsubscribe: (() => void) | undefined
   #received = 0
-  #rejected = 0
+  readonly #rejections: RejectionLog
   readonly #applied = new Set<(m: Manifest) => void>()
 
   constructor (init: ReplicationInit) {
     this.#i = init
     this.#log = init.log.child({ component: 'mesh:replication' })
+    this.#rejections = new RejectionLog(this.#log)
     const mesh = init.peering.current.mesh
     this.manifests = new ManifestLog(init.db)
     this.signer = new ManifestSigner({ db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, mesh, privateKey: init.privateKey, log: this.#log })
     this.applier = new RemoteApplier({
       db: init.db, artifacts: init.artifacts, store: init.store, manifests: this.manifests, self: this.signer.peerId, log: this.#log,
-      replicates: (repo) => replicationFor(init.peering.current, repo) !== 'none'
+      replicates: (repo) => replicationFor(init.peering.current, repo) !== 'none',
+      validate: init.validate
     })
     this.gossip = new ManifestGossip({ libp2p: init.libp2p, mesh, receiver: this, log: init.log })
     this.sync = new ManifestSync({ libp2p: init.libp2p, mesh, manifests: this.manifests, receiver: this, log: init.log })
@@ -94,9 +104,8 @@ export class Replication implements ManifestReceiver {
     try {
       return await openEnvelope(envelope, { mesh: peering.mesh, isAllowed: (o) => o === this.signer.peerId || isAllowed(peering, o) })
     } catch (err) {
-      this.#rejected++
-      const reason = err instanceof ManifestError ? err.reason : 'error'
-      this.#log.warn({ reason, error: (err as Error).message, via: from.via, peer: from.peer }, 'manifest rejected')
+      const e = err instanceof ManifestError ? err : undefined
+      this.#rejections.record({ origin: e?.origin, reason: e?.reason ?? 'error', message: (err as Error).message, ...from })
       return undefined
     }
   }
@@ -126,7 +135,16 @@ export class Replication implements ManifestReceiver {
       }
     }
     results.forEach((r, k) => {
-      const { i, envelope } = items[k]
+      const { i, envelope, change } = items[k]
+      if (r.status === 'invalid') {
+        // Kept in the manifest log (catch-up moves past it), never applied nor gossiped on.
+        this.#rejections.record({ origin: change.origin, reason: 'invalid', message: `${change.repo} ${change.name}@${change.version} (${change.origin}/${change.seq}): ${r.reason ?? ''}`, ...from })
+        return
+      }
+      if (r.status === 'equivocation') {
+        out[i] = 'held' // the envelope held for that seq wins: nothing changes
+        return
+      }
       const isNew = r.status !== 'duplicate' && r.status !== 'own'
       out[i] = isNew ? 'new' : 'held'
       if (isNew) {
@@ -149,8 +167,10 @@ export class Replication implements ManifestReceiver {
       watermarks: Object.fromEntries(this.manifests.watermarks()),
       heads: Object.fromEntries(this.manifests.heads()),
       received: this.#received,
-      rejected: this.#rejected,
-      conflicts: this.applier.conflicts(1000).length
+      rejected: this.#rejections.total,
+      rejections: this.#rejections.recent(),
+      conflicts: this.applier.conflicts(1000).length,
+      equivocating: this.applier.equivocations()
     }
   }
 }

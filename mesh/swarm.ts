@@ -19,6 +19,7 @@ import { blake3Of } from '../store/hash.ts'
 import type { PartialBlob } from '../store/partial.ts'
 import type { PeerProfiles } from './profiles.ts'
 import { hasBit, type BlobClient } from './transfer.ts'
+import { describeError } from './errors.ts'
 
 const MIN_SLOTS = 6
 const MAX_SLOTS = 8
@@ -187,7 +188,7 @@ export class Swarm {
       p.fetching = fetching
       p.complete = bits != null && Array.from({ length: this.#i.total }, (_, i) => i).every(i => hasBit(bits, i))
     } catch (err: any) {
-      this.#failed(p, `have: ${err?.message}`)
+      this.#failed(p, `have: ${describeError(err)}`)
     } finally {
       p.asking = false
     }
@@ -320,7 +321,7 @@ export class Swarm {
       } catch (err: any) {
         if (!ac.signal.aborted && !signal.aborted) {
           profiles.recordError(p.id)
-          this.#failed(p, `chunk ${index}: ${err?.message}`)
+          this.#failed(p, `chunk ${index}: ${describeError(err)}`)
         }
       } finally {
         p.inflight.delete(index)

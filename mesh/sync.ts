@@ -11,6 +11,7 @@ import type { ManifestLog } from '../store/manifests.ts'
 import type { MeshLibp2p } from './libp2p.ts'
 import { MAX_ENVELOPE_BYTES } from './manifest.ts'
 import type { ReceiveOutcome } from './replication.ts'
+import { describeError } from './errors.ts'
 
 export const syncProtocol = (mesh: string): string => `/akmesh/${mesh}/sync/1.0.0`
 
@@ -117,7 +118,7 @@ export class ManifestSync {
     const running = this.#running.get(key)
     if (running != null) return running
     const round = this.#pull(peer)
-      .catch((err: any) => { if (!this.#controller.signal.aborted) this.#log.warn({ peer: key, error: err?.message }, 'catch-up failed') })
+      .catch((err: any) => { if (!this.#controller.signal.aborted) this.#log.warn({ peer: key, error: describeError(err) }, 'catch-up failed') })
       .finally(() => { this.#running.delete(key) })
     this.#running.set(key, round)
     return round
@@ -168,7 +169,7 @@ export class ManifestSync {
       await lp.writeV([enc({ count: envelopes.length, more } satisfies SyncHead), ...envelopes], { signal })
       await stream.close({ signal })
     } catch (err: any) {
-      this.#log.debug({ peer: connection.remotePeer.toString(), error: err?.message }, 'sync request failed')
+      this.#log.debug({ peer: connection.remotePeer.toString(), error: describeError(err) }, 'sync request failed')
       stream.abort(err)
     }
   }

@@ -13,6 +13,7 @@ import type { FileBlobStore } from '../store/blobs.ts'
 import type { TokenBucket } from './bandwidth.ts'
 import type { MeshLibp2p } from './libp2p.ts'
 import type { PeerProfiles } from './profiles.ts'
+import { describeError } from './errors.ts'
 
 export const blobProtocol = (mesh: string): string => `/akmesh/${mesh}/blob/1.0.0`
 
@@ -134,7 +135,7 @@ export async function serveBlobs (init: TransferServerInit): Promise<() => Promi
       }
       await stream.close({ signal })
     } catch (err: any) {
-      log.debug({ peer: connection.remotePeer.toString(), error: err?.message }, 'blob request failed')
+      log.debug({ peer: connection.remotePeer.toString(), error: describeError(err) }, 'blob request failed')
       stream.abort(err)
     }
   }, { maxInboundStreams: 256, runOnLimitedConnection: false })
@@ -169,7 +170,7 @@ export class BlobClient {
       return { head, body }
     } catch (err: any) {
       stream?.abort(err)
-      throw new PeerError(peer.toString(), `${what}: ${err?.message ?? err}`)
+      throw new PeerError(peer.toString(), `${what}: ${describeError(err)}`)
     }
   }
 

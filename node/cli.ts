@@ -128,21 +128,27 @@ withPeering(withConfig(peers.command('remove').description('remove a peer from t
     if (removed === 0) throw new Error(`${id} is neither allowed nor a bootstrap peer in ${file}`)
     console.log(`removed ${id} from ${file}`)
   })
-withPeering(withConfig(peers.command('list').description('list bootstrap peers, the allowlist, and what this node measured of each peer')))
+withPeering(withConfig(peers.command('list').description('list bootstrap peers, the allowlist, the peers the running node is connected to now, and what it measured of each peer')))
   .option('--json', 'print JSON')
   .action(async (opts: ConfigFlags & { peering?: string, json?: boolean }) => {
     const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
     const { PeerProfiles } = await import('../mesh/profiles.ts')
+    const { readConnectedPeers } = await import('../mesh/connected-file.ts')
     const dataDir = (await resolveConfig(opts)).dataDir
     const p = await loadPeeringFile(peeringPath(dataDir, opts.peering))
     // Saved by the node every 30 s and when it stops (GET /-/mesh/peers has the live figures).
     const saved = new PeerProfiles({ file: join(dataDir, 'peer-profiles.json') })
     await saved.load()
     const profiles = saved.all()
-    if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow, profiles }, null, 2)); return }
+    // Written by the running node on every connect and disconnect (mesh/connected-file.ts).
+    const live = await readConnectedPeers(dataDir)
+    const connected = live?.peers ?? []
+    if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow, running: live != null, connected, profiles }, null, 2)); return }
     console.log(`mesh ${p.mesh}`)
     for (const b of p.bootstrap) console.log(`bootstrap ${b}`)
     for (const a of p.allow) console.log(`allow     ${a}`)
+    if (live == null) console.log('connected (no node is running on this data directory)')
+    for (const c of connected) console.log(`connected ${c.peerId} ${c.direction} ${c.addrs.join(' ')}`)
     const mib = (n: number | null): string => n == null ? '-' : (n / 1024 / 1024).toFixed(1)
     for (const f of profiles) {
       const banned = f.bannedUntil != null ? ` banned until ${new Date(f.bannedUntil).toISOString()}` : ''

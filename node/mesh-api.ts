@@ -1,5 +1,6 @@
 // Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
-// /-/mesh/status (peer ID, per-origin watermarks, counts), /-/mesh/conflicts, /-/mesh/transfers; POST
+// /-/mesh/status (peer ID, per-origin watermarks, counts, recent distinct rejections, equivocating
+// origins), /-/mesh/conflicts, /-/mesh/transfers; POST
 // /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`).
 import Router from '@koa/router'
 import type { Context } from 'koa'

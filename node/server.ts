@@ -17,6 +17,7 @@ import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
 import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
+import { checkReplicatedArtifact } from './artifact-check.ts'
 import { BlobCollector, gcRoutes } from './gc.ts'
 import { buildApp } from './http.ts'
 import { Lifecycle } from './lifecycle.ts'
@@ -76,7 +77,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
 
   // Always: a node without peers is a mesh of one.
   const mesh: Mesh = await parts.start('mesh',
-    () => startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage }),
+    () => startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage: { ...storage, validate: checkReplicatedArtifact } }),
     (m) => m.stop())
 
   // Blob transfer: serve blobs (and chunks of blobs still arriving) to peers, under the upload
@@ -88,7 +89,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     p.start(mesh.libp2p)
     return p
   }, (p) => p.stop())
-  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log })
+  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log, waitMs: () => mesh.peering.current.blobWaitMs })
   const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
   // The libp2p handlers go when the mesh stops.
   await parts.start('blob serving', () => serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops) }))

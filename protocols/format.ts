@@ -35,6 +35,20 @@ export interface FormatHandler {
   /** The error body this format's clients understand; default `{ "error": message }`.
    *  `statusMessage` replaces the HTTP reason phrase (twine shows only that, as PyPI sends it). */
   errorBody? (err: RegistryError): { contentType: string, body: string, statusMessage?: string }
+  /** Throws BadRequest unless a change made elsewhere (a replicated or imported manifest) names
+   *  what a local publish of this format could have produced: the same checks as its routes. */
+  validateArtifact? (draft: ArtifactCheck): void
+}
+
+/** What a replicated change says about an artifact, as the format's own rules see it. */
+export interface ArtifactCheck {
+  repo: string
+  kind: 'publish' | 'add-files' | 'metadata' | 'delete' | 'tag' | 'untag'
+  name: string
+  version: string
+  tag?: string
+  files: Array<{ filename: string }>
+  metadata: Record<string, unknown>
 }
 
 /** What a route needs: a scope on the repository, or 'public' for a route that needs no grant

@@ -167,6 +167,18 @@ export const MIGRATIONS: readonly string[] = [
     seq INTEGER NOT NULL
   ) WITHOUT ROWID;
   INSERT INTO manifest_origins (origin, seq) SELECT origin, MAX(seq) FROM manifests GROUP BY origin;
+  `,
+  `
+  -- Equivocation evidence: every envelope seen for an (origin, seq) that has more than one. The
+  -- manifest log holds the one with the lowest hash (store/apply.ts).
+  CREATE TABLE equivocations (
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    detected_at INTEGER NOT NULL,
+    PRIMARY KEY (origin, seq, hash)
+  ) WITHOUT ROWID;
   `
 ]
 

@@ -159,7 +159,7 @@ test.serial('akmesh peers add, list and remove edit the file and keep everything
   t.is((await peers('add', `/dns4/y.example/tcp/7071/p2p/${y.peerId}`, '--allow-only')).code, 0)
   const listed = await peers('list', '--json')
   t.is(listed.code, 0, listed.stderr)
-  t.deepEqual(JSON.parse(listed.stdout), { mesh: 'lab', profiles: [], bootstrap: [addr], allow: [x.peerId, y.peerId] })
+  t.deepEqual(JSON.parse(listed.stdout), { mesh: 'lab', profiles: [], bootstrap: [addr], allow: [x.peerId, y.peerId], running: false, connected: [] })
   t.regex((await peers('list')).stdout, new RegExp(`bootstrap ${addr}`))
 
   const bad = await peers('add', '/ip4/10.0.0.3/tcp/7071')

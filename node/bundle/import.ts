@@ -14,6 +14,7 @@
 import type { Logger } from 'pino'
 import { rm } from 'node:fs/promises'
 import { RemoteApplier, type ApplyStatus } from '../../store/apply.ts'
+import { checkReplicatedArtifact } from '../artifact-check.ts'
 import type { ArtifactIndex } from '../../store/artifacts.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
@@ -180,11 +181,11 @@ const NOT_APPLIED: Partial<Record<ApplyStatus, string>> = {
 }
 
 function applyHere (deps: ImportDeps, manifests: ManifestLog, items: AppliedItem[]): Array<{ outcome: ManifestOutcome, reason?: string }> {
-  const applier = new RemoteApplier({ db: deps.db, artifacts: deps.artifacts, store: deps.store, manifests, self: deps.self, log: deps.log })
+  const applier = new RemoteApplier({ db: deps.db, artifacts: deps.artifacts, store: deps.store, manifests, self: deps.self, log: deps.log, validate: checkReplicatedArtifact })
   const results = applier.applyMany(items)
   return results.map(r => r.status === 'applied'
     ? { outcome: 'added' as const }
-    : NOT_APPLIED[r.status] != null ? { outcome: 'not-applied' as const, reason: NOT_APPLIED[r.status] } : { outcome: 'skipped' as const })
+    : NOT_APPLIED[r.status] != null || r.reason != null ? { outcome: 'not-applied' as const, reason: r.reason ?? NOT_APPLIED[r.status] } : { outcome: 'skipped' as const })
 }
 
 async function applyThroughNode (node: { url: string, token: string }, items: AppliedItem[], signal?: AbortSignal): Promise<Array<{ outcome: ManifestOutcome, reason?: string }>> {

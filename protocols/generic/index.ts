@@ -9,6 +9,7 @@ import { actorOf, type FormatContext, type FormatHandler } from '../format.ts'
 import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
 import { safePathSegments } from '../http/paths.ts'
 import type { DigestName } from '../../store/types.ts'
+import { validateGenericArtifact } from './names.ts'
 
 const VERSION = '' // generic files have a path, not versions
 
@@ -41,6 +42,7 @@ function filePath (ctx: Context, fc: FormatContext): { path: string, folder: boo
 
 export const genericFormat: FormatHandler = {
   name: 'generic',
+  validateArtifact: validateGenericArtifact,
 
   routes (router, fc) {
     router.put('{/*path}', 'write', async (ctx) => {

@@ -11,11 +11,22 @@ export function safePathSegments (rawPath: string): string[] {
   return parts.map(part => {
     let seg: string
     try { seg = decodeURIComponent(part) } catch { throw badRequest(`malformed percent-encoding in path segment "${part}"`) }
-    if (seg === '') throw badRequest('empty path segment (double or trailing slash)')
-    if (seg === '.' || seg === '..') throw badRequest('path traversal ("." or "..") is not allowed')
-    if (/[/\\]/.test(seg)) throw badRequest(`path segment "${seg}" contains a slash or backslash`)
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u001f\u007f]/.test(seg)) throw badRequest('control characters are not allowed in paths')
-    return seg
+    return checkPathSegment(seg)
   })
+}
+
+/** Checks one decoded path segment (the rules of safePathSegments); returns it. */
+export function checkPathSegment (seg: string): string {
+  if (seg === '') throw badRequest('empty path segment (double or trailing slash)')
+  if (seg === '.' || seg === '..') throw badRequest('path traversal ("." or "..") is not allowed')
+  if (/[/\\]/.test(seg)) throw badRequest(`path segment "${seg}" contains a slash or backslash`)
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(seg)) throw badRequest('control characters are not allowed in paths')
+  return seg
+}
+
+/** Checks a stored (decoded) path such as `dir/a.txt`: every segment safe, at most MAX_PATH. */
+export function checkStoredPath (path: string): void {
+  if (path.length > MAX_PATH) throw badRequest(`path longer than ${MAX_PATH} characters`)
+  path.split('/').forEach(checkPathSegment)
 }

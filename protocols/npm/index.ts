@@ -14,9 +14,11 @@ import { packageRoutes } from './package-routes.ts'
 import { searchRoutes } from './search.ts'
 import { distTagRoutes } from './tags.ts'
 import { userRoutes } from './user-routes.ts'
+import { validateNpmArtifact } from './names.ts'
 
 export const npmFormat: FormatHandler = {
   name: 'npm',
+  validateArtifact: validateNpmArtifact,
 
   routes (router, fc) {
     userRoutes(router, fc)

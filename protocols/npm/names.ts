@@ -1,9 +1,13 @@
 // Package names and the URL grammar of the npm registry API.
 // Scoped names arrive encoded (`@scope%2fname`, what npm sends) or plain (`@scope/name`, what
 // tarball URLs and some clients use); both resolve to the same name.
+import semver from 'semver'
 import validateName from 'validate-npm-package-name'
 import { badRequest, notFound } from '../../store/errors.ts'
+import type { ArtifactCheck } from '../format.ts'
 import { safePathSegments } from '../http/paths.ts'
+// A cycle (tags.ts uses splitPackageName): both only call each other's functions at run time.
+import { assertTagName } from './tags.ts'
 
 /** The longest name npm ever accepted (validate-npm-package-name warns above 214). */
 const MAX_NAME = 214
@@ -87,4 +91,17 @@ export function parsePackagePath (rawPath: string): PackagePath {
       break
   }
   throw notFound(`no such resource: /${rawPath}`)
+}
+
+/** The format's check of a replicated change (FormatHandler.validateArtifact): the name, version,
+ *  tarball filename and dist-tag rules a local publish goes through. */
+export function validateNpmArtifact (a: ArtifactCheck): void {
+  assertPackageName(a.name)
+  // An untag names no version (store/artifacts.ts removeTag).
+  if (!(a.kind === 'untag' && a.version === '') && semver.valid(a.version) !== a.version) throw badRequest(`invalid version "${a.version}": must be a valid semver version such as 1.2.3`)
+  const tarball = tarballFilename(a.name, a.version)
+  for (const f of a.files) {
+    if (f.filename !== tarball) throw badRequest(`file "${f.filename}" of ${a.name}@${a.version} must be named ${tarball}`)
+  }
+  if (a.tag != null) assertTagName(a.tag)
 }

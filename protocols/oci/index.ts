@@ -14,7 +14,7 @@ import { deleteBlob, getBlob } from './blobs.ts'
 import { listCatalog, listReferrers, listTags } from './discovery.ts'
 import { OciError, ociError, ociErrorBody } from './errors.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
-import type { Route } from './names.ts'
+import { type Route, validateOciArtifact } from './names.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
@@ -83,6 +83,7 @@ function accessOf (ctx: Context, fc: FormatContext): Access {
 
 export const ociFormat: FormatHandler = {
   name: 'oci',
+  validateArtifact: validateOciArtifact,
 
   prefix: (repo) => `/v2/${repo.name}`,
 

@@ -16,12 +16,12 @@ import { sendBlob } from '../http/blob-response.ts'
 import { linkedBlob } from './blobs.ts'
 import { OciError, ociError, type OciErrorEntry } from './errors.ts'
 import { isForeign, parseManifest, type Manifest } from './media.ts'
-import { checkTag, isDigest, isTag, sha256Of } from './names.ts'
+import { checkTag, isDigest, isTag, MANIFEST_FILE, sha256Of } from './names.ts'
 import { noBody, queryAll } from './respond.ts'
 
 /** The spec asks registries to take manifests of at least 4 MB. */
 const MAX_MANIFEST = 4 * 1024 * 1024
-export const MANIFEST_FILE = 'manifest.json'
+export { MANIFEST_FILE }
 
 export interface ManifestMetadata {
   mediaType: string

@@ -1,5 +1,9 @@
 // What arrives in OCI URLs: image names, tags, digests, and which endpoint a path addresses.
+import type { ArtifactCheck } from '../format.ts'
 import { ociError } from './errors.ts'
+
+/** The file of an OCI artifact that holds the manifest's bytes (the others are named by digest). */
+export const MANIFEST_FILE = 'manifest.json'
 
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
 const NAME_RE = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
@@ -70,3 +74,16 @@ export function sha256Of (digest: string): string {
 }
 
 export function isDigest (reference: string): boolean { return DIGEST_RE.test(reference) }
+
+/** The format's check of a replicated change (FormatHandler.validateArtifact): an image name of
+ *  the spec's grammar, a sha256 manifest digest as the version, files that are the manifest or
+ *  digests of what it pins, and tags of the spec's grammar, as a push stores them. */
+export function validateOciArtifact (a: ArtifactCheck): void {
+  checkName(a.repo, a.name)
+  // An untag names no version (store/artifacts.ts removeTag).
+  if (!(a.kind === 'untag' && a.version === '')) sha256Of(a.version)
+  for (const f of a.files) {
+    if (f.filename !== MANIFEST_FILE) sha256Of(f.filename)
+  }
+  if (a.tag != null) checkTag(a.tag)
+}

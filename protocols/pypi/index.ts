@@ -8,7 +8,7 @@ import type { Context } from 'koa'
 import { notFound } from '../../store/errors.ts'
 import type { FormatHandler } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
-import { canonicalName } from './names.ts'
+import { canonicalName, validatePypiArtifact } from './names.ts'
 import { METADATA_SUFFIX } from './release.ts'
 import { projectList, projectPage } from './simple.ts'
 import { handleUpload } from './upload.ts'
@@ -19,6 +19,7 @@ const reasonPhrase = (message: string) => message.replace(/[^\t\x20-\x7e]/g, '?'
 
 export const pypiFormat: FormatHandler = {
   name: 'pypi',
+  validateArtifact: validatePypiArtifact,
 
   routes (router, fc) {
     router.post(['/', '/legacy', '/legacy/'], 'write', async (ctx) => { await handleUpload(ctx, fc) })

@@ -1,6 +1,9 @@
 // Project names, versions and distribution filenames as the Python packaging specs define them.
 import { explain } from '@renovatebot/pep440'
 import { badRequest } from '../../store/errors.ts'
+import type { ArtifactCheck } from '../format.ts'
+// Type and constant only: release.ts imports a type from here, no cycle at run time.
+import { METADATA_SUFFIX } from './release.ts'
 
 // https://packaging.python.org/en/latest/specifications/name-normalization/
 const VALID_NAME = /^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$/i
@@ -70,4 +73,19 @@ export function parseDistFilename (filename: string, project: string, version: s
     }
   }
   throw badRequest(`sdist filename "${filename}" does not match the project and version ${wanted}`)
+}
+
+/** The format's check of a replicated change (FormatHandler.validateArtifact): a normalized
+ *  project name, a PEP 440 version in normal form and distribution filenames of that release,
+ *  as an upload stores them. */
+export function validatePypiArtifact (a: ArtifactCheck): void {
+  if (!isValidProjectName(a.name) || canonicalName(a.name) !== a.name) {
+    throw badRequest(`invalid project name "${a.name}" (expected a normalized PEP 503 name)`)
+  }
+  if (normalVersion(a.version) !== a.version) throw badRequest(`invalid version "${a.version}" (expected a PEP 440 version in normal form)`)
+  for (const f of a.files) {
+    const dist = f.filename.endsWith(METADATA_SUFFIX) ? f.filename.slice(0, -METADATA_SUFFIX.length) : f.filename
+    parseDistFilename(dist, a.name, a.version)
+  }
+  if (a.tag != null) throw badRequest('PyPI projects have no tags')
 }
