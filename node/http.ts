@@ -16,6 +16,7 @@ import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
 import { authenticate, authorize } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
+import { isRequestStreamError } from './process-guard.ts'
 import { meshRoutes, type MeshStatus, type MeshTransfers } from './mesh-api.ts'
 
 export interface HttpParts {
@@ -34,6 +35,13 @@ export function buildApp (parts: HttpParts): Koa {
   const httpLog = log.child({ component: 'http' })
   const app = new Koa()
   app.proxy = config.http.publicUrl != null
+  // What escapes the error mapper (a failure while streaming the response) is logged here, in
+  // the node's log, rather than by Koa on stderr; Koa has already answered or closed the request.
+  app.on('error', (err: any, ctx?: Context) => {
+    // A client that hangs up mid-download is routine.
+    const level = isRequestStreamError(err) ? 'debug' : 'warn'
+    httpLog[level]({ err, method: ctx?.method, url: ctx?.originalUrl }, 'request failed after its answer started')
+  })
 
   app.use(requestLog(httpLog))
   app.use(errorMapper(httpLog))

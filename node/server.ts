@@ -18,6 +18,7 @@ import { FileBlobStore } from '../store/blobs.ts'
 import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
 import { buildApp } from './http.ts'
+import { guardProcess } from './process-guard.ts'
 
 export interface Storage {
   db: DB
@@ -95,6 +96,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
 
   const app = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
   const server = createServer(app.callback())
+  const unguard = guardProcess(log.child({ component: 'http' }))
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
   server.headersTimeout = 60_000
@@ -106,6 +108,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
       server.listen(config.http.port, config.http.host, () => { server.off('error', reject); resolve() })
     })
   } catch (err) {
+    unguard()
     await mesh.stop()
     storage.db.close()
     throw err
@@ -126,6 +129,7 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
       await profiles.stop()
       await mesh.stop()
       storage.db.close()
+      unguard()
     }
   }
 }
