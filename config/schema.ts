@@ -37,8 +37,10 @@ export const configSchema = z.object({
     /** JSON metadata bodies (an npm publish carries its tarball base64 inside one). */
     metadataBytes: byteSize.default(128 * 1024 * 1024),
     /** Streamed file uploads. */
-    uploadBytes: byteSize.default(20 * 1024 ** 3)
-  }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3 }),
+    uploadBytes: byteSize.default(20 * 1024 ** 3),
+    /** An upload spanning several requests (OCI) untouched this long is abandoned, its temp file removed. */
+    uploadIdleSeconds: z.number().int().positive().default(3600)
+  }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3, uploadIdleSeconds: 3600 }),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
   }).strict().default({ level: 'info' }),

@@ -18,6 +18,8 @@ limits:
   metadataBytes: 128MB
   # Largest streamed upload (generic files).
   uploadBytes: 20GB
+  # An upload spanning several requests (docker push's chunked blobs) idle this long is abandoned.
+  uploadIdleSeconds: 3600
 
 log:
   # fatal, error, warn, info, debug, trace or silent. Logs are JSON lines on stdout.

@@ -62,7 +62,7 @@ export function buildApp (parts: HttpParts): Koa {
   app.use(root.routes())
   if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers).routes())
 
-  const uploads = new UploadSessions(parts.store)
+  const uploads = new UploadSessions(parts.store, { idleMs: config.limits.uploadIdleSeconds * 1000 })
   const blobLinks = new BlobLinks(parts.db)
   const contexts = new Map<FormatHandler, FormatContext[]>()
   for (const repo of config.repositories) {

@@ -7,6 +7,7 @@ import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
 import type { FormatContext, FormatHandler } from '../format.ts'
 import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
+import { refuseDeclaredOver } from '../http/body-limit.ts'
 import { encodePath } from '../http/encode.ts'
 import { safePathSegments } from '../http/paths.ts'
 import type { DigestName } from '../../store/types.ts'
@@ -48,11 +49,7 @@ export const genericFormat: FormatHandler = {
       const user = fc.authorize(ctx, 'write')
       const { path, folder } = filePath(ctx, fc)
       if (folder || path === '') throw badRequest('PUT needs a file path, not a folder')
-      const declared = ctx.get('content-length')
-      if (declared !== '' && Number(declared) > fc.limits.uploadBytes) {
-        ctx.set('Connection', 'close')
-        throw Object.assign(new Error(`upload of ${declared} bytes exceeds the limit of ${fc.limits.uploadBytes}`), { status: 413, expose: true })
-      }
+      refuseDeclaredOver(ctx, fc.limits.uploadBytes)
       // Everything the answer is built from is ready before anything is stored or published: a
       // response that fails after the publish would tell the client "failed" about a file that
       // every peer already has.
