@@ -17,6 +17,7 @@ import { ArtifactIndex } from '../store/artifacts.ts'
 import { FileBlobStore } from '../store/blobs.ts'
 import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
+import { continueWhenRead } from './expect-continue.ts'
 import { buildApp } from './http.ts'
 import { guardProcess } from './process-guard.ts'
 
@@ -95,7 +96,9 @@ export async function startNode (config: Config, log: Logger, meshOptions: MeshO
   mesh.replication?.signer.onManifest(({ manifest }) => { for (const f of manifest.files) void fetcher.provide(f.cid) })
 
   const app = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
-  const server = createServer(app.callback())
+  const handle = app.callback()
+  const server = createServer(handle)
+  continueWhenRead(server, handle)
   const unguard = guardProcess(log.child({ component: 'http' }))
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
