@@ -74,8 +74,10 @@ export const configSchema = z.object({
     /** Streamed file uploads. */
     uploadBytes: byteSize.default(20 * 1024 ** 3),
     /** What opening an uploaded archive (npm tarball, wheel, sdist, ...) may cost. */
-    archive: archiveLimitsSchema.default(DEFAULT_ARCHIVE_LIMITS)
-  }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3, archive: DEFAULT_ARCHIVE_LIMITS }),
+    archive: archiveLimitsSchema.default(DEFAULT_ARCHIVE_LIMITS),
+    /** An upload spanning several requests (OCI) untouched this long is abandoned, its temp file removed. */
+    uploadIdleSeconds: z.number().int().positive().default(3600)
+  }).strict().default({ metadataBytes: 128 * 1024 * 1024, uploadBytes: 20 * 1024 ** 3, archive: DEFAULT_ARCHIVE_LIMITS, uploadIdleSeconds: 3600 }),
   /** Blob garbage collection (store/gc.ts): deletes blobs no artifact, held manifest, blob link or
    *  pending change names, and blob files a crash left without a row. */
   gc: z.object({

@@ -31,6 +31,8 @@ limits:
     ratio: 200
     # The files the registry reads from an archive (package.json, METADATA, PKG-INFO), together.
     extractBytes: 16MB
+  # An upload spanning several requests (docker push's chunked blobs) idle this long is abandoned.
+  uploadIdleSeconds: 3600
 
 gc:
   # How often the node deletes blobs nothing references any more (deleted or replaced artifacts,

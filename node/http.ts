@@ -17,6 +17,7 @@ import { formatByName } from '../protocols/registry.ts'
 import { allows, authenticate } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
 import { declaredRoutes } from './route-access.ts'
+import { isRequestStreamError } from './process-guard.ts'
 import { meshRoutes, type MeshStatus, type MeshTransfers } from './mesh-api.ts'
 
 export interface HttpParts {
@@ -35,6 +36,13 @@ export function buildApp (parts: HttpParts): Koa {
   const httpLog = log.child({ component: 'http' })
   const app = new Koa()
   app.proxy = config.http.publicUrl != null
+  // What escapes the error mapper (a failure while streaming the response) is logged here, in
+  // the node's log, rather than by Koa on stderr; Koa has already answered or closed the request.
+  app.on('error', (err: any, ctx?: Context) => {
+    // A client that hangs up mid-download is routine.
+    const level = isRequestStreamError(err) ? 'debug' : 'warn'
+    httpLog[level]({ err, method: ctx?.method, url: ctx?.originalUrl }, 'request failed after its answer started')
+  })
 
   app.use(requestLog(httpLog))
   app.use(errorMapper(httpLog))
@@ -63,7 +71,7 @@ export function buildApp (parts: HttpParts): Koa {
   app.use(root.routes())
   if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers).routes())
 
-  const uploads = new UploadSessions(parts.store)
+  const uploads = new UploadSessions(parts.store, { idleMs: config.limits.uploadIdleSeconds * 1000 })
   const blobLinks = new BlobLinks(parts.db)
   const contexts = new Map<FormatHandler, FormatContext[]>()
   for (const repo of config.repositories) {

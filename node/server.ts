@@ -19,8 +19,10 @@ import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
 import { checkReplicatedArtifact } from './artifact-check.ts'
 import { BlobCollector, gcRoutes } from './gc.ts'
+import { continueWhenRead } from './expect-continue.ts'
 import { buildApp } from './http.ts'
 import { Lifecycle } from './lifecycle.ts'
+import { guardProcess } from './process-guard.ts'
 
 export interface Storage {
   db: DB
@@ -121,7 +123,11 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     a.use(gcRoutes(collector).routes())
     return a
   })
-  const server = createServer(app.callback())
+  const handle = app.callback()
+  const server = createServer(handle)
+  continueWhenRead(server, handle)
+  // An error escaping one client's request is logged, never fatal (node/process-guard.ts).
+  await parts.start('process guard', () => guardProcess(log.child({ component: 'http' })), (unguard) => { unguard() })
   // Large uploads and downloads can take long; only the headers have a deadline.
   server.requestTimeout = 0
   server.headersTimeout = 60_000

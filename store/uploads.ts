@@ -5,7 +5,8 @@
 // Sessions live in memory only. A restart loses them (clients then start the upload again, which
 // the OCI spec allows) and the store's start-up sweep removes their temp files; sessions left
 // idle are abandoned on a timer, so temp files never outlive their session.
-import { open, rm } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { open, rm, truncate } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { abortable, checkExpected, type FileBlobStore } from './blobs.ts'
@@ -47,7 +48,7 @@ export class UploadSessions {
 
   constructor (store: FileBlobStore, opts: UploadSessionsOptions = {}) {
     this.#store = store
-    this.#idleMs = opts.idleMs ?? 15 * 60_000
+    this.#idleMs = opts.idleMs ?? 60 * 60_000
     this.#maxSessions = opts.maxSessions ?? 256
     this.#timer = setInterval(() => { void this.abandonIdle() }, Math.min(this.#idleMs, 60_000))
     this.#timer.unref()
@@ -77,11 +78,13 @@ export class UploadSessions {
     return s == null ? undefined : view(s)
   }
 
-  /** Appends a stream. If the stream fails midway (client gone, limit hit), the bytes received
-   *  before the failure stay in the session, so a client can ask for the status and resume. */
+  /** Appends a stream. If the stream fails midway (client gone), the bytes received before the
+   *  failure stay in the session, so a client can ask for the status and resume. An append the
+   *  store refuses (over `maxBytes`) leaves the session as it was before it. */
   async append (id: string, source: AsyncIterable<Uint8Array> | Readable, opts: { maxBytes?: number, signal?: AbortSignal } = {}): Promise<UploadStatus> {
     const { maxBytes = Infinity, signal } = opts
     const s = this.#claim(id)
+    const before = s.hasher.size
     // An I/O or hashing failure leaves hashed bytes that may not have reached the file: the
     // session cannot be trusted after that and is discarded.
     let broken = false
@@ -109,8 +112,11 @@ export class UploadSessions {
         if (!broken && batch.length > 0) await flush()
       }
     } catch (err) {
-      // Out of space is `broken` too (a write failed): the session and its temp file are gone.
+      await file.close().catch(() => {})
+      // Out of space is `broken` too (a write failed): the session and its temp file are gone. A
+      // refusal for size rewinds to where this append started.
       if (broken) await this.#discard(s)
+      else if (err instanceof RegistryError && err.code === 'TooLarge') await this.#rewind(s, before).catch(async () => { await this.#discard(s) })
       throw storageError(err)
     } finally {
       await file.close().catch(() => {})
@@ -119,6 +125,38 @@ export class UploadSessions {
       s.busy = false
     }
     return view(s)
+  }
+
+  /** Cuts the session back to its first `size` bytes: the format refused what a request appended
+   *  (a chunk that contradicts its Content-Range), so none of it may stay. */
+  async rewind (id: string, size: number): Promise<UploadStatus> {
+    const s = this.#claim(id)
+    try {
+      if (size > s.hasher.size) throw conflict(`upload ${id} has ${s.hasher.size} bytes, cannot rewind to ${size}`)
+      await this.#rewind(s, size).catch(async (err) => { await this.#discard(s); throw err })
+    } finally {
+      s.size = s.hasher.size
+      s.busy = false
+    }
+    return view(s)
+  }
+
+  /** Truncates the temp file and rebuilds the running digests from what is left: the digests
+   *  cannot be rolled back, and a refusal is rare enough to pay for a re-read. */
+  async #rewind (s: Session, size: number): Promise<void> {
+    if (size === s.hasher.size) return
+    await truncate(s.tmp, size)
+    const hasher = await MultiHasher.create()
+    if (size > 0) {
+      let unsettled = 0
+      for await (const piece of createReadStream(s.tmp, { start: 0, end: size - 1, highWaterMark: WRITE_BATCH })) {
+        hasher.update(piece as Buffer)
+        unsettled += (piece as Buffer).byteLength
+        if (unsettled >= 8 * WRITE_BATCH) { await hasher.settle(); unsettled = 0 }
+      }
+    }
+    s.hasher.abandon()
+    s.hasher = hasher
   }
 
   /** Ends the session: verifies the declared digests and size, then stores the blob. The

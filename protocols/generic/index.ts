@@ -7,6 +7,8 @@ import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type FormatHandler } from '../format.ts'
 import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
+import { refuseDeclaredOver } from '../http/body-limit.ts'
+import { encodePath } from '../http/encode.ts'
 import { safePathSegments } from '../http/paths.ts'
 import type { DigestName } from '../../store/types.ts'
 import { validateGenericArtifact } from './names.ts'
@@ -49,11 +51,11 @@ export const genericFormat: FormatHandler = {
       const user = actorOf(ctx)
       const { path, folder } = filePath(ctx, fc)
       if (folder || path === '') throw badRequest('PUT needs a file path, not a folder')
-      const declared = ctx.get('content-length')
-      if (declared !== '' && Number(declared) > fc.limits.uploadBytes) {
-        ctx.set('Connection', 'close')
-        throw Object.assign(new Error(`upload of ${declared} bytes exceeds the limit of ${fc.limits.uploadBytes}`), { status: 413, expose: true })
-      }
+      refuseDeclaredOver(ctx, fc.limits.uploadBytes)
+      // Everything the answer is built from is ready before anything is stored or published: a
+      // response that fails after the publish would tell the client "failed" about a file that
+      // every peer already has.
+      const url = `${fc.baseUrl(ctx)}/${encodePath(path)}`
       const blob = await fc.store.put(ctx.req, {
         expect: expectedChecksums(ctx),
         maxBytes: fc.limits.uploadBytes,
@@ -72,14 +74,14 @@ export const genericFormat: FormatHandler = {
         }
       }, { replace: true })
       ctx.status = existed ? 200 : 201
-      ctx.set('Location', `${fc.baseUrl(ctx)}/${path}`)
+      ctx.set('Location', url)
       ctx.body = {
         repo: fc.repo.name,
         path,
         size: blob.size,
         cid: blob.cid,
         checksums: { sha256: blob.sha256, sha1: blob.sha1, sha512: blob.sha512, md5: blob.md5 },
-        downloadUri: `${fc.baseUrl(ctx)}/${path}`
+        downloadUri: url
       }
     })
 
@@ -94,6 +96,7 @@ export const genericFormat: FormatHandler = {
       const [file] = fc.artifacts.filesWithBlobs(artifact)
       sendBlob(ctx, fc.store, (await fc.store.locate(file.cid)) ?? file.blob, {
         contentType: (artifact.metadata.contentType as string | null) ?? undefined,
+        filename: file.filename,
         lastModified: artifact.updatedAt
       })
     })

@@ -4,10 +4,13 @@ import type { Context } from 'koa'
 import parseRange from 'range-parser'
 import { RegistryError } from '../../store/errors.ts'
 import type { BlobInfo, BlobStore } from '../../store/types.ts'
+import { contentDisposition } from './encode.ts'
 
 export interface BlobResponseOptions {
   contentType?: string
   lastModified?: number
+  /** The name a client saving the download should give it (Content-Disposition). */
+  filename?: string
   /** Extra headers (a format's own checksum header names). */
   headers?: Record<string, string>
 }
@@ -30,6 +33,7 @@ export function sendBlob (ctx: Context, store: BlobStore, blob: BlobInfo, opts: 
   if (opts.lastModified != null) ctx.lastModified = new Date(opts.lastModified)
   ctx.set('Accept-Ranges', 'bytes')
   ctx.set(checksumHeaders(blob))
+  if (opts.filename != null) ctx.set('Content-Disposition', contentDisposition(opts.filename))
   if (opts.headers != null) ctx.set(opts.headers)
   // Exactly the type the uploader gave (ctx.type would add a charset nobody declared).
   ctx.set('Content-Type', opts.contentType ?? 'application/octet-stream')

@@ -42,8 +42,13 @@ export function parseManifest (bytes: Buffer, contentType: string): Manifest {
   if (doc == null || typeof doc !== 'object' || Array.isArray(doc)) throw invalid('manifest must be a JSON object')
   if (doc.schemaVersion !== 2) throw invalid(`unsupported schemaVersion ${JSON.stringify(doc.schemaVersion)} (only 2; Docker schema 1 is not accepted)`)
   const header = contentType.split(';')[0].trim().toLowerCase()
+  // The spec: a manifest is pushed with its media type as Content-Type; anything else given there
+  // (text/plain, application/json) is not a manifest this registry may serve back under it.
+  if (header !== '' && !isManifestType(header)) {
+    throw invalid(`Content-Type ${header} is not a manifest media type (expected one of ${[...IMAGE_TYPES, ...INDEX_TYPES].join(', ')})`)
+  }
   const declared = typeof doc.mediaType === 'string' ? doc.mediaType : undefined
-  if (declared != null && header !== '' && isManifestType(header) && header !== declared) {
+  if (declared != null && header !== '' && header !== declared) {
     throw invalid(`Content-Type ${header} does not match the manifest's mediaType ${declared}`)
   }
   const mediaType = declared ?? (isManifestType(header) ? header : Array.isArray(doc.manifests) ? OCI_INDEX : OCI_MANIFEST)

@@ -7,6 +7,7 @@ import type { UploadStatus } from '../../store/uploads.ts'
 import type { BlobInfo } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
+import { refuseDeclaredOver } from '../http/body-limit.ts'
 import { canRead } from './auth.ts'
 import { linkedBlob } from './blobs.ts'
 import { OciError, ociError } from './errors.ts'
@@ -29,6 +30,7 @@ export async function startUpload (ctx: Context, fc: FormatContext, name: string
   const digest = query(ctx, 'digest')
   if (digest !== '') {
     const sha256 = sha256Of(digest)
+    checkDeclaredSize(ctx, fc, 0)
     const blob = await storeErrors(fc.store.put(ctx.req, {
       expect: { sha256 }, maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx)
     }))
@@ -79,7 +81,10 @@ export async function cancelUpload (ctx: Context, fc: FormatContext, name: strin
   noBody(ctx, 204)
 }
 
-/** Appends the request body, if any. A Content-Range must start where the upload stands. */
+/** Appends the request body, if any. A Content-Range must start where the upload stands. A chunk
+ *  refused for any reason leaves the upload exactly as it was: everything that can be checked
+ *  is checked before the body is read, and what only shows after (a Content-Range the body
+ *  contradicts) rewinds the upload to where the chunk started. */
 async function appendChunk (ctx: Context, fc: FormatContext, name: string, current: UploadStatus): Promise<UploadStatus> {
   const range = ctx.get('content-range')
   let declared: number | undefined
@@ -95,16 +100,21 @@ async function appendChunk (ctx: Context, fc: FormatContext, name: string, curre
       })
     }
     declared = Number(m[2]) - Number(m[1]) + 1
+    const length = ctx.get('content-length')
+    if (length !== '' && Number(length) !== declared) {
+      throw ociError('SIZE_INVALID', `Content-Range ${range} announces ${declared} bytes but Content-Length is ${length}`)
+    }
   }
+  checkDeclaredSize(ctx, fc, current.size)
   if (ctx.get('content-length') === '0' || (ctx.get('content-length') === '' && ctx.get('transfer-encoding') === '')) {
     if (declared != null) throw ociError('SIZE_INVALID', `Content-Range ${range} announces ${declared} bytes but the body is empty`)
     return current
   }
   const after = await storeErrors(fc.uploads.append(current.id, ctx.req, { maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx) }))
   if (declared != null && after.size - current.size !== declared) {
-    // The bytes received are kept (the upload's status shows them); the client decides.
-    throw new OciError('SIZE_INVALID', `Content-Range ${range} announced ${declared} bytes, received ${after.size - current.size}`, {
-      headers: statusHeaders(ctx, fc, name, after)
+    const back = await storeErrors(fc.uploads.rewind(current.id, current.size))
+    throw new OciError('SIZE_INVALID', `Content-Range ${range} announced ${declared} bytes, received ${after.size - current.size}; the chunk was not kept`, {
+      headers: statusHeaders(ctx, fc, name, back)
     })
   }
   return after
@@ -138,19 +148,28 @@ function created (ctx: Context, fc: FormatContext, name: string, digest: string)
   noBody(ctx, 201)
 }
 
+/** A body whose declared size would take the upload over the limit, refused before it is read. */
+function checkDeclaredSize (ctx: Context, fc: FormatContext, already: number): void {
+  try { refuseDeclaredOver(ctx, fc.limits.uploadBytes, { already }) } catch (err) { throw inOciTerms(err) }
+}
+
 /** The store's generic errors in OCI's words. */
 async function storeErrors<T> (p: Promise<T>): Promise<T> {
   try {
     return await p
   } catch (err) {
-    if (!(err instanceof RegistryError) || err instanceof OciError) throw err
-    switch (err.code) {
-      case 'IntegrityError': throw new OciError('DIGEST_INVALID', err.message)
-      case 'TooLarge': throw new OciError('SIZE_INVALID', err.message, { status: 'TooLarge' })
-      case 'NotFound': throw new OciError('BLOB_UPLOAD_UNKNOWN', err.message)
-      case 'Conflict': throw new OciError('BLOB_UPLOAD_INVALID', err.message, { status: 'Conflict' })
-      case 'TooManyRequests': throw new OciError('TOOMANYREQUESTS', err.message, { headers: err.headers })
-      default: throw err
-    }
+    throw inOciTerms(err)
+  }
+}
+
+function inOciTerms (err: unknown): unknown {
+  if (!(err instanceof RegistryError) || err instanceof OciError) return err
+  switch (err.code) {
+    case 'IntegrityError': return new OciError('DIGEST_INVALID', err.message)
+    case 'TooLarge': return new OciError('SIZE_INVALID', err.message, { status: 'TooLarge', headers: err.headers })
+    case 'NotFound': return new OciError('BLOB_UPLOAD_UNKNOWN', err.message)
+    case 'Conflict': return new OciError('BLOB_UPLOAD_INVALID', err.message, { status: 'Conflict' })
+    case 'TooManyRequests': return new OciError('TOOMANYREQUESTS', err.message, { headers: err.headers })
+    default: return err
   }
 }

@@ -37,6 +37,7 @@ export const pypiFormat: FormatHandler = {
       const blob = file == null ? undefined : await fc.store.locate(file.cid)
       if (blob == null) throw notFound(`no file ${filename} in project ${project}`)
       sendBlob(ctx, fc.store, blob, {
+        filename,
         contentType: filename.endsWith(METADATA_SUFFIX) ? 'text/plain; charset=utf-8' : 'application/octet-stream'
       })
     })

@@ -56,6 +56,10 @@ export async function readUploadForm<T> (
     fields.add(name, value)
   })
   form.on('file', (name, stream, info) => {
+    // A body that ends early or a client that goes away errors every open part. Parts nobody
+    // consumes (refused, ignored) still need a listener, or the error kills the process; the
+    // failure itself reaches us through the pipeline below (and the consumer, if any).
+    stream.on('error', () => {})
     // Signatures were dropped by PyPI in 2023 (twine --sign still sends them): ignore them.
     if (name === 'gpg_signature') { stream.resume(); return }
     if (name !== 'content') refuse(badRequest(`unexpected file part "${name}"; the distribution goes in "content"`))

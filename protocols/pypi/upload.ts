@@ -3,10 +3,11 @@
 import { Readable } from 'node:stream'
 import { createBLAKE2b } from 'hash-wasm'
 import type { Context } from 'koa'
-import { badRequest, conflict, integrityError, isRegistryError, tooLarge } from '../../store/errors.ts'
+import { badRequest, conflict, integrityError, isRegistryError } from '../../store/errors.ts'
 import type { BlobInfo, DigestName } from '../../store/types.ts'
 import { actorOf, type FormatContext } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
+import { refuseDeclaredOver } from '../http/body-limit.ts'
 import { extractCoreMetadata, parseCoreMetadata } from './core-metadata.ts'
 import { readUploadForm, type UploadFields } from './multipart.ts'
 import { canonicalName, isValidProjectName, normalVersion, parseDistFilename, type DistFilename } from './names.ts'
@@ -96,11 +97,7 @@ function checkLateDigests (fields: UploadFields, blob: BlobInfo): void {
 
 export async function handleUpload (ctx: Context, fc: FormatContext): Promise<void> {
   const user = actorOf(ctx)
-  const declared = ctx.get('content-length')
-  if (declared !== '' && Number(declared) > fc.limits.uploadBytes) {
-    ctx.set('Connection', 'close')
-    throw tooLarge(`upload of ${declared} bytes exceeds the limit of ${fc.limits.uploadBytes} (limits.uploadBytes)`)
-  }
+  refuseDeclaredOver(ctx, fc.limits.uploadBytes)
   const signal = requestAbortSignal(ctx)
   const { fields, content: { plan, blob } } = await readUploadForm(ctx, async (fields, filename, stream) => {
     const plan = planUpload(fc, fields, filename)
