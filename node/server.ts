@@ -1,6 +1,6 @@
 // Composition: opens the store and index, builds the HTTP front, listens. The one place parts meet.
 import { mkdir } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -19,7 +19,7 @@ import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
 import { checkReplicatedArtifact } from './artifact-check.ts'
 import { BlobCollector, gcRoutes } from './gc.ts'
-import { continueWhenRead } from './expect-continue.ts'
+import { createHttpServer } from './expect-continue.ts'
 import { buildApp } from './http.ts'
 import { Lifecycle } from './lifecycle.ts'
 import { guardProcess } from './process-guard.ts'
@@ -123,15 +123,9 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     a.use(gcRoutes(collector).routes())
     return a
   })
-  const handle = app.callback()
-  const server = createServer(handle)
-  continueWhenRead(server, handle)
+  const server = createHttpServer(app)
   // An error escaping one client's request is logged, never fatal (node/process-guard.ts).
   await parts.start('process guard', () => guardProcess(log.child({ component: 'http' })), (unguard) => { unguard() })
-  // Large uploads and downloads can take long; only the headers have a deadline.
-  server.requestTimeout = 0
-  server.headersTimeout = 60_000
-  server.keepAliveTimeout = 65_000
 
   await parts.start('http listener', () => listen(server, config.http.port, config.http.host), () => closeServer(server))
   const addr = server.address() as AddressInfo

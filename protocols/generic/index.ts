@@ -7,6 +7,7 @@ import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type FormatHandler } from '../format.ts'
 import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
+import { requestBody } from '../http/request-body.ts'
 import { refuseDeclaredOver } from '../http/body-limit.ts'
 import { encodePath } from '../http/encode.ts'
 import { safePathSegments } from '../http/paths.ts'
@@ -56,7 +57,7 @@ export const genericFormat: FormatHandler = {
       // response that fails after the publish would tell the client "failed" about a file that
       // every peer already has.
       const url = `${fc.baseUrl(ctx)}/${encodePath(path)}`
-      const blob = await fc.store.put(ctx.req, {
+      const blob = await fc.store.put(requestBody(ctx), {
         expect: expectedChecksums(ctx),
         maxBytes: fc.limits.uploadBytes,
         signal: requestAbortSignal(ctx)

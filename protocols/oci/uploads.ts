@@ -7,6 +7,7 @@ import type { UploadStatus } from '../../store/uploads.ts'
 import type { BlobInfo } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
+import { requestBody } from '../http/request-body.ts'
 import { refuseDeclaredOver } from '../http/body-limit.ts'
 import { canRead } from './auth.ts'
 import { linkedBlob } from './blobs.ts'
@@ -31,7 +32,7 @@ export async function startUpload (ctx: Context, fc: FormatContext, name: string
   if (digest !== '') {
     const sha256 = sha256Of(digest)
     checkDeclaredSize(ctx, fc, 0)
-    const blob = await storeErrors(fc.store.put(ctx.req, {
+    const blob = await storeErrors(fc.store.put(requestBody(ctx), {
       expect: { sha256 }, maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx)
     }))
     fc.blobLinks.link(fc.repo.name, name, blob.cid)
@@ -110,7 +111,7 @@ async function appendChunk (ctx: Context, fc: FormatContext, name: string, curre
     if (declared != null) throw ociError('SIZE_INVALID', `Content-Range ${range} announces ${declared} bytes but the body is empty`)
     return current
   }
-  const after = await storeErrors(fc.uploads.append(current.id, ctx.req, { maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx) }))
+  const after = await storeErrors(fc.uploads.append(current.id, requestBody(ctx), { maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx) }))
   if (declared != null && after.size - current.size !== declared) {
     const back = await storeErrors(fc.uploads.rewind(current.id, current.size))
     throw new OciError('SIZE_INVALID', `Content-Range ${range} announced ${declared} bytes, received ${after.size - current.size}; the chunk was not kept`, {

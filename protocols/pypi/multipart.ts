@@ -3,6 +3,7 @@
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import busboy from 'busboy'
+import { requestBody } from '../http/request-body.ts'
 import type { Context } from 'koa'
 import { badRequest, RegistryError, tooLarge } from '../../store/errors.ts'
 
@@ -74,7 +75,7 @@ export async function readUploadForm<T> (
   form.on('filesLimit', () => { refuse(badRequest('too many file parts')) })
 
   try {
-    await pipeline(ctx.req, form)
+    await pipeline(requestBody(ctx), form)
   } catch (err) {
     if (ctx.req.destroyed && !ctx.req.complete) throw err // the client went away
     throw badRequest(`malformed multipart body: ${(err as Error).message}`)

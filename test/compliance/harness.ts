@@ -2,13 +2,14 @@
 // SQLite on a temp dir, via node/server.ts openStorage), served by node:http on 127.0.0.1:0 in
 // this process. Requests are hand-shaped as each format's clients shape them; no real clients.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http'
+import { request, type IncomingHttpHeaders, type Server } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import { configSchema, type Config, type RepositoryConfig } from '../../config/schema.ts'
 import { buildApp } from '../../node/http.ts'
+import { createHttpServer } from '../../node/expect-continue.ts'
 import { openStorage, type Storage } from '../../node/server.ts'
 import { ChangeLog, type Change } from '../../store/changes.ts'
 
@@ -102,9 +103,7 @@ export async function startApp (repositories: Array<Omit<RepositoryConfig, 'anon
   // prints them. Collected so each test can log its own.
   const appErrors: string[] = []
   app.on('error', (err: Error) => { appErrors.push(String(err?.message ?? err)) })
-  const server: Server = createServer(app.callback())
-  server.requestTimeout = 0
-  server.headersTimeout = 60_000
+  const server: Server = createHttpServer(app)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const url = `http://127.0.0.1:${port}`
