@@ -116,8 +116,10 @@ export const MIGRATIONS: readonly string[] = [
     ORDER BY t.deleted_at;
   INSERT INTO changes (kind, repo, name, version, detail, at)
     SELECT 'publish', a.repo, a.name, a.version, json_object(
-      'files', (SELECT json_group_array(json_object('filename', f.filename, 'cid', f.cid))
-                FROM (SELECT filename, cid FROM files WHERE artifact_id = a.id ORDER BY filename) f),
+      -- json(): SQLite >= 3.45 drops the JSON subtype of a subquery's result, which would embed
+      -- the array as a string.
+      'files', json((SELECT json_group_array(json_object('filename', f.filename, 'cid', f.cid))
+                FROM (SELECT filename, cid FROM files WHERE artifact_id = a.id ORDER BY filename) f)),
       'metadata', json(a.metadata)), a.updated_at
     FROM artifacts a ORDER BY a.updated_at, a.id;
   INSERT INTO changes (kind, repo, name, version, detail, at)
