@@ -15,10 +15,11 @@ import { PartialBlob } from '../store/partial.ts'
 import type { BlobInfo, ByteRange, RemoteBlobs } from '../store/types.ts'
 import type { MeshLibp2p } from './libp2p.ts'
 import type { PeerProfiles } from './profiles.ts'
-import { Swarm, SwarmUnavailable, type SourceStats } from './swarm.ts'
+import { Swarm, SwarmUnavailable } from './swarm.ts'
 import { BlobClient } from './transfer.ts'
 import { describeError } from './errors.ts'
 import { OncePer } from './once-per.ts'
+import { Fetch, RELAY_HOPS, type TransferRecord } from './fetch-state.ts'
 
 /** Blobs fetched at once in the background for mirrored repositories. */
 const MIRROR_CONCURRENCY = 2
@@ -34,8 +35,6 @@ export const DEFAULT_WAIT_MS = 5_000
 const WANTED_MS = 10 * 60_000
 /** The same blob failing again is logged at most this often. */
 const FAILURE_LOG_MS = 60_000
-/** Relay hops a fetch of our own may ask for (A–B–C needs one: B relays for C). */
-const RELAY_HOPS = 2
 /** Recent transfers kept for the admin API. */
 const HISTORY = 100
 /** A DHT provider search at most this often per blob while no connected peer offers it. */
@@ -60,48 +59,6 @@ export interface BlobFetcherInit {
 const RETRY_AFTER_S = 30
 
 export const unavailable = (m: string): RegistryError => new RegistryError('Unavailable', m, { 'Retry-After': String(RETRY_AFTER_S) })
-
-/** What the admin API shows of a transfer. */
-export interface TransferRecord {
-  cid: string
-  size: number
-  status: 'running' | 'done' | 'failed'
-  startedAt: number
-  finishedAt: number | null
-  /** Chunks already here when it started (a resumed transfer). */
-  resumedChunks: number
-  error?: string
-  sources: Record<string, SourceStats>
-}
-
-/** One blob being fetched: readers wait on `changed`. */
-class Fetch {
-  partial: PartialBlob | undefined
-  swarm: Swarm | undefined
-  failed: unknown
-  committed = false
-  /** Started for a peer (relay): fetched in order, since the peer streams it on. */
-  relayed = false
-  /** How many relay hops this fetch may ask peers for, when no holder is reachable. */
-  relayHops = RELAY_HOPS
-  readonly readers = new Set<{ pos: number }>()
-  readonly record: TransferRecord
-  #wake: Array<() => void> = []
-
-  constructor (cid: string, size: number) {
-    this.record = { cid, size, status: 'running', startedAt: Date.now(), finishedAt: null, resumedChunks: 0, sources: {} }
-  }
-
-  changed (): void { const w = this.#wake; this.#wake = []; for (const f of w) f() }
-  async waitChange (): Promise<void> { await new Promise<void>(resolve => this.#wake.push(resolve)) }
-
-  /** The lowest chunk a reader waits for (undefined: none waits). */
-  urgentFrom (): number | undefined {
-    let m: number | undefined = this.relayed ? 0 : undefined
-    for (const r of this.readers) if (m == null || r.pos < m) m = r.pos
-    return m
-  }
-}
 
 interface Entry { fetch: Fetch, ready: Promise<void>, done: Promise<BlobInfo> }
 
