@@ -61,6 +61,9 @@ export const peeringSchema = z.object({
   bootstrap: z.array(bootstrapAddr).default([]),
   /** Peers allowed to connect (either way); bootstrap peers are not implicitly allowed. */
   allow: z.array(z.union([z.literal('*'), peerIdString])).default([]),
+  /** The mesh root public key (as the Ed25519 peer ID it derives): members are the holders of
+   *  certificates it signed (mesh/membership.ts); written by `akmesh mesh join`. */
+  meshRoot: peerIdString.optional(),
   /** A swarm.key text (private network), or the path of such a file, relative to this file. */
   psk: z.string().optional(),
   replication: z.record(z.string(), replicationMode).default({ '*': 'on-demand' }),

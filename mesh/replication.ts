@@ -5,7 +5,8 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { LivePeering } from '../config/peering.ts'
-import { isAllowed, replicationFor } from '../config/peering-schema.ts'
+import { replicationFor } from '../config/peering-schema.ts'
+import type { Membership } from './membership.ts'
 import { RemoteApplier, type ApplyDeps, type ApplyResult } from '../store/apply.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
@@ -31,6 +32,7 @@ export interface ReplicationStorage {
 export interface ReplicationInit extends ReplicationStorage {
   libp2p: MeshLibp2p
   peering: LivePeering
+  membership: Membership
   privateKey: PrivateKey
   log: Logger
 }
@@ -102,7 +104,7 @@ export class Replication implements ManifestReceiver {
   async #open (envelope: Uint8Array, from: { via: string, peer: string }): Promise<Manifest | undefined> {
     const peering = this.#i.peering.current
     try {
-      return await openEnvelope(envelope, { mesh: peering.mesh, isAllowed: (o) => o === this.signer.peerId || isAllowed(peering, o) })
+      return await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo) => this.#i.membership.admit(o, repo) })
     } catch (err) {
       const e = err instanceof ManifestError ? err : undefined
       this.#rejections.record({ origin: e?.origin, reason: e?.reason ?? 'error', message: (err as Error).message, ...from })

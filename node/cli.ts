@@ -9,6 +9,7 @@ import bytesParse from 'bytes'
 import { CONFIG_TEMPLATE } from '../config/template.ts'
 import { SCOPES, type Scope } from '../store/accounts.ts'
 import type { ConfigFlags } from './config.ts'
+import { registerMeshCommands } from './mesh-cli.ts'
 
 // The server, the formats and the config schema load only when a command needs them: --help
 // answers in ~0.1 s instead of ~0.6 s.
@@ -282,11 +283,12 @@ const bundleParts = async (flags: ConfigFlags & { peering?: string }) => {
   const { dataDir, repositories } = await resolveConfig(flags)
   const { loadIdentity } = await import('../mesh/identity.ts')
   const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
-  const { isAllowed } = await import('../config/peering-schema.ts')
+  const { Membership } = await import('../mesh/membership.ts')
   const identity = await loadIdentity(dataDir)
   const self = identity.peerId.toString()
   const peering = await loadPeeringFile(peeringPath(dataDir, flags.peering))
-  return { dataDir, repositories, self, privateKey: identity.privateKey, nodeName: peering.node.name, mesh: peering.mesh, isAllowed: (o: string) => o === self || isAllowed(peering, o) }
+  const membership = await Membership.open({ dataDir, self, peering: () => peering })
+  return { dataDir, repositories, self, privateKey: identity.privateKey, nodeName: peering.node.name, mesh: peering.mesh, membership }
 }
 const byteSize = (v: string): number => {
   const n = bytesParse.parse(v)
@@ -398,6 +400,8 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
       throw err
     } finally { storage.db.close() }
   })
+
+registerMeshCommands(program, { withConfig, withPeering, resolveConfig })
 
 try {
   await program.parseAsync()
