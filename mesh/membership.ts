@@ -104,6 +104,9 @@ export class Membership implements MembershipCheck {
 
   certificate (peer: string): Certificate | undefined { return this.#certs.get(peer)?.cert }
 
+  /** This node's own certificate envelope (sent to every peer it catches up from). */
+  own (): Uint8Array | undefined { return this.#certs.get(this.#i.self)?.bytes }
+
   isMember (peer: string, now = Date.now()): boolean {
     if (peer === this.#i.self) return true
     const c = this.#certs.get(peer)

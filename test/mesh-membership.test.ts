@@ -2,13 +2,15 @@
 // data dir), `mesh invite` (signed certificate), `mesh join` (installed, root recorded), and the
 // membership service deciding whose manifests count (grants per repository, allowlist migration).
 import test from 'ava'
+import * as dagCbor from '@ipld/dag-cbor'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { issueCertificate, rootOf } from '../mesh/certificates.ts'
-import { Membership, OWN_CERTIFICATE_FILE } from '../mesh/membership.ts'
-import { akmesh, makeTempDir } from './helpers/node.ts'
+import { decodeCertificate, issueCertificate, rootOf } from '../mesh/certificates.ts'
+import { KNOWN_CERTIFICATES_FILE, Membership, OWN_CERTIFICATE_FILE } from '../mesh/membership.ts'
+import { adminGet, connectedTo, hasVersion, identity, rawPublish } from './helpers/mesh.ts'
+import { akmesh, makeTempDir, startTestNode, waitFor } from './helpers/node.ts'
 
 test('mesh init, invite and join: the certificate is installed and the peering file names the root', async t => {
   const dir = await makeTempDir(t)
@@ -68,3 +70,38 @@ test('membership: grants decide per repository; expired, other-root and unknown 
   t.is(again.admit(teamA, 'team-a'), undefined)
   t.is(again.certificate(teamA)?.site, 'a')
 })
+
+test('line A–B–C, each allowing only its neighbours: C accepts A\'s publish by certificate alone (learned through B); B\'s publish outside its grants is refused', async t => {
+  const rootKey = await generateKeyPair('Ed25519')
+  const [a, b, c] = [await identity(t), await identity(t), await identity(t)]
+  const YEAR = 365 * 86_400_000
+  const grants: Array<[typeof a, string, string[] | undefined]> = [[a, 'a', ['npm']], [b, 'b', ['other']], [c, 'c', undefined]]
+  for (const [node, site, publish] of grants) {
+    await writeFile(join(node.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: 'default', peer: node.peerId, site, publish, validForMs: YEAR }))
+  }
+  const meshRoot = rootOf(rootKey)
+  const nodeB = await startTestNode(t, { dataDir: b.dataDir, peering: { meshRoot, allow: [a.peerId, c.peerId] } })
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot, allow: [b.peerId], bootstrap: [nodeB.meshAddr] } })
+  const nodeC = await startTestNode(t, { dataDir: c.dataDir, peering: { meshRoot, allow: [b.peerId], bootstrap: [nodeB.meshAddr] } })
+  await waitFor(async () => await connectedTo(nodeB, a.peerId) && await connectedTo(nodeB, c.peerId), 'B connected to A and C')
+
+  await rawPublish(nodeA, await makeTempDir(t), 'far-away', '1.0.0')
+  await waitFor(async () => await hasVersion(nodeC, 'far-away', '1.0.0'), 'C to accept A\'s publish')
+  t.false(await connectedTo(nodeC, a.peerId), 'C never connected to A')
+
+  // B may change only repository "other": its npm publish stays on B, refused on A and C (once
+  // they hold B's certificate, passed at catch-up; before, B's allow entries would admit it).
+  await waitFor(async () => (await knownCertificates(nodeA.dataDir)).includes(b.peerId) && (await knownCertificates(nodeC.dataDir)).includes(b.peerId), 'A and C to hold B\'s certificate')
+  await rawPublish(nodeB, await makeTempDir(t), 'from-b', '1.0.0')
+  for (const node of [nodeA, nodeC]) {
+    const refused = await waitFor(async () => (await adminGet(node, '/-/mesh/status')).rejections
+      .find((r: any) => r.origin === b.peerId && r.reason === 'outside-grants'), 'B\'s manifest refused as outside its grants')
+    t.regex(refused.message, /may change other, not repository npm/)
+    t.false(await hasVersion(node, 'from-b', '1.0.0'))
+  }
+})
+
+async function knownCertificates (dataDir: string): Promise<string[]> {
+  const bytes = await readFile(join(dataDir, KNOWN_CERTIFICATES_FILE)).catch(() => undefined)
+  return bytes == null ? [] : dagCbor.decode<Uint8Array[]>(bytes).map(c => decodeCertificate(c).peer)
+}
