@@ -71,7 +71,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       listen: init.listenPort == null ? started.listen : started.listen.map(a => withTcpPort(a, init.listenPort as number)),
       psk: started.pskKey,
       // Reads the live file on every check: allowlist edits apply to the next connection.
-      isAllowed: (peerId) => members.isMember(peerId),
+      isAllowed: (peerId) => members.mayConnect(peerId),
       onRefused: (r) => { if (refusals.due(r.peerId)) log.warn({ peer: r.peerId, addr: r.addr, direction: r.direction, nextLogInMs: ONCE_PER_MS }, 'refused a connection: the peer is not in the allowlist (logged once an hour per peer)') }
     })
     if (init.storage != null) {
@@ -93,7 +93,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       if (JSON.stringify(next[key]) !== JSON.stringify(previous[key])) log.warn({ key }, 'peering file: this change takes effect at the next restart')
     }
     for (const peer of node.getPeers()) {
-      if (!members.isMember(peer.toString())) {
+      if (!members.mayConnect(peer.toString())) {
         log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist')
         node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: describeError(err) }, 'hang up failed'))
       }

@@ -30,7 +30,7 @@ export interface MembershipCheck {
 export interface MembershipInit {
   dataDir: string
   self: string
-  peering: () => Pick<Peering, 'mesh' | 'allow' | 'meshRoot'>
+  peering: () => Pick<Peering, 'mesh' | 'allow' | 'meshRoot' | 'connect'>
   log?: Logger
 }
 
@@ -112,6 +112,19 @@ export class Membership implements MembershipCheck {
     const c = this.#certs.get(peer)
     if (c != null && c.cert.expires > now) return true
     return this.#allowListed(peer)
+  }
+
+  /** Connection policy, separate from membership: a member, and the peering file's `connect`
+   *  rules (`only`, `deny`: peer IDs or `site:<name>`) let it. */
+  mayConnect (peer: string, now = Date.now()): boolean {
+    if (peer === this.#i.self) return true
+    if (!this.isMember(peer, now)) return false
+    const rules = this.#i.peering().connect
+    if (rules == null) return true
+    const site = this.#certs.get(peer)?.cert.site
+    const matches = (entry: string): boolean => entry === peer || (site != null && entry === `site:${site}`)
+    if (rules.deny.some(matches)) return false
+    return rules.only == null || rules.only.some(matches)
   }
 
   admit (origin: string, repo: string, now = Date.now()): Refusal | undefined {

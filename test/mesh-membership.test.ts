@@ -65,6 +65,17 @@ test('membership: grants decide per repository; expired, other-root and unknown 
   t.true(m.isMember(teamA))
   t.false(m.isMember(unknown))
 
+  // Connection policy is separate: a member may connect unless the connect rules say otherwise.
+  t.true(m.mayConnect(teamA))
+  t.false(m.mayConnect(unknown))
+  Object.assign(peering, { connect: { deny: ['site:a'] } })
+  t.false(m.mayConnect(teamA))
+  t.is(m.admit(teamA, 'team-a'), undefined, 'connect rules do not change whose manifests count')
+  Object.assign(peering, { connect: { only: [listed], deny: [] } })
+  t.true(m.mayConnect(listed))
+  t.false(m.mayConnect(teamA))
+  Object.assign(peering, { connect: undefined })
+
   // Learned certificates persist in the data directory.
   const again = await Membership.open({ dataDir: dir, self, peering: () => peering })
   t.is(again.admit(teamA, 'team-a'), undefined)
