@@ -25,6 +25,8 @@ export interface MembershipCheck {
   isMember (peer: string): boolean
   /** undefined: admitted. */
   admit (origin: string, repo: string, now?: number): Refusal | undefined
+  /** Verifies and keeps a certificate (bundles carry them). */
+  learn?: (bytes: Uint8Array) => Promise<unknown>
 }
 
 export interface MembershipInit {

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { decodeCertificate, issueCertificate, rootOf } from '../mesh/certificates.ts'
 import { KNOWN_CERTIFICATES_FILE, Membership, OWN_CERTIFICATE_FILE } from '../mesh/membership.ts'
 import { adminGet, connectedTo, hasVersion, identity, rawPublish } from './helpers/mesh.ts'
+import { exportBundle, importBundle } from './helpers/bundle.ts'
 import { akmesh, makeTempDir, startTestNode, waitFor } from './helpers/node.ts'
 
 test('mesh init, invite and join: the certificate is installed and the peering file names the root', async t => {
@@ -116,3 +117,21 @@ async function knownCertificates (dataDir: string): Promise<string[]> {
   const bytes = await readFile(join(dataDir, KNOWN_CERTIFICATES_FILE)).catch(() => undefined)
   return bytes == null ? [] : dagCbor.decode<Uint8Array[]>(bytes).map(c => decodeCertificate(c).peer)
 }
+
+test('an air-gapped site with only the mesh root imports a bundle: the bundle carries the certificates of its exporter and origins', async t => {
+  const rootKey = await generateKeyPair('Ed25519')
+  const meshRoot = rootOf(rootKey)
+  const [a, x] = [await identity(t), await identity(t)]
+  await writeFile(join(a.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: 'default', peer: a.peerId, site: 'a', publish: ['npm'], validForMs: 86_400_000 }))
+  await writeFile(join(x.dataDir, 'peering.json'), JSON.stringify({ meshRoot, listen: ['/ip4/127.0.0.1/tcp/0'] }))
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot } })
+  await rawPublish(nodeA, await makeTempDir(t), 'carried', '1.0.0')
+  const file = join(await makeTempDir(t), 'a.car')
+  const exported = await exportBundle(a.dataDir, file)
+  t.is(exported.code, 0, exported.stderr)
+  const imported = await importBundle(x.dataDir, file)
+  t.is(imported.code, 0, imported.stderr)
+  t.true((await knownCertificates(x.dataDir)).includes(a.peerId))
+  const nodeX = await startTestNode(t, { dataDir: x.dataDir })
+  t.true(await hasVersion(nodeX, 'carried', '1.0.0'))
+})
