@@ -27,6 +27,7 @@ export interface MembershipCheck {
   admit (origin: string, repo: string, now?: number): Refusal | undefined
   /** Verifies and keeps a certificate (bundles carry them). */
   learn?: (bytes: Uint8Array) => Promise<unknown>
+  members?: () => unknown[]
 }
 
 export interface MembershipInit {
@@ -37,6 +38,7 @@ export interface MembershipInit {
 }
 
 const ALLOWLIST_LOG_MS = 60 * 60_000
+const EXPIRING_MS = 14 * 86_400_000
 
 export class Membership implements MembershipCheck {
   readonly #i: MembershipInit
@@ -105,6 +107,14 @@ export class Membership implements MembershipCheck {
   }
 
   certificate (peer: string): Certificate | undefined { return this.#certs.get(peer)?.cert }
+
+  /** Every member known by certificate, for /-/mesh/status (expiring: within 14 days). */
+  members (now = Date.now()): Array<{ peer: string, site: string, publish: string[], expires: string, expired: boolean, expiring: boolean }> {
+    return [...this.#certs.values()].map(({ cert: c }) => ({
+      peer: c.peer, site: c.site, publish: c.publish, expires: new Date(c.expires).toISOString(),
+      expired: c.expires <= now, expiring: c.expires > now && c.expires - now < EXPIRING_MS
+    }))
+  }
 
   /** This node's own certificate envelope (sent to every peer it catches up from). */
   own (): Uint8Array | undefined { return this.#certs.get(this.#i.self)?.bytes }

@@ -56,7 +56,7 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers): Router
     ctx.body = { transfers: transfers?.list() ?? [] }
   })
   router.get('/status', (ctx) => {
-    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status() }
+    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), members: mesh.membership?.members?.() ?? [] }
   })
   router.get('/conflicts', (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)

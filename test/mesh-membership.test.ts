@@ -100,6 +100,8 @@ test('line A–B–C, each allowing only its neighbours: C accepts A\'s publish 
   await rawPublish(nodeA, await makeTempDir(t), 'far-away', '1.0.0')
   await waitFor(async () => await hasVersion(nodeC, 'far-away', '1.0.0'), 'C to accept A\'s publish')
   t.false(await connectedTo(nodeC, a.peerId), 'C never connected to A')
+  const members = (await adminGet(nodeC, '/-/mesh/status')).members
+  t.like(members.find((m: any) => m.peer === a.peerId), { site: 'a', publish: ['npm'], expired: false, expiring: false })
 
   // B may change only repository "other": its npm publish stays on B, refused on A and C (once
   // they hold B's certificate, passed at catch-up; before, B's allow entries would admit it).
