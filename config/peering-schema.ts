@@ -61,6 +61,15 @@ export const peeringSchema = z.object({
   bootstrap: z.array(bootstrapAddr).default([]),
   /** Peers allowed to connect (either way); bootstrap peers are not implicitly allowed. */
   allow: z.array(z.union([z.literal('*'), peerIdString])).default([]),
+  /** The mesh root public key (as the Ed25519 peer ID it derives): members are the holders of
+   *  certificates it signed (mesh/membership.ts); written by `akmesh mesh join`. */
+  meshRoot: peerIdString.optional(),
+  /** Who may connect, apart from who is a member: `only` these / never these, each entry a peer ID
+   *  or `site:<name>` (the site of the peer's certificate). Absent: every member may connect. */
+  connect: z.object({
+    only: z.array(z.string().min(1)).optional(),
+    deny: z.array(z.string().min(1)).default([])
+  }).strict().optional(),
   /** A swarm.key text (private network), or the path of such a file, relative to this file. */
   psk: z.string().optional(),
   replication: z.record(z.string(), replicationMode).default({ '*': 'on-demand' }),

@@ -3,7 +3,8 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { LivePeering, type PeeringListener } from '../config/peering.ts'
-import { isAllowed, type Peering } from '../config/peering-schema.ts'
+import type { Peering } from '../config/peering-schema.ts'
+import { Membership } from './membership.ts'
 import { BootstrapDialer } from './bootstrap.ts'
 import { ConnectedPeersFile } from './connected-file.ts'
 import { loadIdentity } from './identity.ts'
@@ -38,6 +39,7 @@ export interface Mesh {
   libp2p: MeshLibp2p
   peering: LivePeering
   replication?: Replication
+  membership: Membership
   /** The addresses this node listens on, each ending in /p2p/<peerId>. */
   multiaddrs (): string[]
   /** Connected peers with the addresses of their connections. */
@@ -56,22 +58,24 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
   const refusals = new OncePer(ONCE_PER_MS)
   let libp2p: MeshLibp2p | undefined
   let replication: Replication | undefined
+  let membership: Membership | undefined
   try {
     const identity = await loadIdentity(init.dataDir)
     if (identity.created) log.info({ peerId: identity.peerId.toString(), file: identity.file }, 'generated node identity')
     const self = identity.peerId.toString()
     const started = peering.current
+    const members = membership = await Membership.open({ dataDir: init.dataDir, self, peering: () => peering.current, log })
     libp2p = await createMeshLibp2p({
       privateKey: identity.privateKey,
       mesh: started.mesh,
       listen: init.listenPort == null ? started.listen : started.listen.map(a => withTcpPort(a, init.listenPort as number)),
       psk: started.pskKey,
       // Reads the live file on every check: allowlist edits apply to the next connection.
-      isAllowed: (peerId) => peerId === self || isAllowed(peering.current, peerId),
+      isAllowed: (peerId) => members.mayConnect(peerId),
       onRefused: (r) => { if (refusals.due(r.peerId)) log.warn({ peer: r.peerId, addr: r.addr, direction: r.direction, nextLogInMs: ONCE_PER_MS }, 'refused a connection: the peer is not in the allowlist (logged once an hour per peer)') }
     })
     if (init.storage != null) {
-      replication = new Replication({ ...init.storage, libp2p, peering, privateKey: identity.privateKey, log })
+      replication = new Replication({ ...init.storage, libp2p, peering, membership: members, privateKey: identity.privateKey, log })
       await replication.start()
     }
   } catch (err) {
@@ -81,6 +85,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     throw err
   }
   const node = libp2p
+  const members = membership
   const dialer = new BootstrapDialer({ libp2p: node, log, signal: controller.signal })
 
   const onChange: PeeringListener = (next, previous) => {
@@ -88,7 +93,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       if (JSON.stringify(next[key]) !== JSON.stringify(previous[key])) log.warn({ key }, 'peering file: this change takes effect at the next restart')
     }
     for (const peer of node.getPeers()) {
-      if (!isAllowed(next, peer.toString())) {
+      if (!members.mayConnect(peer.toString())) {
         log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist')
         node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: describeError(err) }, 'hang up failed'))
       }
@@ -134,6 +139,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     libp2p: node,
     peering,
     replication,
+    membership: members,
     multiaddrs,
     peers,
     stop

@@ -6,6 +6,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { CHANGE_KINDS, type Change, type RemoteChange, type RemoteFile } from '../store/changes.ts'
 import { parseBlobCid } from '../store/hash.ts'
+import type { MembershipRefusal, Refusal } from './membership.ts'
 
 export interface Manifest extends RemoteChange {
   v: 1
@@ -25,7 +26,7 @@ const MAX_CHUNK_SIZE = 64 * 1024 * 1024
  *  applied, so a manifest from far in the future is refused (for now: catch-up offers it again). */
 export const MAX_CLOCK_SKEW_MS = 10 * 60 * 1000
 
-export type ManifestRejection = 'too-large' | 'undecodable' | 'malformed' | 'wrong-mesh' | 'not-allowed' | 'bad-signature' | 'from-the-future'
+export type ManifestRejection = 'too-large' | 'undecodable' | 'malformed' | 'wrong-mesh' | MembershipRefusal | 'bad-signature' | 'from-the-future'
 
 export class ManifestError extends Error {
   readonly reason: ManifestRejection
@@ -112,8 +113,10 @@ export async function signedBy (signer: string, payload: Uint8Array, signature: 
 
 export interface OpenOptions {
   mesh: string
-  /** Is this peer ID a member (the peering file's allowlist)? */
-  isAllowed (origin: string): boolean
+  /** May this origin change this repository (mesh/membership.ts)? undefined: yes. */
+  admit?: (origin: string, repo: string) => Refusal | undefined
+  /** A plain member test (tests, tools): used when `admit` is not given. */
+  isAllowed?: (origin: string) => boolean
   /** This node's clock (ms); default Date.now(). */
   now?: number
 }
@@ -131,7 +134,10 @@ export async function openEnvelope (bytes: Uint8Array, opts: OpenOptions): Promi
   }
   const m = validateManifest(payload)
   if (m.mesh !== opts.mesh) throw new ManifestError('wrong-mesh', `manifest of mesh "${m.mesh}", not "${opts.mesh}"`, m.origin)
-  if (!opts.isAllowed(m.origin)) throw new ManifestError('not-allowed', `origin ${m.origin} is not a member of this mesh`, m.origin)
+  const refusal = opts.admit != null
+    ? opts.admit(m.origin, m.repo)
+    : opts.isAllowed?.(m.origin) === true ? undefined : { reason: 'not-allowed' as const, message: `origin ${m.origin} is not a member of this mesh` }
+  if (refusal != null) throw new ManifestError(refusal.reason, refusal.message, m.origin)
   if (!await signedBy(m.origin, envelope.payload, envelope.signature)) throw new ManifestError('bad-signature', `signature does not verify against ${m.origin}`, m.origin)
   const now = opts.now ?? Date.now()
   if (m.timestamp > now + MAX_CLOCK_SKEW_MS) {

@@ -5,7 +5,8 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { LivePeering } from '../config/peering.ts'
-import { isAllowed, replicationFor } from '../config/peering-schema.ts'
+import { replicationFor } from '../config/peering-schema.ts'
+import type { Membership } from './membership.ts'
 import { RemoteApplier, type ApplyDeps, type ApplyResult } from '../store/apply.ts'
 import type { ArtifactIndex } from '../store/artifacts.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
@@ -17,6 +18,7 @@ import { ManifestError, openEnvelope, type Manifest } from './manifest.ts'
 import { RejectionLog, type Rejection } from './rejections.ts'
 import { ManifestSigner } from './signer.ts'
 import { ManifestSync } from './sync.ts'
+import { OncePer } from './once-per.ts'
 
 /** What the mesh needs from the store to replicate (store/ objects, no format knowledge). */
 export interface ReplicationStorage {
@@ -31,6 +33,7 @@ export interface ReplicationStorage {
 export interface ReplicationInit extends ReplicationStorage {
   libp2p: MeshLibp2p
   peering: LivePeering
+  membership: Membership
   privateKey: PrivateKey
   log: Logger
 }
@@ -67,6 +70,8 @@ export class Replication implements ManifestReceiver {
   #unsubscribe: (() => void) | undefined
   #received = 0
   readonly #rejections: RejectionLog
+  /** An origin without a certificate here triggers at most one immediate catch-up per 10 s. */
+  readonly #askedForCertificate = new OncePer(10_000)
   readonly #applied = new Set<(m: Manifest) => void>()
 
   constructor (init: ReplicationInit) {
@@ -82,7 +87,7 @@ export class Replication implements ManifestReceiver {
       validate: init.validate
     })
     this.gossip = new ManifestGossip({ libp2p: init.libp2p, mesh, receiver: this, log: init.log })
-    this.sync = new ManifestSync({ libp2p: init.libp2p, mesh, manifests: this.manifests, receiver: this, log: init.log })
+    this.sync = new ManifestSync({ libp2p: init.libp2p, mesh, manifests: this.manifests, receiver: this, log: init.log, certificates: init.membership })
   }
 
   async start (): Promise<void> {
@@ -102,10 +107,16 @@ export class Replication implements ManifestReceiver {
   async #open (envelope: Uint8Array, from: { via: string, peer: string }): Promise<Manifest | undefined> {
     const peering = this.#i.peering.current
     try {
-      return await openEnvelope(envelope, { mesh: peering.mesh, isAllowed: (o) => o === this.signer.peerId || isAllowed(peering, o) })
+      return await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo) => this.#i.membership.admit(o, repo) })
     } catch (err) {
       const e = err instanceof ManifestError ? err : undefined
       this.#rejections.record({ origin: e?.origin, reason: e?.reason ?? 'error', message: (err as Error).message, ...from })
+      // Gossip carries no certificates: a manifest of an origin we hold none for makes us catch up
+      // from the relayer at once (catch-up passes the certificates of the origins it sends).
+      if (e?.reason === 'not-allowed' && from.via === 'gossip' && e.origin != null && this.#askedForCertificate.due(e.origin)) {
+        const relayer = this.#i.libp2p.getPeers().find(p => p.toString() === from.peer)
+        if (relayer != null) void this.sync.syncWith(relayer)
+      }
       return undefined
     }
   }

@@ -24,8 +24,12 @@ const INTERVAL_MS = 30_000
 /** Pages per round: a peer that keeps saying `more` without progress is not followed forever. */
 const MAX_PAGES = 1000
 
-interface SyncRequest { have: Record<string, number> }
-interface SyncHead { count: number, more: boolean }
+/** Both sides pass member certificates (base64 envelopes, mesh/membership.ts): the asker its
+ *  own, the answerer those of the origins in its page, so certificates travel with catch-up. */
+interface SyncRequest { have: Record<string, number>, certificates?: string[] }
+interface SyncHead { count: number, more: boolean, certificates?: string[] }
+/** Certificates taken from one message (each ≤ 16 KiB; a page names at most this many origins). */
+const MAX_CERTIFICATES = 64
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v))
 const dec = (b: Uint8Array): any => JSON.parse(new TextDecoder().decode(b))
@@ -40,7 +44,22 @@ export interface SyncInit {
   manifests: ManifestLog
   receiver: SyncReceiver
   log: Logger
+  /** Member certificates to pass on and learn (mesh/membership.ts); absent: none travel. */
+  certificates?: CertificateExchange
 }
+
+export interface CertificateExchange {
+  /** This node's own certificate, if it joined by certificate. */
+  own (): Uint8Array | undefined
+  /** The certificates held for these peers. */
+  certificates (peers: Iterable<string>): Uint8Array[]
+  learn (bytes: Uint8Array): Promise<unknown>
+}
+
+const b64 = (list: Uint8Array[]): string[] => list.slice(0, MAX_CERTIFICATES).map(b => Buffer.from(b).toString('base64'))
+const unb64 = (list: unknown): Uint8Array[] => Array.isArray(list)
+  ? list.slice(0, MAX_CERTIFICATES).filter((x): x is string => typeof x === 'string').map(x => new Uint8Array(Buffer.from(x, 'base64')))
+  : []
 
 /** The page answering `have`: envelopes above each watermark, bounded in count and bytes. */
 export function syncPage (manifests: ManifestLog, have: Record<string, number>): { envelopes: Uint8Array[], more: boolean } {
@@ -64,6 +83,13 @@ export function syncPage (manifests: ManifestLog, have: Record<string, number>):
     }
   }
   return { envelopes, more: false }
+}
+
+/** The origins whose manifests the answerer holds above the asker's watermarks. */
+function originsAbove (manifests: ManifestLog, have: Record<string, number>): string[] {
+  const out: string[] = []
+  for (const [origin, mine] of manifests.heads()) if (mine > (Number.isSafeInteger(have[origin]) ? have[origin] : 0)) out.push(origin)
+  return out
 }
 
 export class ManifestSync {
@@ -129,7 +155,9 @@ export class ManifestSync {
     let total = 0
     for (let page = 0; page < MAX_PAGES && !this.#controller.signal.aborted; page++) {
       const have = Object.fromEntries(this.#i.manifests.watermarks())
-      const { envelopes, more } = await this.#request(peer, { have })
+      const own = this.#i.certificates?.own()
+      const { envelopes, more, certificates } = await this.#request(peer, { have, ...(own != null ? { certificates: b64([own]) } : {}) })
+      await this.#learn(certificates, from.peer)
       const outcomes = await this.#i.receiver.receiveMany(envelopes, from)
       const fresh = outcomes.filter(o => o === 'new').length
       total += fresh
@@ -140,7 +168,13 @@ export class ManifestSync {
     if (total > 0) this.#log.info({ peer: from.peer, manifests: total }, 'caught up')
   }
 
-  async #request (peer: PeerId, req: SyncRequest): Promise<{ envelopes: Uint8Array[], more: boolean }> {
+  async #learn (certificates: Uint8Array[], peer: string): Promise<void> {
+    for (const c of certificates) {
+      try { await this.#i.certificates?.learn(c) } catch (err) { this.#log.warn({ peer, error: describeError(err) }, 'could not keep a member certificate') }
+    }
+  }
+
+  async #request (peer: PeerId, req: SyncRequest): Promise<{ envelopes: Uint8Array[], more: boolean, certificates: Uint8Array[] }> {
     const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(TIMEOUT_MS)])
     let stream: Stream | undefined
     try {
@@ -152,7 +186,7 @@ export class ManifestSync {
       const envelopes: Uint8Array[] = []
       for (let k = 0; k < head.count; k++) envelopes.push((await lp.read({ signal })).subarray())
       await stream.close({ signal })
-      return { envelopes, more: head.more === true }
+      return { envelopes, more: head.more === true, certificates: unb64(head.certificates) }
     } catch (err) {
       stream?.abort(err as Error)
       throw err
@@ -165,8 +199,12 @@ export class ManifestSync {
     try {
       const req = dec((await lp.read({ signal })).subarray()) as SyncRequest
       if (req == null || typeof req.have !== 'object') throw new Error('malformed request')
+      await this.#learn(unb64(req.certificates), connection.remotePeer.toString())
       const { envelopes, more } = syncPage(this.#i.manifests, req.have)
-      await lp.writeV([enc({ count: envelopes.length, more } satisfies SyncHead), ...envelopes], { signal })
+      // Its own certificate first (the exchange at connect), then those of the page's origins.
+      const certificates = this.#i.certificates?.certificates([this.#i.libp2p.peerId.toString(), ...originsAbove(this.#i.manifests, req.have)]) ?? []
+      const head: SyncHead = { count: envelopes.length, more, ...(certificates.length > 0 ? { certificates: b64(certificates) } : {}) }
+      await lp.writeV([enc(head), ...envelopes], { signal })
       await stream.close({ signal })
     } catch (err: any) {
       this.#log.debug({ peer: connection.remotePeer.toString(), error: describeError(err) }, 'sync request failed')

@@ -9,6 +9,7 @@ import bytesParse from 'bytes'
 import { CONFIG_TEMPLATE } from '../config/template.ts'
 import { SCOPES, type Scope } from '../store/accounts.ts'
 import type { ConfigFlags } from './config.ts'
+import { registerMeshCommands } from './mesh-cli.ts'
 
 // The server, the formats and the config schema load only when a command needs them: --help
 // answers in ~0.1 s instead of ~0.6 s.
@@ -282,11 +283,12 @@ const bundleParts = async (flags: ConfigFlags & { peering?: string }) => {
   const { dataDir, repositories } = await resolveConfig(flags)
   const { loadIdentity } = await import('../mesh/identity.ts')
   const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
-  const { isAllowed } = await import('../config/peering-schema.ts')
+  const { Membership } = await import('../mesh/membership.ts')
   const identity = await loadIdentity(dataDir)
   const self = identity.peerId.toString()
   const peering = await loadPeeringFile(peeringPath(dataDir, flags.peering))
-  return { dataDir, repositories, self, privateKey: identity.privateKey, nodeName: peering.node.name, mesh: peering.mesh, isAllowed: (o: string) => o === self || isAllowed(peering, o) }
+  const membership = await Membership.open({ dataDir, self, peering: () => peering })
+  return { dataDir, repositories, self, privateKey: identity.privateKey, nodeName: peering.node.name, mesh: peering.mesh, membership }
 }
 const byteSize = (v: string): number => {
   const n = bytesParse.parse(v)
@@ -324,7 +326,7 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
     if (lacks != null && lacks.mesh !== parts.mesh) throw new Error(`${opts.lacks} is an inventory of mesh "${lacks.mesh}", this node is in "${parts.mesh}"`)
     const { db, store } = await openStorage(parts.dataDir)
     try {
-      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName },
+      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName, certificates: (peers) => parts.membership.certificates(peers) },
         { out: file, repos: opts.repo, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
       if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, exportedAt: Date.now(), bundle: r.root })
       const { selection, ...shown } = r
@@ -398,6 +400,8 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
       throw err
     } finally { storage.db.close() }
   })
+
+registerMeshCommands(program, { withConfig, withPeering, resolveConfig })
 
 try {
   await program.parseAsync()

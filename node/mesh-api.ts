@@ -4,10 +4,10 @@
 // /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`).
 import Router from '@koa/router'
 import type { Context } from 'koa'
-import { isAllowed } from '../config/peering-schema.ts'
 import { ManifestError, MAX_ENVELOPE_BYTES, openEnvelope } from '../mesh/manifest.ts'
 import { grants } from '../store/accounts.ts'
 import { forbidden, integrityError, RegistryError, unauthorized } from '../store/errors.ts'
+import type { MembershipCheck } from '../mesh/membership.ts'
 import type { AuthState } from './auth.ts'
 import { readFrames } from './bundle/frames.ts'
 
@@ -23,7 +23,9 @@ export interface MeshStatus {
     receiveMany?: (envelopes: Uint8Array[], from: { via: string, peer: string }) => Promise<Array<'new' | 'held' | 'rejected'>>
   }
   /** The live peering file: mesh name and allowlist (membership). */
-  peering?: { current: { mesh: string, allow: string[] } }
+  peering?: { current: { mesh: string } }
+  /** Whose manifests count (mesh/membership.ts). */
+  membership?: MembershipCheck
 }
 
 /** An import body holds manifests only (blobs are committed by the CLI beside the node). */
@@ -54,7 +56,7 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers): Router
     ctx.body = { transfers: transfers?.list() ?? [] }
   })
   router.get('/status', (ctx) => {
-    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status() }
+    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), members: mesh.membership?.members?.() ?? [] }
   })
   router.get('/conflicts', (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)
@@ -64,13 +66,14 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers): Router
   // then they go the way gossip and catch-up go (receiveMany), so the node gossips them onward.
   router.post('/import', async (ctx) => {
     const receiveMany = mesh.replication?.receiveMany?.bind(mesh.replication)
-    if (receiveMany == null || mesh.peering == null) throw new RegistryError('Unavailable', 'this node does not replicate; nothing can be imported')
+    const membership = mesh.membership
+    if (receiveMany == null || mesh.peering == null || membership == null) throw new RegistryError('Unavailable', 'this node does not replicate; nothing can be imported')
     const envelopes = await readFrames(ctx.req, { maxFrame: MAX_ENVELOPE_BYTES, maxTotal: MAX_IMPORT_BYTES })
     const peering = mesh.peering.current
     const self = mesh.peerId.toString()
     for (const [i, envelope] of envelopes.entries()) {
       try {
-        await openEnvelope(envelope, { mesh: peering.mesh, isAllowed: (o) => o === self || isAllowed(peering, o) })
+        await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo) => membership.admit(o, repo) })
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err
         throw integrityError(`manifest ${i} of the import rejected (${err.reason}): ${err.message}; nothing was applied`)

@@ -28,6 +28,8 @@ export interface ExportDeps {
   peerId: string
   privateKey: PrivateKey
   nodeName?: string
+  /** Member certificates of these peers (mesh/membership.ts): carried so a site needs only the root. */
+  certificates?: (peers: Iterable<string>) => Uint8Array[]
 }
 
 export interface ExportOptions extends SelectOptions {
@@ -93,6 +95,8 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
     blobs: selection.blobs,
     absent: selection.absent
   }
+  const certificates = deps.certificates?.([deps.peerId, ...entries.map(e => e.origin)]) ?? []
+  if (certificates.length > 0) index.certificates = certificates
   const indexBytes = await signIndex(index, deps.privateKey)
   const root = await blake3Cid(DAG_CBOR_CODE, indexBytes)
   total += sectionSize(root.bytes.byteLength, indexBytes.byteLength)

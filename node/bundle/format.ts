@@ -46,6 +46,8 @@ export interface BundleIndex {
   blobs: BundleBlobEntry[]
   /** Blobs the bundled manifests name that the exporter did not hold (--allow-missing). */
   absent: string[]
+  /** Member certificates of the exporter and the origins (envelopes, mesh/certificates.ts). */
+  certificates?: Uint8Array[]
 }
 
 export const chunkCount = (size: number): number => Math.max(1, Math.ceil(size / CHUNK_SIZE))
@@ -65,7 +67,7 @@ export async function signIndex (index: BundleIndex, key: PrivateKey): Promise<U
 
 /** Decodes the root block, checks it is an index signed by its exporter and that the exporter is
  *  a member (`isAllowed`); throws IntegrityError naming what is wrong. */
-export async function openIndex (bytes: Uint8Array, opts: { isAllowed: (peerId: string) => boolean }): Promise<BundleIndex> {
+export async function openIndex (bytes: Uint8Array, opts: { isAllowed: (peerId: string) => boolean, learn?: (certificate: Uint8Array) => Promise<unknown> }): Promise<BundleIndex> {
   if (bytes.byteLength > MAX_INDEX_BYTES) throw integrityError(`bundle index of ${bytes.byteLength} bytes is too large`)
   let root: any
   try { root = dagCbor.decode(bytes) } catch (err) { throw integrityError(`bundle index is not dag-cbor: ${(err as Error).message}`) }
@@ -79,7 +81,9 @@ export async function openIndex (bytes: Uint8Array, opts: { isAllowed: (peerId: 
   let envelope: { payload: Uint8Array, signature: Uint8Array }
   try { envelope = decodeEnvelope(bytes) } catch (err) { throw integrityError(`the bundle index is neither a signed index nor an index: ${(err as Error).message}`) }
   const index = decodeIndex(envelope.payload)
-  if (!opts.isAllowed(index.exporter)) throw integrityError(`the bundle was exported by ${index.exporter}, which is not a member of this mesh (not in the peering file's allow list)`)
+  // Certificates prove themselves (signed by the mesh root): learned before the membership checks.
+  for (const c of index.certificates ?? []) await opts.learn?.(c)
+  if (!opts.isAllowed(index.exporter)) throw integrityError(`the bundle was exported by ${index.exporter}, which is not a member of this mesh (no valid certificate of this mesh, not in the peering file's allow list)`)
   if (!await signedBy(index.exporter, envelope.payload, envelope.signature)) {
     throw integrityError(`the bundle index's signature does not verify against its exporter ${index.exporter}: the index was altered after export`)
   }
@@ -110,6 +114,7 @@ function decodeIndex (bytes: Uint8Array): BundleIndex {
     if (typeof b?.cid !== 'string' || parseBlobCid(b.cid)?.toString() !== b.cid || !Number.isSafeInteger(b?.size) || b.size < 0) bad(`blobs[${i}] is malformed`)
   }
   if (!(x.absent as unknown[]).every(c => typeof c === 'string')) bad('absent is malformed')
+  if (x.certificates != null && (!Array.isArray(x.certificates) || !(x.certificates as unknown[]).every(c => c instanceof Uint8Array))) bad('certificates is malformed')
   for (const field of ['base', 'watermarks']) {
     if (x[field] == null || typeof x[field] !== 'object' || !Object.values(x[field]).every(Number.isSafeInteger)) bad(`${field} is malformed`)
   }

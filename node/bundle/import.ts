@@ -11,6 +11,7 @@
 // Blobs are committed by this process in both cases: bytes never cross HTTP, and a blob is not
 // served before a manifest names it (formats serve artifacts; peers ask only for CIDs that signed
 // manifests name).
+import type { MembershipCheck } from '../../mesh/membership.ts'
 import type { Logger } from 'pino'
 import { rm } from 'node:fs/promises'
 import { RemoteApplier, type ApplyStatus } from '../../store/apply.ts'
@@ -36,7 +37,7 @@ export interface ImportDeps {
   mesh: string
   /** This node's peer ID. */
   self: string
-  isAllowed (origin: string): boolean
+  membership: MembershipCheck
   log?: Logger
 }
 
@@ -69,7 +70,7 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
   const progress = new Progress('import', reader.total, { enabled: opts.progress })
   let staged: StagedBundle
   try {
-    staged = await stageBundle(reader, { dataDir: deps.dataDir, store: deps.store, mesh: deps.mesh, isAllowed: deps.isAllowed, signal: opts.signal, progress })
+    staged = await stageBundle(reader, { dataDir: deps.dataDir, store: deps.store, mesh: deps.mesh, membership: deps.membership, signal: opts.signal, progress })
   } finally {
     await reader.close()
   }
@@ -144,7 +145,7 @@ async function recheckEnvelopes (staged: StagedBundle, deps: ImportDeps): Promis
     if (!await blockMatches(CID.parse(cid), envelope)) throw integrityError(`${what} changed in memory after it was verified; nothing was applied`)
     let change: Manifest
     try {
-      change = await openEnvelope(envelope, { mesh: deps.mesh, isAllowed: deps.isAllowed })
+      change = await openEnvelope(envelope, { mesh: deps.mesh, admit: (o, repo) => deps.membership.admit(o, repo) })
     } catch (err) {
       if (!(err instanceof ManifestError)) throw err
       throw integrityError(`${what} rejected (${err.reason}) as it was applied: ${err.message}; nothing was applied`)

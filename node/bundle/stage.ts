@@ -17,6 +17,7 @@ import { blake3Of, MultiHasher, type Digests } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
 import { blockMatches, chunkCount, openIndex, raw, type BundleIndex } from './format.ts'
+import type { MembershipCheck } from '../../mesh/membership.ts'
 import type { Progress } from './progress.ts'
 import { ownedCopy, type VolumeReader } from './volumes.ts'
 
@@ -24,8 +25,8 @@ export interface StageContext {
   dataDir: string
   store: FileBlobStore
   mesh: string
-  /** Members whose manifests are accepted (the peering file's allowlist, and this node). */
-  isAllowed (origin: string): boolean
+  /** Whose manifests are accepted, for which repositories (mesh/membership.ts). */
+  membership: MembershipCheck
   signal?: AbortSignal
   progress?: Progress
 }
@@ -57,7 +58,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
     const indexBlock = await readBlock(reader, 'the bundle index')
     if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
     await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
-    const index = await openIndex(indexBlock.bytes, { isAllowed: ctx.isAllowed })
+    const index = await openIndex(indexBlock.bytes, { isAllowed: (p) => ctx.membership.isMember(p), learn: ctx.membership.learn?.bind(ctx.membership) })
     if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
     dir = stagingDir(ctx.dataDir, root.toString())
     ctx.progress?.add(reader.pos)
@@ -72,7 +73,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       await mustMatch(block.cid, envelope, what)
       let change: Manifest
       try {
-        change = await openEnvelope(envelope, { mesh: ctx.mesh, isAllowed: ctx.isAllowed })
+        change = await openEnvelope(envelope, { mesh: ctx.mesh, admit: (o, repo) => ctx.membership.admit(o, repo) })
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err
         throw integrityError(`${what} rejected (${err.reason}): ${err.message}`)

@@ -1,0 +1,177 @@
+// The one answer to "whose manifests count here" (mesh/README.md, "Membership"): an origin is a
+// member when it holds a valid certificate of this mesh (name + root public key) whose grants
+// cover the repository, whoever relayed it; peer IDs in the peering file's `allow` list also count
+// (migration from allowlists), with a log line recommending certificates.
+import * as dagCbor from '@ipld/dag-cbor'
+import type { Logger } from 'pino'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { writeFileAtomic } from '../config/atomic-file.ts'
+import { isAllowed, type Peering } from '../config/peering-schema.ts'
+import { CertificateError, grantsCover, verifyCertificate, type Certificate, type CertificateRejection } from './certificates.ts'
+import { OncePer } from './once-per.ts'
+
+/** This node's own certificate, installed by `akmesh mesh join`. */
+export const OWN_CERTIFICATE_FILE = 'mesh-certificate.cbor'
+/** Certificates learned from peers and bundles (a dag-cbor list of envelopes). */
+export const KNOWN_CERTIFICATES_FILE = 'mesh-certificates.cbor'
+
+/** Why a manifest's origin is refused (the rejection report's reason). */
+export type MembershipRefusal = 'not-allowed' | 'outside-grants' | 'certificate-expired' | 'wrong-root'
+export interface Refusal { reason: MembershipRefusal, message: string }
+
+/** What verifiers need (mesh/manifest.ts, node/bundle/): a member? may it change this repo? */
+export interface MembershipCheck {
+  isMember (peer: string): boolean
+  /** undefined: admitted. */
+  admit (origin: string, repo: string, now?: number): Refusal | undefined
+  /** Verifies and keeps a certificate (bundles carry them). */
+  learn?: (bytes: Uint8Array) => Promise<unknown>
+  members?: () => unknown[]
+}
+
+export interface MembershipInit {
+  dataDir: string
+  self: string
+  peering: () => Pick<Peering, 'mesh' | 'allow' | 'meshRoot' | 'connect'>
+  log?: Logger
+}
+
+const ALLOWLIST_LOG_MS = 60 * 60_000
+const EXPIRING_MS = 14 * 86_400_000
+
+export class Membership implements MembershipCheck {
+  readonly #i: MembershipInit
+  /** Verified certificates by peer ID, with the envelope that proves each. */
+  readonly #certs = new Map<string, { cert: Certificate, bytes: Uint8Array }>()
+  /** The last refusal of a presented certificate per peer (reported for its manifests). */
+  readonly #refused = new Map<string, CertificateError>()
+  readonly #allowlistLog = new OncePer(ALLOWLIST_LOG_MS)
+
+  constructor (init: MembershipInit) { this.#i = init }
+
+  /** Loads this node's certificate and those learned before (unverifiable ones are dropped). */
+  static async open (init: MembershipInit): Promise<Membership> {
+    const m = new Membership(init)
+    const own = await readOptional(join(init.dataDir, OWN_CERTIFICATE_FILE))
+    if (own != null) await m.learn(own, { persist: false })
+    const known = await readOptional(join(init.dataDir, KNOWN_CERTIFICATES_FILE))
+    if (known != null) {
+      let list: unknown = []
+      try { list = dagCbor.decode(known) } catch {}
+      for (const bytes of Array.isArray(list) ? list : []) if (bytes instanceof Uint8Array) await m.learn(bytes, { persist: false })
+    }
+    return m
+  }
+
+  /** The mesh identity this node checks certificates against, if a root is configured. */
+  #identity (): { mesh: string, root: string } | undefined {
+    const p = this.#i.peering()
+    return p.meshRoot != null ? { mesh: p.mesh, root: p.meshRoot } : undefined
+  }
+
+  /** Verifies and keeps a certificate (newer expiry wins); returns it, or undefined if refused. */
+  async learn (bytes: Uint8Array, opts: { persist?: boolean } = {}): Promise<Certificate | undefined> {
+    const id = this.#identity()
+    if (id == null) return undefined
+    let cert: Certificate
+    try {
+      cert = await verifyCertificate(bytes, id)
+    } catch (err) {
+      if (!(err instanceof CertificateError)) throw err
+      let peer: string | undefined
+      try { peer = (dagCbor.decode(dagCbor.decode<{ payload: Uint8Array }>(bytes).payload) as { peer?: unknown }).peer as string } catch {}
+      if (typeof peer === 'string' && !this.#certs.has(peer)) this.#refused.set(peer, err)
+      this.#i.log?.warn({ peer, reason: err.reason, error: err.message }, 'refused a member certificate')
+      return undefined
+    }
+    const held = this.#certs.get(cert.peer)
+    if (held != null && held.cert.expires >= cert.expires) return held.cert
+    this.#certs.set(cert.peer, { cert, bytes })
+    this.#refused.delete(cert.peer)
+    if (opts.persist !== false) await this.#save()
+    return cert
+  }
+
+  async #save (): Promise<void> {
+    const list = [...this.#certs.values()].map(c => c.bytes)
+    await writeFileAtomic(join(this.#i.dataDir, KNOWN_CERTIFICATES_FILE), dagCbor.encode(list))
+  }
+
+  /** The certificate envelopes this node holds (to pass on at connect, with catch-up, in bundles). */
+  certificates (peers?: Iterable<string>): Uint8Array[] {
+    if (peers == null) return [...this.#certs.values()].map(c => c.bytes)
+    const out: Uint8Array[] = []
+    for (const p of new Set(peers)) { const c = this.#certs.get(p); if (c != null) out.push(c.bytes) }
+    return out
+  }
+
+  certificate (peer: string): Certificate | undefined { return this.#certs.get(peer)?.cert }
+
+  /** Every member known by certificate, for /-/mesh/status (expiring: within 14 days). */
+  members (now = Date.now()): Array<{ peer: string, site: string, publish: string[], expires: string, expired: boolean, expiring: boolean }> {
+    return [...this.#certs.values()].map(({ cert: c }) => ({
+      peer: c.peer, site: c.site, publish: c.publish, expires: new Date(c.expires).toISOString(),
+      expired: c.expires <= now, expiring: c.expires > now && c.expires - now < EXPIRING_MS
+    }))
+  }
+
+  /** This node's own certificate envelope (sent to every peer it catches up from). */
+  own (): Uint8Array | undefined { return this.#certs.get(this.#i.self)?.bytes }
+
+  isMember (peer: string, now = Date.now()): boolean {
+    if (peer === this.#i.self) return true
+    const c = this.#certs.get(peer)
+    if (c != null && c.cert.expires > now) return true
+    return this.#allowListed(peer)
+  }
+
+  /** Connection policy, separate from membership: a member, and the peering file's `connect`
+   *  rules (`only`, `deny`: peer IDs or `site:<name>`) let it. */
+  mayConnect (peer: string, now = Date.now()): boolean {
+    if (peer === this.#i.self) return true
+    if (!this.isMember(peer, now)) return false
+    const rules = this.#i.peering().connect
+    if (rules == null) return true
+    const site = this.#certs.get(peer)?.cert.site
+    const matches = (entry: string): boolean => entry === peer || (site != null && entry === `site:${site}`)
+    if (rules.deny.some(matches)) return false
+    return rules.only == null || rules.only.some(matches)
+  }
+
+  admit (origin: string, repo: string, now = Date.now()): Refusal | undefined {
+    if (origin === this.#i.self) return undefined
+    const c = this.#certs.get(origin)
+    if (c != null) {
+      if (c.cert.expires <= now) return { reason: 'certificate-expired', message: `origin ${origin} (site ${c.cert.site}): its certificate expired ${new Date(c.cert.expires).toISOString()}` }
+      if (!grantsCover(c.cert, repo)) return { reason: 'outside-grants', message: `origin ${origin} (site ${c.cert.site}) may change ${c.cert.publish.join(', ')}, not repository ${repo}` }
+      return undefined
+    }
+    if (this.#allowListed(origin)) return undefined
+    const refused = this.#refused.get(origin)
+    if (refused != null) return { reason: refusalOf(refused.reason), message: `origin ${origin} is not a member of this mesh: ${refused.message}` }
+    return { reason: 'not-allowed', message: `origin ${origin} is not a member of this mesh` }
+  }
+
+  #allowListed (peer: string): boolean {
+    const p = this.#i.peering()
+    if (!isAllowed(p, peer)) return false
+    if (p.meshRoot != null && this.#allowlistLog.due(peer)) {
+      this.#i.log?.info({ peer }, 'peer counted as a member through the peering file\'s allow list; issue it a certificate (akmesh mesh invite) and drop the entry (logged once an hour per peer)')
+    }
+    return true
+  }
+}
+
+function refusalOf (reason: CertificateRejection): MembershipRefusal {
+  if (reason === 'expired') return 'certificate-expired'
+  if (reason === 'wrong-root' || reason === 'wrong-mesh' || reason === 'bad-signature') return 'wrong-root'
+  return 'not-allowed'
+}
+
+async function readOptional (file: string): Promise<Uint8Array | undefined> {
+  try { return await readFile(file) } catch (e: any) {
+    if (e.code === 'ENOENT') return undefined
+    throw new Error(`${file}: cannot read (${e.code ?? e.message})`)
+  }
+}
