@@ -19,6 +19,7 @@ import { STATUS, toRegistryError } from './http-errors.ts'
 import { declaredRoutes } from './route-access.ts'
 import { isRequestStreamError } from './process-guard.ts'
 import { meshRoutes, type MeshStatus, type MeshTransfers } from './mesh-api.ts'
+import type { MemberReportView } from '../mesh/member-report.ts'
 
 export interface HttpParts {
   config: Config
@@ -29,6 +30,8 @@ export interface HttpParts {
   log: Logger
   mesh?: MeshStatus
   transfers?: MeshTransfers
+  /** The member table of /-/mesh/status (mesh/member-report.ts). */
+  members?: { view: () => Promise<MemberReportView> }
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -69,7 +72,7 @@ export function buildApp (parts: HttpParts): Koa {
       : { status: 'ready' }
   })
   app.use(root.routes())
-  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers).routes())
+  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers, parts.members).routes())
 
   const uploads = new UploadSessions(parts.store, { idleMs: config.limits.uploadIdleSeconds * 1000 })
   const blobLinks = new BlobLinks(parts.db)

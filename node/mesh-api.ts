@@ -1,6 +1,6 @@
 // Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
 // /-/mesh/status (peer ID, per-origin watermarks, counts, recent distinct rejections, equivocating
-// origins), /-/mesh/conflicts, /-/mesh/transfers; POST
+// origins, members and certificate warnings), /-/mesh/conflicts, /-/mesh/transfers; POST
 // /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`).
 import Router from '@koa/router'
 import type { Context } from 'koa'
@@ -8,6 +8,7 @@ import { ManifestError, MAX_ENVELOPE_BYTES, openEnvelope } from '../mesh/manifes
 import { grants } from '../store/accounts.ts'
 import { forbidden, integrityError, RegistryError, unauthorized } from '../store/errors.ts'
 import type { MembershipCheck } from '../mesh/membership.ts'
+import type { MemberReportView } from '../mesh/member-report.ts'
 import type { AuthState } from './auth.ts'
 import { readFrames } from './bundle/frames.ts'
 
@@ -45,7 +46,7 @@ export function requireAdmin (ctx: Context): void {
   if (!grants(state.principal, 'admin', '*')) throw forbidden(`${state.principal.name} has no admin scope on every repository`)
 }
 
-export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers): Router {
+export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members?: { view: () => Promise<MemberReportView> }): Router {
   const router = new Router({ prefix: '/-/mesh' })
   router.use(async (ctx, next) => { requireAdmin(ctx); await next() })
   router.get('/peers', (ctx) => {
@@ -55,8 +56,11 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers): Router
   router.get('/transfers', (ctx) => {
     ctx.body = { transfers: transfers?.list() ?? [] }
   })
-  router.get('/status', (ctx) => {
-    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), members: mesh.membership?.members?.() ?? [] }
+  // members: every known member (certificate or allow list) with connected and last manifest
+  // seen (mesh/member-table.ts); warnings: certificates expiring within 14 days or expired.
+  router.get('/status', async (ctx) => {
+    const view = members != null ? await members.view() : { members: mesh.membership?.members?.() ?? [], warnings: [] }
+    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), ...view }
   })
   router.get('/conflicts', (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)

@@ -3,7 +3,7 @@
 // the certificate file it writes is carried to the new site, which runs `join`.
 import type { Command } from 'commander'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import type { ConfigFlags } from './config.ts'
 
 interface Helpers {
@@ -17,10 +17,17 @@ const list = (v: string): string[] => v.split(',').map(s => s.trim()).filter(s =
 export function registerMeshCommands (program: Command, h: Helpers): void {
   const mesh = program.command('mesh').description('mesh membership: the root key, member certificates')
 
-  mesh.command('init').description('create the mesh root key (keep it offline, away from every node) and print the mesh identity')
-    .requiredOption('--name <mesh>', 'the mesh name (the peering file\'s "mesh")')
+  h.withPeering(h.withConfig(mesh.command('init').description('create the mesh root key (keep it offline, away from every node) and print the mesh identity; with --from-allowlist, also certificates for this node and every allow-listed peer')))
+    .option('--name <mesh>', 'the mesh name (the peering file\'s "mesh"; required without --from-allowlist)')
     .option('--key <file>', 'where to write the root key', 'mesh-root.key')
-    .action(async (opts: { name: string, key: string }) => {
+    .option('--from-allowlist', 'on a node of an allowlist mesh: issue a certificate for it and for every peer ID in its peering file\'s allow list')
+    .option('--site <peerId=name>', 'site name of an allow-listed peer (repeatable; default site-<last 8 of its peer ID>; this node: node.site or node.name)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--publish <repos>', 'with --from-allowlist: repositories every member may change, comma separated (default: all)', list)
+    .option('--expires <validity>', 'with --from-allowlist: validity: 1y, 90d, 12h, 30m', '1y')
+    .option('--out-dir <dir>', 'with --from-allowlist: where the certificates go', 'mesh-certificates')
+    .action(async (opts: ConfigFlags & { peering?: string, name?: string, key: string, fromAllowlist?: boolean, site: string[], publish?: string[], expires: string, outDir: string }) => {
+      if (opts.fromAllowlist === true) { await initFromAllowlist(opts, h); return }
+      if (opts.name == null) throw new Error('mesh init: --name <mesh> is required (or --from-allowlist, which takes it from the peering file)')
       const { createRootKey } = await import('../mesh/certificates.ts')
       const file = resolve(opts.key)
       const id = await createRootKey(file, opts.name)
@@ -71,4 +78,30 @@ export function registerMeshCommands (program: Command, h: Helpers): void {
       console.log(`joined mesh ${cert.mesh} (root ${cert.root}) as site ${cert.site}; certificate expires ${new Date(cert.expires).toISOString()}`)
       console.log('next: add a bootstrap address of a member (akmesh peers add <multiaddr>), then start the node')
     })
+}
+
+async function initFromAllowlist (opts: ConfigFlags & { peering?: string, name?: string, key: string, site: string[], publish?: string[], expires: string, outDir: string }, h: Helpers): Promise<void> {
+  const { dataDir } = await h.resolveConfig(opts)
+  const { peeringPath } = await import('../config/peering.ts')
+  const { parseValidity } = await import('../mesh/certificates.ts')
+  const { issueForAllowlist } = await import('./mesh-migrate.ts')
+  const sites = new Map<string, string>()
+  for (const s of opts.site) {
+    const at = s.indexOf('=')
+    if (at <= 0 || at === s.length - 1) throw new Error(`--site: expected <peerId>=<name>, got "${s}"`)
+    sites.set(s.slice(0, at), s.slice(at + 1))
+  }
+  const r = await issueForAllowlist({
+    dataDir, peeringFile: peeringPath(dataDir, opts.peering), keyFile: opts.key, name: opts.name, sites, publish: opts.publish, validForMs: parseValidity(opts.expires), outDir: opts.outDir
+  })
+  console.log(`wrote the mesh root key to ${r.keyFile} (mode 600); move it offline, away from every node: it signs every member certificate`)
+  console.log(`mesh ${r.mesh}`)
+  console.log(`root ${r.root}`)
+  console.log(`issued ${r.issued.length} certificates, valid until ${new Date(r.expires).toISOString()}:`)
+  for (const c of r.issued) {
+    if (c.self) console.log(`  this node ${c.peer} (site ${c.site}): akmesh mesh join ${c.file} --data ${resolve(dataDir)}`)
+    else console.log(`  ${c.peer} (site ${c.site}): copy ${c.file} to that node, then there: akmesh mesh join ${basename(c.file)}`)
+  }
+  if (r.wildcard) console.log('the allow list holds "*": peers it admits without naming them got no certificate (akmesh mesh invite issues one)')
+  console.log('then restart each node. Keep the allow list until every node lists the others as "member" in akmesh peers list; then drop the entries (akmesh peers remove <peerId>).')
 }

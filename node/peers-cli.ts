@@ -1,7 +1,11 @@
 // `akmesh peers ...`: edit the peering file (config/peering.ts) and show what the node knows of
 // its peers (the connected-peers file the running node writes, and the saved peer profiles).
 import type { Command } from 'commander'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Peering } from '../config/peering-schema.ts'
+import type { MemberReportView } from '../mesh/member-report.ts'
+import type { LastManifest } from '../store/manifests.ts'
 import type { ConfigFlags } from './config.ts'
 
 interface Helpers {
@@ -45,12 +49,13 @@ export function registerPeersCommands (program: Command, { withConfig, withPeeri
       if (removed === 0) throw new Error(`${id} is neither allowed nor a bootstrap peer in ${file}`)
       console.log(`removed ${id} from ${file}`)
     })
-  withPeering(withConfig(peers.command('list').description('list bootstrap peers, the allowlist, the peers the running node is connected to now, and what it measured of each peer')))
+  withPeering(withConfig(peers.command('list').description('list the members (site, state, grants, certificate expiry, connected, last manifest seen), bootstrap peers, the allowlist, the peers the running node is connected to now, and what it measured of each peer')))
     .option('--json', 'print JSON')
     .action(async (opts: ConfigFlags & { peering?: string, json?: boolean }) => {
       const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
       const { PeerProfiles } = await import('../mesh/profiles.ts')
       const { readConnectedPeers } = await import('../mesh/connected-file.ts')
+      const { membersText } = await import('./members-text.ts')
       const dataDir = (await resolveConfig(opts)).dataDir
       const p = await loadPeeringFile(peeringPath(dataDir, opts.peering))
       // Saved by the node every 30 s and when it stops (GET /-/mesh/peers has the live figures).
@@ -60,8 +65,10 @@ export function registerPeersCommands (program: Command, { withConfig, withPeeri
       // Written by the running node on every connect and disconnect (mesh/connected-file.ts).
       const live = await readConnectedPeers(dataDir)
       const connected = live?.peers ?? []
-      if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow, running: live != null, connected, profiles }, null, 2)); return }
-      console.log(`mesh ${p.mesh}`)
+      const { members, warnings } = await memberView(dataDir, p, live == null ? undefined : connected.map(c => c.peerId))
+      if (opts.json === true) { console.log(JSON.stringify({ mesh: p.mesh, bootstrap: p.bootstrap, allow: p.allow, running: live != null, connected, profiles, members, warnings }, null, 2)); return }
+      console.log(`mesh ${p.mesh}${p.meshRoot != null ? ` (root ${p.meshRoot})` : ''}`)
+      for (const l of membersText(members, warnings)) console.log(l)
       for (const b of p.bootstrap) console.log(`bootstrap ${b}`)
       for (const a of p.allow) console.log(`allow     ${a}`)
       if (live == null) console.log('connected (no node is running on this data directory)')
@@ -73,4 +80,25 @@ export function registerPeersCommands (program: Command, { withConfig, withPeeri
           `received ${mib(f.bytesReceived)} MiB, sent ${mib(f.bytesSent)} MiB, errors ${f.errors}, bad chunks ${f.badChunks}${banned}`)
       }
     })
+}
+
+/** The member table from the data directory alone, as the running node builds it for
+ *  /-/mesh/status: certificates the node holds (re-verified), the allow list, the connected-peers
+ *  file and the manifest log (read beside the running node, or after it stopped). */
+async function memberView (dataDir: string, peering: Peering, connected: string[] | undefined): Promise<MemberReportView> {
+  const { Membership } = await import('../mesh/membership.ts')
+  const { MemberReport } = await import('../mesh/member-report.ts')
+  const { IDENTITY_FILE, loadIdentity } = await import('../mesh/identity.ts')
+  // Never create an identity (or a database) just to list.
+  const self = existsSync(join(dataDir, IDENTITY_FILE)) ? (await loadIdentity(dataDir)).peerId.toString() : undefined
+  const membership = await Membership.open({ dataDir, self: self ?? '', peering: () => peering })
+  let lastSeen = new Map<string, LastManifest>()
+  const dbFile = join(dataDir, 'akmesh.db')
+  if (existsSync(dbFile)) {
+    const { openDatabase } = await import('../store/db.ts')
+    const { ManifestLog } = await import('../store/manifests.ts')
+    const db = openDatabase(dbFile)
+    try { lastSeen = new ManifestLog(db).lastSeen() } finally { db.close() }
+  }
+  return await new MemberReport({ dataDir, self, membership, peering: () => peering, connected: () => connected, lastSeen: () => lastSeen }).view()
 }

@@ -9,6 +9,7 @@ import { replicationFor } from '../config/peering-schema.ts'
 import type { Config } from '../config/schema.ts'
 import { BlobFetcher } from '../mesh/fetcher.ts'
 import { startMesh, type Mesh } from '../mesh/index.ts'
+import { CertificateExpiryWatch, MemberReport } from '../mesh/member-report.ts'
 import { serveBlobs } from '../mesh/transfer.ts'
 import { TokenBucket } from '../mesh/bandwidth.ts'
 import { PeerProfiles } from '../mesh/profiles.ts'
@@ -82,6 +83,18 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     () => startMesh({ dataDir: config.dataDir, peering: peeringPath(config.dataDir, meshOptions.peeringFile), log, listenPort: meshOptions.listenPort, storage: { ...storage, validate: checkReplicatedArtifact } }),
     (m) => m.stop())
 
+  // Who the members are, connected or not, last manifest seen; certificates expiring within 14
+  // days are logged now and daily (and listed by /-/mesh/status).
+  const members = new MemberReport({
+    dataDir: config.dataDir,
+    self: mesh.peerId.toString(),
+    membership: mesh.membership,
+    peering: () => mesh.peering.current,
+    connected: () => mesh.peers().map(p => p.peerId),
+    lastSeen: () => mesh.replication?.manifests.lastSeen() ?? new Map()
+  })
+  await parts.start('certificate expiry watch', async () => { const w = new CertificateExpiryWatch(members, log); await w.start(); return w }, (w) => { w.stop() })
+
   // Blob transfer: serve blobs (and chunks of blobs still arriving) to peers, under the upload
   // cap; fetch known-but-absent ones from every peer holding them, chosen by measured profiles.
   const meshName = mesh.peering.current.mesh
@@ -119,7 +132,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     () => new BlobCollector({ db: storage.db, store: storage.store, config: config.gc, self: mesh.libp2p.peerId.toString(), log }),
     (c) => c.stop())
   const app = await parts.start('http app', () => {
-    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() } })
+    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members })
     a.use(gcRoutes(collector).routes())
     return a
   })

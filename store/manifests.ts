@@ -21,6 +21,9 @@ export interface ManifestRecord {
   envelope: Uint8Array
 }
 
+/** An origin's newest manifest held here (member visibility). Times in ms. */
+export interface LastManifest { seq: number, timestamp: number, receivedAt: number }
+
 interface Row extends Omit<ManifestRecord, 'envelope'> { envelope: Buffer }
 
 const toRecord = (r: Row): ManifestRecord => ({ ...r, envelope: new Uint8Array(r.envelope) })
@@ -41,7 +44,9 @@ export class ManifestLog {
       setContiguous: db.prepare('INSERT INTO manifest_origins (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq'),
       watermarks: db.prepare<[], { origin: string, seq: number }>('SELECT origin, seq FROM manifest_origins'),
       heads: db.prepare<[], { origin: string, seq: number }>('SELECT origin, MAX(seq) AS seq FROM manifests GROUP BY origin'),
-      latest: db.prepare<[string], { seq: number | null }>('SELECT MAX(seq) AS seq FROM manifests WHERE origin = ?')
+      latest: db.prepare<[string], { seq: number | null }>('SELECT MAX(seq) AS seq FROM manifests WHERE origin = ?'),
+      // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
+      lastSeen: db.prepare<[], LastManifest & { origin: string }>('SELECT origin, MAX(seq) AS seq, timestamp, received_at AS receivedAt FROM manifests GROUP BY origin')
     }
     this.#insert = db.transaction((m: ManifestRecord): boolean => {
       const s = this.#s
@@ -82,6 +87,11 @@ export class ManifestLog {
   /** Highest seq held per origin (above the watermark when some earlier one is missing). */
   heads (): Map<string, number> {
     return new Map(this.#s.heads.all().map(r => [r.origin, r.seq]))
+  }
+
+  /** Per origin, its highest-seq manifest held: seq, the manifest's timestamp, when it arrived. */
+  lastSeen (): Map<string, LastManifest> {
+    return new Map(this.#s.lastSeen.all().map(({ origin, ...m }) => [origin, m]))
   }
 
   latest (origin: string): number {
