@@ -15,7 +15,7 @@ export interface MemberReportInit {
   peering: () => { mesh: string, allow: string[] }
   /** Peer IDs connected now; undefined when no node runs on the data directory. */
   connected: () => Iterable<string> | undefined
-  lastSeen: () => ReadonlyMap<string, { seq: number, timestamp: number, receivedAt: number }>
+  lastSeen: (origin: string) => { seq: number, timestamp: number, receivedAt: number } | undefined
 }
 
 export interface MemberReportView { members: MemberRow[], warnings: MemberWarning[] }
@@ -29,7 +29,7 @@ export class MemberReport {
     const live = this.#i.connected()
     const members = memberTable({
       mesh, self: this.#i.self, members: this.#i.membership.members(), allow, now,
-      connected: live == null ? undefined : new Set(live), lastSeen: this.#i.lastSeen(), own: await this.#ownFile()
+      connected: live == null ? undefined : new Set(live), lastSeen: this.#i.lastSeen, own: await this.#ownFile()
     })
     return { members, warnings: memberWarnings(members, mesh, now) }
   }

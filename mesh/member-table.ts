@@ -59,7 +59,7 @@ export interface MemberTableInput {
   allow: string[]
   /** Peer IDs connected now; undefined when no node runs. */
   connected?: ReadonlySet<string>
-  lastSeen: ReadonlyMap<string, { seq: number, timestamp: number, receivedAt: number }>
+  lastSeen: (origin: string) => { seq: number, timestamp: number, receivedAt: number } | undefined
   /** This node's certificate file, decoded but not verified: shown when Membership dropped it
    *  (an expired certificate is refused at load, yet the operator must hear about it). */
   own?: Certificate
@@ -80,7 +80,7 @@ export function memberTable (input: MemberTableInput): MemberRow[] {
   const now = input.now ?? Date.now()
   const connected = (peer: string): boolean | null => peer === input.self ? null : input.connected == null ? null : input.connected.has(peer)
   const lastManifest = (peer: string): LastManifestSeen | null => {
-    const m = input.lastSeen.get(peer)
+    const m = input.lastSeen(peer)
     return m == null ? null : { seq: m.seq, timestamp: new Date(m.timestamp).toISOString(), receivedAt: new Date(m.receivedAt).toISOString() }
   }
   const rows = new Map<string, MemberRow>()

@@ -5,7 +5,6 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Peering } from '../config/peering-schema.ts'
 import type { MemberReportView } from '../mesh/member-report.ts'
-import type { LastManifest } from '../store/manifests.ts'
 import type { ConfigFlags } from './config.ts'
 
 interface Helpers {
@@ -92,13 +91,10 @@ async function memberView (dataDir: string, peering: Peering, connected: string[
   // Never create an identity (or a database) just to list.
   const self = existsSync(join(dataDir, IDENTITY_FILE)) ? (await loadIdentity(dataDir)).peerId.toString() : undefined
   const membership = await Membership.open({ dataDir, self: self ?? '', peering: () => peering })
-  let lastSeen = new Map<string, LastManifest>()
   const dbFile = join(dataDir, 'akmesh.db')
-  if (existsSync(dbFile)) {
-    const { openDatabase } = await import('../store/db.ts')
-    const { ManifestLog } = await import('../store/manifests.ts')
-    const db = openDatabase(dbFile)
-    try { lastSeen = new ManifestLog(db).lastSeen() } finally { db.close() }
-  }
-  return await new MemberReport({ dataDir, self, membership, peering: () => peering, connected: () => connected, lastSeen: () => lastSeen }).view()
+  const db = existsSync(dbFile) ? (await import('../store/db.ts')).openDatabase(dbFile) : undefined
+  try {
+    const manifests = db == null ? undefined : new (await import('../store/manifests.ts')).ManifestLog(db)
+    return await new MemberReport({ dataDir, self, membership, peering: () => peering, connected: () => connected, lastSeen: (origin) => manifests?.lastSeen(origin) }).view()
+  } finally { db?.close() }
 }

@@ -91,7 +91,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     membership: mesh.membership,
     peering: () => mesh.peering.current,
     connected: () => mesh.peers().map(p => p.peerId),
-    lastSeen: () => mesh.replication?.manifests.lastSeen() ?? new Map()
+    lastSeen: (origin) => mesh.replication?.manifests.lastSeen(origin)
   })
   await parts.start('certificate expiry watch', async () => { const w = new CertificateExpiryWatch(members, log); await w.start(); return w }, (w) => { w.stop() })
 

@@ -45,8 +45,7 @@ export class ManifestLog {
       watermarks: db.prepare<[], { origin: string, seq: number }>('SELECT origin, seq FROM manifest_origins'),
       heads: db.prepare<[], { origin: string, seq: number }>('SELECT origin, MAX(seq) AS seq FROM manifests GROUP BY origin'),
       latest: db.prepare<[string], { seq: number | null }>('SELECT MAX(seq) AS seq FROM manifests WHERE origin = ?'),
-      // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
-      lastSeen: db.prepare<[], LastManifest & { origin: string }>('SELECT origin, MAX(seq) AS seq, timestamp, received_at AS receivedAt FROM manifests GROUP BY origin')
+      lastSeen: db.prepare<[string], LastManifest>('SELECT seq, timestamp, received_at AS receivedAt FROM manifests WHERE origin = ? ORDER BY seq DESC LIMIT 1')
     }
     this.#insert = db.transaction((m: ManifestRecord): boolean => {
       const s = this.#s
@@ -89,9 +88,10 @@ export class ManifestLog {
     return new Map(this.#s.heads.all().map(r => [r.origin, r.seq]))
   }
 
-  /** Per origin, its highest-seq manifest held: seq, the manifest's timestamp, when it arrived. */
-  lastSeen (): Map<string, LastManifest> {
-    return new Map(this.#s.lastSeen.all().map(({ origin, ...m }) => [origin, m]))
+  /** The origin's highest-seq manifest held: seq, the manifest's timestamp, when it arrived
+   *  (one index probe: the status asks per member, not per manifest). */
+  lastSeen (origin: string): LastManifest | undefined {
+    return this.#s.lastSeen.get(origin)
   }
 
   latest (origin: string): number {
