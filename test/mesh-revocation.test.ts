@@ -159,6 +159,13 @@ test('an air-gapped site refuses the revoked origin\'s manifests that a bundle c
   const file = await revoke(t, key, d.peerId, ['--at', new Date(since).toISOString()])
   t.is((await akmesh(['mesh', 'publish-revocation', file, '--url', nodeA.url, '--token', nodeA.adminToken])).code, 0)
   await waitFor(async () => await holdsRevocationOf(nodeA, d.peerId), 'A to hold the revocation')
+  // A revocation signed by another key is refused, and changes nothing.
+  const otherKey = join(await makeTempDir(t), 'other.key')
+  t.is((await akmesh(['mesh', 'init', '--name', 'default', '--key', otherKey])).code, 0)
+  const forged = await akmesh(['mesh', 'publish-revocation', await revoke(t, otherKey, a.peerId), '--url', nodeA.url, '--token', nodeA.adminToken])
+  t.is(forged.code, 2)
+  t.regex(forged.stderr, /refused the revocation: 400 .*wrong-root/)
+  t.is(await holdsRevocationOf(nodeA, a.peerId), undefined)
 
   const bundle = join(await makeTempDir(t), 'a.car')
   const exported = await exportBundle(a.dataDir, bundle, ['--allow-missing']) // A replicates on demand: it holds no blobs of D's

@@ -93,8 +93,9 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     added++
     addedBytes += b.digests.size
   }
+  if (opts.node != null) await postRevocations(opts.node, staged.index.revocations ?? [], opts.signal)
   const outcomes = opts.node != null
-    ? (await postRevocations(opts.node, staged.index.revocations ?? [], opts.signal), await applyThroughNode(opts.node, items, opts.signal))
+    ? await applyThroughNode(opts.node, items, opts.signal)
     : applyHere(deps, manifests, items)
   await rm(staged.dir, { recursive: true, force: true })
 
