@@ -96,10 +96,10 @@ async function certificateCpu (): Promise<string[][]> {
   }
   const variants: Array<[string, () => Promise<void>]> = [
     ['openEnvelope, no membership check', async () => { await open() }],
-    ['openEnvelope + admit, allow list', async () => { await open((o, r) => byAllow.admit(o, r, now)) }],
-    ['openEnvelope + admit, certificates', async () => { await open((o, r) => byCert.admit(o, r, now)) }],
-    [`admit alone x${MANIFESTS}, allow list`, async () => { for (let k = 0; k < MANIFESTS; k++) if (byAllow.admit(origins[k % N]!.peerId, 'files', now) != null) throw new Error('refused') }],
-    [`admit alone x${MANIFESTS}, certificates`, async () => { for (let k = 0; k < MANIFESTS; k++) if (byCert.admit(origins[k % N]!.peerId, 'files', now) != null) throw new Error('refused') }],
+    ['openEnvelope + admit, allow list', async () => { await open((o, r) => byAllow.admit(o, r, { now })) }],
+    ['openEnvelope + admit, certificates', async () => { await open((o, r) => byCert.admit(o, r, { now })) }],
+    [`admit alone x${MANIFESTS}, allow list`, async () => { for (let k = 0; k < MANIFESTS; k++) if (byAllow.admit(origins[k % N]!.peerId, 'files', { now }) != null) throw new Error('refused') }],
+    [`admit alone x${MANIFESTS}, certificates`, async () => { for (let k = 0; k < MANIFESTS; k++) if (byCert.admit(origins[k % N]!.peerId, 'files', { now }) != null) throw new Error('refused') }],
     // A catch-up answer carries the certificates of its page's origins, and the asker verifies
     // each again (Membership.learn): ceil(1000 / 500) pages x N certificates.
     [`learn: certificates of ${Math.ceil(MANIFESTS / PAGE)} catch-up pages (${Math.ceil(MANIFESTS / PAGE) * N} verifications)`, async () => { for (let p = 0; p < Math.ceil(MANIFESTS / PAGE); p++) for (const c of certs) await byCert.learn(c, { persist: false }) }]

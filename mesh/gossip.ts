@@ -2,7 +2,8 @@
 // is published; a received one is verified and applied inside the topic validator, so gossipsub
 // forwards only what verified (Reject penalises the sender, Ignore drops duplicates quietly).
 // Message ids are the SHA-256 of the envelope (StrictNoSign, see mesh/libp2p.ts): the same
-// manifest published by two nodes is one message, so re-publishing never loops.
+// manifest published by two nodes is one message, so re-publishing never loops. Revocations
+// (mesh/revocations.ts) share the topic: the receiver tells them apart by their payload type.
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'

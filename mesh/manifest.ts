@@ -114,7 +114,7 @@ export async function signedBy (signer: string, payload: Uint8Array, signature: 
 export interface OpenOptions {
   mesh: string
   /** May this origin change this repository (mesh/membership.ts)? undefined: yes. */
-  admit?: (origin: string, repo: string) => Refusal | undefined
+  admit?: (origin: string, repo: string, signedAt: number) => Refusal | undefined
   /** A plain member test (tests, tools): used when `admit` is not given. */
   isAllowed?: (origin: string) => boolean
   /** This node's clock (ms); default Date.now(). */
@@ -135,7 +135,7 @@ export async function openEnvelope (bytes: Uint8Array, opts: OpenOptions): Promi
   const m = validateManifest(payload)
   if (m.mesh !== opts.mesh) throw new ManifestError('wrong-mesh', `manifest of mesh "${m.mesh}", not "${opts.mesh}"`, m.origin)
   const refusal = opts.admit != null
-    ? opts.admit(m.origin, m.repo)
+    ? opts.admit(m.origin, m.repo, m.timestamp)
     : opts.isAllowed?.(m.origin) === true ? undefined : { reason: 'not-allowed' as const, message: `origin ${m.origin} is not a member of this mesh` }
   if (refusal != null) throw new ManifestError(refusal.reason, refusal.message, m.origin)
   if (!await signedBy(m.origin, envelope.payload, envelope.signature)) throw new ManifestError('bad-signature', `signature does not verify against ${m.origin}`, m.origin)

@@ -19,6 +19,8 @@ import { RejectionLog, type Rejection } from './rejections.ts'
 import { ManifestSigner } from './signer.ts'
 import { ManifestSync } from './sync.ts'
 import { OncePer } from './once-per.ts'
+import type { LearnedRevocation } from './revocation-store.ts'
+import { isRevocationEnvelope, RevocationError } from './revocations.ts'
 
 /** What the mesh needs from the store to replicate (store/ objects, no format knowledge). */
 export interface ReplicationStorage {
@@ -107,7 +109,7 @@ export class Replication implements ManifestReceiver {
   async #open (envelope: Uint8Array, from: { via: string, peer: string }): Promise<Manifest | undefined> {
     const peering = this.#i.peering.current
     try {
-      return await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo) => this.#i.membership.admit(o, repo) })
+      return await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo, signedAt) => this.#i.membership.admit(o, repo, { signedAt }) })
     } catch (err) {
       const e = err instanceof ManifestError ? err : undefined
       this.#rejections.record({ origin: e?.origin, reason: e?.reason ?? 'error', message: (err as Error).message, ...from })
@@ -121,9 +123,30 @@ export class Replication implements ManifestReceiver {
     }
   }
 
+  /** A gossiped envelope: a manifest, or a revocation (they share the topic). */
   async receive (envelope: Uint8Array, from: { via: string, peer: string }): Promise<ReceiveOutcome> {
+    if (isRevocationEnvelope(envelope)) return await this.#receiveRevocation(envelope, from)
     const [r] = await this.receiveMany([envelope], from)
     return r
+  }
+
+  async #receiveRevocation (envelope: Uint8Array, from: { via: string, peer: string }): Promise<ReceiveOutcome> {
+    try {
+      return (await this.#i.membership.learnRevocation(envelope)).fresh ? 'new' : 'held'
+    } catch (err) {
+      if (!(err instanceof RevocationError)) throw err
+      if (err.reason === 'no-root') return 'held' // cannot check it here: not forwarded, no penalty
+      this.#rejections.record({ reason: `revocation-${err.reason}`, message: err.message, ...from })
+      return 'rejected'
+    }
+  }
+
+  /** Installs a revocation signed by the root (the admin API) and gossips it to the mesh; catch-up
+   *  and bundles carry it to nodes that miss the gossip. Throws RevocationError. */
+  async addRevocation (envelope: Uint8Array): Promise<LearnedRevocation> {
+    const learned = await this.#i.membership.learnRevocation(envelope)
+    this.gossip.publish(envelope)
+    return learned
   }
 
   /** Verifies each envelope, applies the good ones in one transaction, and publishes those new

@@ -12,6 +12,7 @@ import type { MeshLibp2p } from './libp2p.ts'
 import { MAX_ENVELOPE_BYTES } from './manifest.ts'
 import type { ReceiveOutcome } from './replication.ts'
 import { describeError } from './errors.ts'
+import { RevocationError } from './revocations.ts'
 
 export const syncProtocol = (mesh: string): string => `/akmesh/${mesh}/sync/1.0.0`
 
@@ -25,11 +26,15 @@ const INTERVAL_MS = 30_000
 const MAX_PAGES = 1000
 
 /** Both sides pass member certificates (base64 envelopes, mesh/membership.ts): the asker its
- *  own, the answerer those of the origins in its page, so certificates travel with catch-up. */
-interface SyncRequest { have: Record<string, number>, certificates?: string[] }
-interface SyncHead { count: number, more: boolean, certificates?: string[] }
+ *  own, the answerer those of the origins in its page, so certificates travel with catch-up.
+ *  Both pass every revocation they hold (mesh/revocations.ts), learned before the page's
+ *  manifests are checked, so a node that was offline when a member was revoked refuses it. */
+interface SyncRequest { have: Record<string, number>, certificates?: string[], revocations?: string[] }
+interface SyncHead { count: number, more: boolean, certificates?: string[], revocations?: string[] }
 /** Certificates taken from one message (each ≤ 16 KiB; a page names at most this many origins). */
 const MAX_CERTIFICATES = 64
+/** Revocations taken from one message (each ≤ 4 KiB, ~300 bytes in practice). */
+const MAX_REVOCATIONS = 1024
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v))
 const dec = (b: Uint8Array): any => JSON.parse(new TextDecoder().decode(b))
@@ -54,11 +59,14 @@ export interface CertificateExchange {
   /** The certificates held for these peers. */
   certificates (peers: Iterable<string>): Uint8Array[]
   learn (bytes: Uint8Array): Promise<unknown>
+  /** The revocation envelopes held (all of them travel). */
+  revocations?: () => Uint8Array[]
+  learnRevocation?: (bytes: Uint8Array) => Promise<unknown>
 }
 
-const b64 = (list: Uint8Array[]): string[] => list.slice(0, MAX_CERTIFICATES).map(b => Buffer.from(b).toString('base64'))
-const unb64 = (list: unknown): Uint8Array[] => Array.isArray(list)
-  ? list.slice(0, MAX_CERTIFICATES).filter((x): x is string => typeof x === 'string').map(x => new Uint8Array(Buffer.from(x, 'base64')))
+const b64 = (list: Uint8Array[], max = MAX_CERTIFICATES): string[] => list.slice(0, max).map(b => Buffer.from(b).toString('base64'))
+const unb64 = (list: unknown, max = MAX_CERTIFICATES): Uint8Array[] => Array.isArray(list)
+  ? list.slice(0, max).filter((x): x is string => typeof x === 'string').map(x => new Uint8Array(Buffer.from(x, 'base64')))
   : []
 
 /** The page answering `have`: envelopes above each watermark, bounded in count and bytes. */
@@ -156,8 +164,9 @@ export class ManifestSync {
     for (let page = 0; page < MAX_PAGES && !this.#controller.signal.aborted; page++) {
       const have = Object.fromEntries(this.#i.manifests.watermarks())
       const own = this.#i.certificates?.own()
-      const { envelopes, more, certificates } = await this.#request(peer, { have, ...(own != null ? { certificates: b64([own]) } : {}) })
+      const { envelopes, more, certificates, revocations } = await this.#request(peer, { have, ...(own != null ? { certificates: b64([own]) } : {}), ...this.#revocationsField() })
       await this.#learn(certificates, from.peer)
+      await this.#learnRevocations(revocations, from.peer)
       const outcomes = await this.#i.receiver.receiveMany(envelopes, from)
       const fresh = outcomes.filter(o => o === 'new').length
       total += fresh
@@ -174,7 +183,21 @@ export class ManifestSync {
     }
   }
 
-  async #request (peer: PeerId, req: SyncRequest): Promise<{ envelopes: Uint8Array[], more: boolean, certificates: Uint8Array[] }> {
+  #revocationsField (): { revocations?: string[] } {
+    const held = this.#i.certificates?.revocations?.() ?? []
+    return held.length > 0 ? { revocations: b64(held, MAX_REVOCATIONS) } : {}
+  }
+
+  async #learnRevocations (revocations: Uint8Array[], peer: string): Promise<void> {
+    for (const r of revocations) {
+      try { await this.#i.certificates?.learnRevocation?.(r) } catch (err) {
+        // A node without a mesh root cannot check revocations: not worth a line every round.
+        if (!(err instanceof RevocationError && err.reason === 'no-root')) this.#log.warn({ peer, error: describeError(err) }, 'refused a revocation')
+      }
+    }
+  }
+
+  async #request (peer: PeerId, req: SyncRequest): Promise<{ envelopes: Uint8Array[], more: boolean, certificates: Uint8Array[], revocations: Uint8Array[] }> {
     const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(TIMEOUT_MS)])
     let stream: Stream | undefined
     try {
@@ -186,7 +209,7 @@ export class ManifestSync {
       const envelopes: Uint8Array[] = []
       for (let k = 0; k < head.count; k++) envelopes.push((await lp.read({ signal })).subarray())
       await stream.close({ signal })
-      return { envelopes, more: head.more === true, certificates: unb64(head.certificates) }
+      return { envelopes, more: head.more === true, certificates: unb64(head.certificates), revocations: unb64(head.revocations, MAX_REVOCATIONS) }
     } catch (err) {
       stream?.abort(err as Error)
       throw err
@@ -200,10 +223,11 @@ export class ManifestSync {
       const req = dec((await lp.read({ signal })).subarray()) as SyncRequest
       if (req == null || typeof req.have !== 'object') throw new Error('malformed request')
       await this.#learn(unb64(req.certificates), connection.remotePeer.toString())
+      await this.#learnRevocations(unb64(req.revocations, MAX_REVOCATIONS), connection.remotePeer.toString())
       const { envelopes, more } = syncPage(this.#i.manifests, req.have)
       // Its own certificate first (the exchange at connect), then those of the page's origins.
       const certificates = this.#i.certificates?.certificates([this.#i.libp2p.peerId.toString(), ...originsAbove(this.#i.manifests, req.have)]) ?? []
-      const head: SyncHead = { count: envelopes.length, more, ...(certificates.length > 0 ? { certificates: b64(certificates) } : {}) }
+      const head: SyncHead = { count: envelopes.length, more, ...(certificates.length > 0 ? { certificates: b64(certificates) } : {}), ...this.#revocationsField() }
       await lp.writeV([enc(head), ...envelopes], { signal })
       await stream.close({ signal })
     } catch (err: any) {

@@ -263,7 +263,7 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
     if (lacks != null && lacks.mesh !== parts.mesh) throw new Error(`${opts.lacks} is an inventory of mesh "${lacks.mesh}", this node is in "${parts.mesh}"`)
     const { db, store } = await openStorage(parts.dataDir)
     try {
-      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName, certificates: (peers) => parts.membership.certificates(peers) },
+      const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName, certificates: (peers) => parts.membership.certificates(peers), revocations: () => parts.membership.revocations() },
         { out: file, repos: opts.repo, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
       if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, exportedAt: Date.now(), bundle: r.root })
       const { selection, ...shown } = r

@@ -1,12 +1,15 @@
 // Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
 // /-/mesh/status (peer ID, per-origin watermarks, counts, recent distinct rejections, equivocating
-// origins, members and certificate warnings), /-/mesh/conflicts, /-/mesh/transfers; POST
-// /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`).
+// origins, members and certificate warnings, revocations), /-/mesh/conflicts, /-/mesh/transfers,
+// /-/mesh/revocations; POST /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`),
+// POST /-/mesh/revocations (a revocation signed by the root, from `akmesh mesh publish-revocation`).
 import Router from '@koa/router'
 import type { Context } from 'koa'
 import { ManifestError, MAX_ENVELOPE_BYTES, openEnvelope } from '../mesh/manifest.ts'
 import { grants } from '../store/accounts.ts'
-import { forbidden, integrityError, RegistryError, unauthorized } from '../store/errors.ts'
+import { badRequest, forbidden, integrityError, RegistryError, tooLarge, unauthorized } from '../store/errors.ts'
+import { MAX_REVOCATION_BYTES, RevocationError } from '../mesh/revocations.ts'
+import type { LearnedRevocation } from '../mesh/revocation-store.ts'
 import type { MembershipCheck } from '../mesh/membership.ts'
 import type { MemberReportView } from '../mesh/member-report.ts'
 import type { AuthState } from './auth.ts'
@@ -22,6 +25,8 @@ export interface MeshStatus {
     applier: { conflicts: (limit?: number) => unknown[] }
     /** Verifies, applies in one transaction and gossips onward (mesh/replication.ts). */
     receiveMany?: (envelopes: Uint8Array[], from: { via: string, peer: string }) => Promise<Array<'new' | 'held' | 'rejected'>>
+    /** Keeps a root-signed revocation and gossips it (mesh/replication.ts). */
+    addRevocation?: (envelope: Uint8Array) => Promise<LearnedRevocation>
   }
   /** The live peering file: mesh name and allowlist (membership). */
   peering?: { current: { mesh: string } }
@@ -60,7 +65,7 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members
   // seen (mesh/member-table.ts); warnings: certificates expiring within 14 days or expired.
   router.get('/status', async (ctx) => {
     const view = members != null ? await members.view() : { members: mesh.membership?.members?.() ?? [], warnings: [] }
-    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), ...view }
+    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), ...view, revocations: mesh.membership?.revoked?.() ?? [] }
   })
   router.get('/conflicts', (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)
@@ -77,7 +82,7 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members
     const self = mesh.peerId.toString()
     for (const [i, envelope] of envelopes.entries()) {
       try {
-        await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo) => membership.admit(o, repo) })
+        await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo, signedAt) => membership.admit(o, repo, { signedAt }) })
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err
         throw integrityError(`manifest ${i} of the import rejected (${err.reason}): ${err.message}; nothing was applied`)
@@ -86,5 +91,33 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members
     const outcomes = await receiveMany(envelopes, { via: 'bundle', peer: self })
     ctx.body = { outcomes }
   })
+  router.get('/revocations', (ctx) => {
+    ctx.body = { revocations: mesh.membership?.revoked?.() ?? [] }
+  })
+  // A revocation file (`akmesh mesh revoke`): verified against the mesh root, kept, gossiped; the
+  // rest of the mesh also gets it by catch-up and in bundles.
+  router.post('/revocations', async (ctx) => {
+    const add = mesh.replication?.addRevocation?.bind(mesh.replication) ?? mesh.membership?.learnRevocation?.bind(mesh.membership)
+    if (add == null) throw new RegistryError('Unavailable', 'this node has no mesh membership: it cannot keep a revocation')
+    const bytes = await readBody(ctx, MAX_REVOCATION_BYTES)
+    try {
+      const { revocation: r, fresh } = await add(bytes)
+      ctx.body = { peer: r.peer, at: new Date(r.at).toISOString(), all: r.all, issued: new Date(r.issued).toISOString(), fresh }
+    } catch (err) {
+      if (err instanceof RevocationError) throw badRequest(`revocation refused (${err.reason}): ${err.message}`)
+      throw err
+    }
+  })
   return router
+}
+
+async function readBody (ctx: Context, max: number): Promise<Uint8Array> {
+  const parts: Buffer[] = []
+  let size = 0
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    size += chunk.byteLength
+    if (size > max) throw tooLarge(`a revocation is at most ${max} bytes`)
+    parts.push(chunk)
+  }
+  return new Uint8Array(Buffer.concat(parts))
 }

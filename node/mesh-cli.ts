@@ -1,6 +1,8 @@
 // `akmesh mesh ...`: the mesh root key and member certificates (mesh/certificates.ts). The root
 // key lives outside every data directory (it can stay offline); `invite` runs where it is, and
-// the certificate file it writes is carried to the new site, which runs `join`.
+// the certificate file it writes is carried to the new site, which runs `join`. `revoke` also runs
+// where the root key is; the revocation file it writes is given to any one running node
+// (`publish-revocation`), which gossips it to the mesh.
 import type { Command } from 'commander'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
@@ -15,7 +17,7 @@ interface Helpers {
 const list = (v: string): string[] => v.split(',').map(s => s.trim()).filter(s => s !== '')
 
 export function registerMeshCommands (program: Command, h: Helpers): void {
-  const mesh = program.command('mesh').description('mesh membership: the root key, member certificates')
+  const mesh = program.command('mesh').description('mesh membership: the root key, member certificates, revocations')
 
   h.withPeering(h.withConfig(mesh.command('init').description('create the mesh root key (keep it offline, away from every node) and print the mesh identity; with --from-allowlist, also certificates for this node and every allow-listed peer')))
     .option('--name <mesh>', 'the mesh name (the peering file\'s "mesh"; required without --from-allowlist)')
@@ -77,6 +79,57 @@ export function registerMeshCommands (program: Command, h: Helpers): void {
       await editPeeringFile(peeringFile, (p) => { p.mesh = cert.mesh; p.meshRoot = cert.root; p.node = { ...p.node, name: p.node?.name ?? cert.site, site: cert.site } })
       console.log(`joined mesh ${cert.mesh} (root ${cert.root}) as site ${cert.site}; certificate expires ${new Date(cert.expires).toISOString()}`)
       console.log('next: add a bootstrap address of a member (akmesh peers add <multiaddr>), then start the node')
+    })
+
+  mesh.command('revoke').description('sign a revocation of a member with the root key: its manifests signed from --at on are refused')
+    .argument('<peerId>', 'the revoked member\'s peer ID')
+    .requiredOption('--name <mesh>', 'the mesh name')
+    .option('--key <file>', 'the mesh root key', 'mesh-root.key')
+    .option('--at <time>', 'refuse its manifests signed at or after this ISO time (default: now)')
+    .option('--all', 'refuse every manifest it signed, also those before --at')
+    .option('-o, --out <file>', 'revocation file (default: <peerId>.revoke)')
+    .action(async (peer: string, opts: { name: string, key: string, at?: string, all?: boolean, out?: string }) => {
+      const { loadRootKey } = await import('../mesh/certificates.ts')
+      const { issueRevocation, decodeRevocation, describeRevocation } = await import('../mesh/revocations.ts')
+      const at = opts.at != null ? Date.parse(opts.at) : undefined
+      if (at != null && !Number.isSafeInteger(at)) throw new Error(`--at: expected an ISO time such as 2026-01-31T12:00:00Z, got "${opts.at ?? ''}"`)
+      const bytes = await issueRevocation(await loadRootKey(resolve(opts.key)), { mesh: opts.name, peer, at, all: opts.all })
+      const out = resolve(opts.out ?? `${peer}.revoke`)
+      await writeFile(out, bytes)
+      const r = decodeRevocation(bytes)
+      console.log(`wrote ${out}: ${r.peer} ${describeRevocation(r)}`)
+      console.log(`give it to any running node: akmesh mesh publish-revocation ${out} --url http://HOST:PORT --token <admin token>`)
+    })
+
+  h.withPeering(h.withConfig(mesh.command('publish-revocation').description('install a revocation on a node: a running one (--url) keeps it and gossips it to the mesh')
+    .argument('<file>', 'the file akmesh mesh revoke wrote')))
+    .option('--url <url>', 'the running node (default $AKMESH_URL)')
+    .option('--token <token>', 'admin token for --url (default $AKMESH_TOKEN)')
+    .action(async (file: string, opts: ConfigFlags & { peering?: string, url?: string, token?: string }) => {
+      const bytes = new Uint8Array(await readFile(file))
+      const url = opts.url ?? process.env.AKMESH_URL
+      const token = opts.token ?? process.env.AKMESH_TOKEN
+      if (url != null) {
+        if (token == null) throw new Error('--url needs an admin token: --token or $AKMESH_TOKEN')
+        const res = await fetch(new URL('/-/mesh/revocations', url), { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' }, body: bytes })
+        const body = await res.json().catch(() => ({})) as { peer?: string, at?: string, all?: boolean, fresh?: boolean, error?: string, message?: string }
+        if (res.status !== 200) throw new Error(`the node at ${url} refused the revocation: ${res.status} ${body.error ?? body.message ?? ''}`)
+        console.log(`${url} ${body.fresh === true ? 'keeps' : 'already held'} the revocation of ${body.peer ?? '?'} (${body.all === true ? 'every manifest' : `manifests signed from ${body.at ?? '?'}`}) and gossips it to the mesh`)
+        return
+      }
+      // No running node: kept in the data directory, in force from the node's next start.
+      const { dataDir } = await h.resolveConfig(opts)
+      const { loadIdentity } = await import('../mesh/identity.ts')
+      const { loadPeeringFile, peeringPath } = await import('../config/peering.ts')
+      const { Membership } = await import('../mesh/membership.ts')
+      const { describeRevocation } = await import('../mesh/revocations.ts')
+      const { processesHoldingIndex } = await import('./bundle/running.ts')
+      const pids = await processesHoldingIndex(dataDir)
+      if (pids.length > 0) throw new Error(`process ${pids.join(', ')} has ${dataDir} open (a running node?): pass --url http://HOST:PORT and --token <admin token> so the node keeps the revocation and gossips it`)
+      const peering = await loadPeeringFile(peeringPath(dataDir, opts.peering))
+      const membership = await Membership.open({ dataDir, self: (await loadIdentity(dataDir)).peerId.toString(), peering: () => peering })
+      const { revocation: r, fresh } = await membership.learnRevocation(bytes)
+      console.log(`${fresh ? 'kept' : 'already held'} in ${dataDir}: ${r.peer} ${describeRevocation(r)}; the node spreads it to its peers when it starts (catch-up)`)
     })
 }
 

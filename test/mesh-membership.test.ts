@@ -60,7 +60,7 @@ test('membership: grants decide per repository; expired, other-root and unknown 
   t.is(m.admit(teamA, 'team-b')?.reason, 'outside-grants')
   t.is(m.admit(self, 'team-b'), undefined)
   t.is(m.admit(listed, 'team-b'), undefined)
-  t.is(m.admit(old, 'team-a', Date.now() + 5000)?.reason, 'certificate-expired')
+  t.is(m.admit(old, 'team-a', { now: Date.now() + 5000 })?.reason, 'certificate-expired')
   t.is(m.admit(stranger, 'team-a')?.reason, 'wrong-root')
   t.is(m.admit(unknown, 'team-a')?.reason, 'not-allowed')
   t.true(m.isMember(teamA))

@@ -30,6 +30,8 @@ export interface ExportDeps {
   nodeName?: string
   /** Member certificates of these peers (mesh/membership.ts): carried so a site needs only the root. */
   certificates?: (peers: Iterable<string>) => Uint8Array[]
+  /** Every revocation the exporter holds: carried so an air-gapped site refuses revoked origins. */
+  revocations?: () => Uint8Array[]
 }
 
 export interface ExportOptions extends SelectOptions {
@@ -97,6 +99,8 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
   }
   const certificates = deps.certificates?.([deps.peerId, ...entries.map(e => e.origin)]) ?? []
   if (certificates.length > 0) index.certificates = certificates
+  const revocations = deps.revocations?.() ?? []
+  if (revocations.length > 0) index.revocations = revocations
   const indexBytes = await signIndex(index, deps.privateKey)
   const root = await blake3Cid(DAG_CBOR_CODE, indexBytes)
   total += sectionSize(root.bytes.byteLength, indexBytes.byteLength)

@@ -14,6 +14,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import type { PrivateKey } from '@libp2p/interface'
 import { decodeEnvelope, signedBy, signEnvelope } from '../../mesh/manifest.ts'
+import { RevocationError } from '../../mesh/revocations.ts'
 import { integrityError } from '../../store/errors.ts'
 import { BLAKE3_CODE, blake3Of, parseBlobCid } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
@@ -48,6 +49,9 @@ export interface BundleIndex {
   absent: string[]
   /** Member certificates of the exporter and the origins (envelopes, mesh/certificates.ts). */
   certificates?: Uint8Array[]
+  /** Every revocation the exporter holds (root-signed envelopes, mesh/revocations.ts); absent in
+   *  bundles of older exporters. */
+  revocations?: Uint8Array[]
 }
 
 export const chunkCount = (size: number): number => Math.max(1, Math.ceil(size / CHUNK_SIZE))
@@ -67,7 +71,7 @@ export async function signIndex (index: BundleIndex, key: PrivateKey): Promise<U
 
 /** Decodes the root block, checks it is an index signed by its exporter and that the exporter is
  *  a member (`isAllowed`); throws IntegrityError naming what is wrong. */
-export async function openIndex (bytes: Uint8Array, opts: { isAllowed: (peerId: string) => boolean, learn?: (certificate: Uint8Array) => Promise<unknown> }): Promise<BundleIndex> {
+export async function openIndex (bytes: Uint8Array, opts: { isAllowed: (peerId: string) => boolean, learn?: (certificate: Uint8Array) => Promise<unknown>, learnRevocation?: (revocation: Uint8Array) => Promise<unknown> }): Promise<BundleIndex> {
   if (bytes.byteLength > MAX_INDEX_BYTES) throw integrityError(`bundle index of ${bytes.byteLength} bytes is too large`)
   let root: any
   try { root = dagCbor.decode(bytes) } catch (err) { throw integrityError(`bundle index is not dag-cbor: ${(err as Error).message}`) }
@@ -83,6 +87,9 @@ export async function openIndex (bytes: Uint8Array, opts: { isAllowed: (peerId: 
   const index = decodeIndex(envelope.payload)
   // Certificates prove themselves (signed by the mesh root): learned before the membership checks.
   for (const c of index.certificates ?? []) await opts.learn?.(c)
+  // So are revocations, learned before any manifest is checked; one that does not verify here is
+  // skipped as a refused certificate is (the manifests it names are then judged without it).
+  for (const r of index.revocations ?? []) await opts.learnRevocation?.(r).catch((err: unknown) => { if (!(err instanceof RevocationError)) throw err })
   if (!opts.isAllowed(index.exporter)) throw integrityError(`the bundle was exported by ${index.exporter}, which is not a member of this mesh (no valid certificate of this mesh, not in the peering file's allow list)`)
   if (!await signedBy(index.exporter, envelope.payload, envelope.signature)) {
     throw integrityError(`the bundle index's signature does not verify against its exporter ${index.exporter}: the index was altered after export`)
@@ -115,6 +122,7 @@ function decodeIndex (bytes: Uint8Array): BundleIndex {
   }
   if (!(x.absent as unknown[]).every(c => typeof c === 'string')) bad('absent is malformed')
   if (x.certificates != null && (!Array.isArray(x.certificates) || !(x.certificates as unknown[]).every(c => c instanceof Uint8Array))) bad('certificates is malformed')
+  if (x.revocations != null && (!Array.isArray(x.revocations) || !(x.revocations as unknown[]).every(c => c instanceof Uint8Array))) bad('revocations is malformed')
   for (const field of ['base', 'watermarks']) {
     if (x[field] == null || typeof x[field] !== 'object' || !Object.values(x[field]).every(Number.isSafeInteger)) bad(`${field} is malformed`)
   }

@@ -93,6 +93,7 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     added++
     addedBytes += b.digests.size
   }
+  if (opts.node != null) await postRevocations(opts.node, staged.index.revocations ?? [], opts.signal)
   const outcomes = opts.node != null
     ? await applyThroughNode(opts.node, items, opts.signal)
     : applyHere(deps, manifests, items)
@@ -145,7 +146,7 @@ async function recheckEnvelopes (staged: StagedBundle, deps: ImportDeps): Promis
     if (!await blockMatches(CID.parse(cid), envelope)) throw integrityError(`${what} changed in memory after it was verified; nothing was applied`)
     let change: Manifest
     try {
-      change = await openEnvelope(envelope, { mesh: deps.mesh, admit: (o, repo) => deps.membership.admit(o, repo) })
+      change = await openEnvelope(envelope, { mesh: deps.mesh, admit: (o, repo, signedAt) => deps.membership.admit(o, repo, { signedAt }) })
     } catch (err) {
       if (!(err instanceof ManifestError)) throw err
       throw integrityError(`${what} rejected (${err.reason}) as it was applied: ${err.message}; nothing was applied`)
@@ -187,6 +188,16 @@ function applyHere (deps: ImportDeps, manifests: ManifestLog, items: AppliedItem
   return results.map(r => r.status === 'applied'
     ? { outcome: 'added' as const }
     : NOT_APPLIED[r.status] != null || r.reason != null ? { outcome: 'not-applied' as const, reason: r.reason ?? NOT_APPLIED[r.status] } : { outcome: 'skipped' as const })
+}
+
+/** The running node learns (and gossips) the bundle's revocations before it checks the manifests. */
+async function postRevocations (node: { url: string, token: string }, revocations: Uint8Array[], signal?: AbortSignal): Promise<void> {
+  for (const r of revocations) {
+    const res = await fetch(new URL('/-/mesh/revocations', node.url), {
+      method: 'POST', headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/octet-stream' }, body: r, signal
+    })
+    if (res.status !== 200 && res.status !== 400) throw new Error(`the node at ${node.url} did not take a revocation of the bundle: ${res.status} ${await res.text()}`)
+  }
 }
 
 async function applyThroughNode (node: { url: string, token: string }, items: AppliedItem[], signal?: AbortSignal): Promise<Array<{ outcome: ManifestOutcome, reason?: string }>> {

@@ -58,7 +58,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
     const indexBlock = await readBlock(reader, 'the bundle index')
     if (!indexBlock.cid.equals(root)) throw integrityError(`the first block ${indexBlock.cid} is not the root ${root}`)
     await mustMatch(indexBlock.cid, indexBlock.bytes, 'the bundle index')
-    const index = await openIndex(indexBlock.bytes, { isAllowed: (p) => ctx.membership.isMember(p), learn: ctx.membership.learn?.bind(ctx.membership) })
+    const index = await openIndex(indexBlock.bytes, { isAllowed: (p) => ctx.membership.isMember(p), learn: ctx.membership.learn?.bind(ctx.membership), learnRevocation: ctx.membership.learnRevocation?.bind(ctx.membership) })
     if (index.mesh !== ctx.mesh) throw integrityError(`the bundle is of mesh "${index.mesh}", this node of "${ctx.mesh}"`)
     dir = stagingDir(ctx.dataDir, root.toString())
     ctx.progress?.add(reader.pos)
@@ -73,7 +73,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       await mustMatch(block.cid, envelope, what)
       let change: Manifest
       try {
-        change = await openEnvelope(envelope, { mesh: ctx.mesh, admit: (o, repo) => ctx.membership.admit(o, repo) })
+        change = await openEnvelope(envelope, { mesh: ctx.mesh, admit: (o, repo, signedAt) => ctx.membership.admit(o, repo, { signedAt }) })
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err
         throw integrityError(`${what} rejected (${err.reason}): ${err.message}`)
