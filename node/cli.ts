@@ -337,7 +337,7 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
       }
       console.log(`imported bundle ${r.root}: ${count('added')} added, ${count('skipped')} skipped, ${count('not-applied')} not applied; ` +
         `blobs: ${r.blobs.added} added (${r.blobs.addedBytes} bytes${r.blobs.resumed > 0 ? `, ${r.blobs.resumed} staged by an earlier run` : ''}), ${r.blobs.skipped} skipped` +
-        `${r.blobs.withheld > 0 ? `, ${r.blobs.withheld} not stored (named only by refused manifests)` : ''}; read ${r.summary}`)
+        `${r.blobs.withheld > 0 ? `, ${r.blobs.withheld} left out (named only by refused manifests)` : ''}; read ${r.summary}`)
       if (r.refused.length > 0) {
         const { refusalSummary, originCount } = await import('./bundle/trust.ts')
         const n = originCount(r.refused)

@@ -70,7 +70,7 @@ export interface ImportReport {
   manifests: Array<{ origin: string, seq: number, repo: string, name: string, version: string, kind: string, outcome: ManifestOutcome, reason?: string }>
   /** Manifests whose origin this node does not accept (not applied, not stored), and why. */
   refused: Array<Omit<RefusedManifest, 'prev' | 'cid'>>
-  /** withheld: blobs only refused manifests name, not stored. */
+  /** withheld: blobs only refused manifests name, left out (not read from the bundle). */
   blobs: { added: number, addedBytes: number, skipped: number, resumed: number, withheld: number }
   summary: string
 }
