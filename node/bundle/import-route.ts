@@ -46,6 +46,8 @@ export async function receiveImport (deps: ImportRouteDeps, frames: Uint8Array[]
   }
   if (flag(query.check)) return { status: 200, body: { checked: envelopes.length, refused } }
   const outcomes: string[] = await deps.receiveMany(envelopes, { via: 'bundle', peer: deps.self })
-  for (const r of refused) outcomes[r.index] = 'refused'
-  return { status: 200, body: { outcomes, refused } }
+  // receiveMany checks membership again: what it took after all (a certificate learned since) is
+  // no longer refused.
+  for (const r of refused) if (outcomes[r.index] === 'rejected') outcomes[r.index] = 'refused'
+  return { status: 200, body: { outcomes, refused: refused.filter(r => outcomes[r.index] === 'refused') } }
 }
