@@ -102,13 +102,14 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
         throw integrityError(`${what} rejected (${err.reason}): ${err.message}`)
       }
       if (change.origin !== entry.origin || change.seq !== entry.seq) throw integrityError(`${what}: the signed manifest is ${change.origin}/${change.seq}`)
-      for (const f of change.files) if (!named.has(f.cid)) named.set(f.cid, f)
       const cid = block.cid.toString()
+      // A blob is checked against the facts of the first manifest to apply that names it.
       if (refusal != null) {
+        for (const f of change.files) if (!named.has(f.cid)) named.set(f.cid, f)
         const { origin, seq, prev, kind, repo, name, version } = change
         refused.push({ origin, seq, prev, kind, repo, name, version, ...refusal, cid })
       } else {
-        for (const f of change.files) wanted.add(f.cid)
+        for (const f of change.files) if (!wanted.has(f.cid)) { named.set(f.cid, f); wanted.add(f.cid) }
         items.push({ change, envelope, cid })
       }
       ctx.progress?.add(block.section)
