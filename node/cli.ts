@@ -242,6 +242,7 @@ const interruptSignal = (): AbortSignal => {
 withPeering(withConfig(program.command('export').description('write an air-gap bundle (CAR) of signed manifests and the blobs they name')
   .argument('<file>', 'bundle to write (with --volume-size: <file>.001, <file>.002, ...)')))
   .option('-r, --repo <repos>', 'only these repositories (comma-separated)', repoList)
+  .option('--origin <peerIds>', 'only manifests of these origins (comma-separated peer IDs; repeatable)', (v: string, was: string[] = []) => [...was, ...repoList(v)])
   .option('--to <site>', 'name of the destination: records what this export covered, for --since-last')
   .option('--since-last', 'only what is new since the last export --to the same destination')
   .option('--lacks <inventory>', 'only what the site that wrote this inventory file (akmesh inventory) lacks')
@@ -249,7 +250,7 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
   .option('--allow-missing', 'bundle manifests even if this node lacks some of their blobs (listed as absent)')
   .option('--force', 'overwrite an existing bundle at <file> (and its volumes)')
   .option('--json', 'print the result as JSON')
-  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], to?: string, sinceLast?: boolean, lacks?: string, volumeSize?: number, allowMissing?: boolean, force?: boolean, json?: boolean }) => {
+  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], origin?: string[], to?: string, sinceLast?: boolean, lacks?: string, volumeSize?: number, allowMissing?: boolean, force?: boolean, json?: boolean }) => {
     if (opts.sinceLast === true && opts.to == null) throw new Error('--since-last needs --to <site> (the destination whose last export it continues)')
     if (opts.sinceLast === true && opts.lacks != null) throw new Error('use either --since-last or --lacks')
     const parts = await bundleParts(opts)
@@ -264,8 +265,8 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
     const { db, store } = await openStorage(parts.dataDir)
     try {
       const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName, certificates: (peers) => parts.membership.certificates(peers), revocations: () => parts.membership.revocations() },
-        { out: file, repos: opts.repo, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
-      if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, exportedAt: Date.now(), bundle: r.root })
+        { out: file, repos: opts.repo, origins: opts.origin, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
+      if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, origins: opts.origin ?? null, exportedAt: Date.now(), bundle: r.root })
       const { selection, ...shown } = r
       if (opts.json === true) console.log(JSON.stringify({ ...shown, mode: selection.mode }, null, 2))
       else {
@@ -297,8 +298,9 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
   .option('--url <url>', 'the node running on this data directory (default $AKMESH_URL): it applies the manifests and gossips them on')
   .option('--token <token>', 'admin token for --url (default $AKMESH_TOKEN)')
   .option('--allow-gaps', 'import an incremental bundle even if this node lacks the export it continues')
+  .option('--strict', 'refuse the whole bundle if this node does not accept the origin of any manifest in it (default: import the rest, list the refused)')
   .option('--json', 'print the report as JSON')
-  .action(async (bundle: string, opts: ConfigFlags & { peering?: string, url?: string, token?: string, allowGaps?: boolean, json?: boolean }) => {
+  .action(async (bundle: string, opts: ConfigFlags & { peering?: string, url?: string, token?: string, allowGaps?: boolean, strict?: boolean, json?: boolean }) => {
     const parts = await bundleParts(opts)
     const url = opts.url ?? process.env.AKMESH_URL
     const token = opts.token ?? process.env.AKMESH_TOKEN
@@ -321,7 +323,7 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
     try {
       // As the node does at start: a data directory never started must know its repositories.
       for (const repo of parts.repositories) storage.artifacts.ensureRepository(repo.name, repo.format)
-      const r = await importBundle({ ...parts, ...storage }, { bundle, node: url != null ? { url, token: token as string } : undefined, allowGaps: opts.allowGaps, signal: interruptSignal() })
+      const r = await importBundle({ ...parts, ...storage }, { bundle, node: url != null ? { url, token: token as string } : undefined, allowGaps: opts.allowGaps, strict: opts.strict, signal: interruptSignal() })
       const count = (o: string) => r.manifests.filter(m => m.outcome === o).length
       for (const w of r.warnings) process.stderr.write(`akmesh: warning: ${w}\n`)
       if (opts.json === true) { console.log(JSON.stringify(r, null, 2)); return }
@@ -330,10 +332,20 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
       for (const m of r.manifests) {
         console.log(`${m.outcome.padEnd(11)} ${m.origin}/${m.seq} ${m.kind} ${m.repo} ${m.name}${m.version === '' ? '' : `@${m.version}`}${m.reason != null ? `: ${m.reason}` : ''}`)
       }
+      for (const m of r.refused) {
+        console.log(`${'refused'.padEnd(11)} ${m.origin}/${m.seq} ${m.kind} ${m.repo} ${m.name}${m.version === '' ? '' : `@${m.version}`}: ${m.reason}: ${m.message}`)
+      }
       console.log(`imported bundle ${r.root}: ${count('added')} added, ${count('skipped')} skipped, ${count('not-applied')} not applied; ` +
-        `blobs: ${r.blobs.added} added (${r.blobs.addedBytes} bytes${r.blobs.resumed > 0 ? `, ${r.blobs.resumed} staged by an earlier run` : ''}), ${r.blobs.skipped} skipped; read ${r.summary}`)
+        `blobs: ${r.blobs.added} added (${r.blobs.addedBytes} bytes${r.blobs.resumed > 0 ? `, ${r.blobs.resumed} staged by an earlier run` : ''}), ${r.blobs.skipped} skipped` +
+        `${r.blobs.withheld > 0 ? `, ${r.blobs.withheld} left out (named only by refused manifests)` : ''}; read ${r.summary}`)
+      if (r.refused.length > 0) {
+        const { refusalSummary, originCount } = await import('./bundle/trust.ts')
+        const n = originCount(r.refused)
+        console.log(`imported ${r.manifests.length} manifests, refused ${r.refused.length} from ${n} origin${n === 1 ? '' : 's'}: ${refusalSummary(r.refused)} (pass --strict to refuse such bundles whole)`)
+      }
     } catch (err: any) {
       if (err?.code === 'IntegrityError') throw new Error(`bundle rejected, nothing imported: ${err.message}`)
+      if (err?.refused != null) throw new Error(`bundle refused (--strict), nothing imported: ${err.message}`)
       throw err
     } finally { storage.db.close() }
   })

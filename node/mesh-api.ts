@@ -5,15 +5,16 @@
 // POST /-/mesh/revocations (a revocation signed by the root, from `akmesh mesh publish-revocation`).
 import Router from '@koa/router'
 import type { Context } from 'koa'
-import { ManifestError, MAX_ENVELOPE_BYTES, openEnvelope } from '../mesh/manifest.ts'
+import { MAX_ENVELOPE_BYTES } from '../mesh/manifest.ts'
 import { grants } from '../store/accounts.ts'
-import { badRequest, forbidden, integrityError, RegistryError, tooLarge, unauthorized } from '../store/errors.ts'
+import { badRequest, forbidden, RegistryError, tooLarge, unauthorized } from '../store/errors.ts'
 import { MAX_REVOCATION_BYTES, RevocationError } from '../mesh/revocations.ts'
 import type { LearnedRevocation } from '../mesh/revocation-store.ts'
 import type { MembershipCheck } from '../mesh/membership.ts'
 import type { MemberReportView } from '../mesh/member-report.ts'
 import type { AuthState } from './auth.ts'
 import { readFrames } from './bundle/frames.ts'
+import { receiveImport } from './bundle/import-route.ts'
 
 /** What the HTTP front needs from the mesh service. */
 export interface MeshStatus {
@@ -71,25 +72,16 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)
     ctx.body = { conflicts: mesh.replication?.applier.conflicts(limit) ?? [] }
   })
-  // All or nothing: every envelope is checked against the live allowlist before any is applied;
-  // then they go the way gossip and catch-up go (receiveMany), so the node gossips them onward.
+  // Partial trust: manifests of origins this node does not accept are refused and listed
+  // (node/bundle/import-route.ts); the rest go the way gossip and catch-up go (receiveMany).
   router.post('/import', async (ctx) => {
     const receiveMany = mesh.replication?.receiveMany?.bind(mesh.replication)
     const membership = mesh.membership
     if (receiveMany == null || mesh.peering == null || membership == null) throw new RegistryError('Unavailable', 'this node does not replicate; nothing can be imported')
-    const envelopes = await readFrames(ctx.req, { maxFrame: MAX_ENVELOPE_BYTES, maxTotal: MAX_IMPORT_BYTES })
-    const peering = mesh.peering.current
-    const self = mesh.peerId.toString()
-    for (const [i, envelope] of envelopes.entries()) {
-      try {
-        await openEnvelope(envelope, { mesh: peering.mesh, admit: (o, repo, signedAt) => membership.admit(o, repo, { signedAt }) })
-      } catch (err) {
-        if (!(err instanceof ManifestError)) throw err
-        throw integrityError(`manifest ${i} of the import rejected (${err.reason}): ${err.message}; nothing was applied`)
-      }
-    }
-    const outcomes = await receiveMany(envelopes, { via: 'bundle', peer: self })
-    ctx.body = { outcomes }
+    const frames = await readFrames(ctx.req, { maxFrame: MAX_ENVELOPE_BYTES, maxTotal: MAX_IMPORT_BYTES })
+    const r = await receiveImport({ mesh: mesh.peering.current.mesh, self: mesh.peerId.toString(), membership, receiveMany }, frames, ctx.query)
+    ctx.status = r.status
+    ctx.body = r.body
   })
   router.get('/revocations', (ctx) => {
     ctx.body = { revocations: mesh.membership?.revoked?.() ?? [] }

@@ -12,6 +12,8 @@ export interface DestinationState {
   watermarks: Record<string, number>
   /** The repository filter of that export (an incremental export must use the same). */
   repos: string[] | null
+  /** The origin filter of that export (absent in records written before --origin). */
+  origins?: string[] | null
   exportedAt: number
   bundle: string
 }

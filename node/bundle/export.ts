@@ -90,6 +90,7 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
     selection: {
       mode: selection.mode,
       ...(opts.repos != null && opts.repos.length > 0 ? { repos: opts.repos } : {}),
+      ...(opts.origins != null && opts.origins.length > 0 ? { origins: [...new Set(opts.origins)].sort() } : {}),
       ...(opts.destination != null ? { destination: opts.destination } : {})
     },
     base: selection.base,

@@ -24,7 +24,7 @@ export const BUNDLE_VERSION = 2
 /** The index of a bundle of a million manifests is ~100 MB; refuse anything far beyond. */
 const MAX_INDEX_BYTES = 256 * 1024 * 1024
 
-export type SelectionMode = 'all' | 'repos' | 'since' | 'lacks'
+export type SelectionMode = 'all' | 'repos' | 'origins' | 'since' | 'lacks'
 
 export interface BundleManifestEntry { origin: string, seq: number, cid: CID }
 export interface BundleBlobEntry { cid: string, size: number }
@@ -40,7 +40,7 @@ export interface BundleIndex {
   createdAt: number
   /** Per origin, the contiguous watermark the exporter held when it selected the bundle. */
   watermarks: Record<string, number>
-  selection: { mode: SelectionMode, repos?: string[], destination?: string }
+  selection: { mode: SelectionMode, repos?: string[], origins?: string[], destination?: string }
   /** Incremental bundles: per origin, the watermark of the previous export to the destination. */
   base: Record<string, number>
   manifests: BundleManifestEntry[]

@@ -22,3 +22,14 @@ export function filesOf (envelope: Uint8Array): Array<{ cid: string, size: numbe
   const m = dagCbor.decode<{ files?: Array<{ cid: string, size: number }> }>(payload)
   return (m.files ?? []).map(f => ({ cid: f.cid, size: f.size }))
 }
+
+/** Seq and prev of the manifests of `origin` held above `seq` (to follow its chain past a hole). */
+export function linksAbove (db: DB, origin: string, seq: number): Array<{ seq: number, prev: number }> {
+  return db.prepare<[string, number], { seq: number, prev: number }>('SELECT seq, prev FROM manifests WHERE origin = ? AND seq > ?').all(origin, seq)
+}
+
+/** Is manifest (origin, seq) in the manifest log? */
+export const holds = (db: DB) => {
+  const q = db.prepare<[string, number], { n: number }>('SELECT 1 AS n FROM manifests WHERE origin = ? AND seq = ?')
+  return (origin: string, seq: number): boolean => q.get(origin, seq) != null
+}

@@ -11,6 +11,9 @@
 // Blobs are committed by this process in both cases: bytes never cross HTTP, and a blob is not
 // served before a manifest names it (formats serve artifacts; peers ask only for CIDs that signed
 // manifests name).
+// Manifests of origins this node does not accept are refused one by one (stage.ts, and the
+// running node's own check before any blob is committed), reported, recorded (refusals.ts), and
+// their blobs left out; `strict` refuses the whole bundle instead.
 import type { MembershipCheck } from '../../mesh/membership.ts'
 import type { Logger } from 'pino'
 import { rm } from 'node:fs/promises'
@@ -19,15 +22,18 @@ import { checkReplicatedArtifact } from '../artifact-check.ts'
 import type { ArtifactIndex } from '../../store/artifacts.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
-import { conflict, integrityError } from '../../store/errors.ts'
+import { integrityError } from '../../store/errors.ts'
 import { CID } from 'multiformats/cid'
 import { ManifestError, openEnvelope, type Manifest } from '../../mesh/manifest.ts'
 import { blockMatches } from './format.ts'
 import { ManifestLog } from '../../store/manifests.ts'
 import { Progress } from './progress.ts'
-import { stageBundle, type StagedBundle } from './stage.ts'
+import { RefusedBundleError, stageBundle, type StagedBundle } from './stage.ts'
+import { checkBase, coverageWarnings, type CoverageContext } from './coverage.ts'
+import { holds } from './held.ts'
+import { readRefusals, recordRefusals, type RefusalRecord, type RefusedManifest } from './refusals.ts'
 import { findVolumes, VolumeReader } from './volumes.ts'
-import { encodeFrames } from './frames.ts'
+import { applyThroughNode, postRevocations, refusedByNode } from './node-client.ts'
 
 export interface ImportDeps {
   dataDir: string
@@ -47,6 +53,8 @@ export interface ImportOptions {
   node?: { url: string, token: string }
   /** Import an incremental bundle even if this node lacks what it was based on. */
   allowGaps?: boolean
+  /** Refuse the whole bundle if this node does not accept the origin of any manifest in it. */
+  strict?: boolean
   progress?: boolean
   signal?: AbortSignal
 }
@@ -60,7 +68,10 @@ export interface ImportReport {
   /** Origins this node still holds only up to a point below what the exporter held. */
   warnings: string[]
   manifests: Array<{ origin: string, seq: number, repo: string, name: string, version: string, kind: string, outcome: ManifestOutcome, reason?: string }>
-  blobs: { added: number, addedBytes: number, skipped: number, resumed: number }
+  /** Manifests whose origin this node does not accept (not applied, not stored), and why. */
+  refused: Array<Omit<RefusedManifest, 'prev' | 'cid'>>
+  /** withheld: blobs only refused manifests name, left out (not read from the bundle). */
+  blobs: { added: number, addedBytes: number, skipped: number, resumed: number, withheld: number }
   summary: string
 }
 
@@ -70,44 +81,64 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
   const progress = new Progress('import', reader.total, { enabled: opts.progress })
   let staged: StagedBundle
   try {
-    staged = await stageBundle(reader, { dataDir: deps.dataDir, store: deps.store, mesh: deps.mesh, membership: deps.membership, signal: opts.signal, progress })
+    staged = await stageBundle(reader, { dataDir: deps.dataDir, store: deps.store, mesh: deps.mesh, membership: deps.membership, strict: opts.strict, signal: opts.signal, progress })
   } finally {
     await reader.close()
   }
   progress.finish()
+  // A running node decides with its own certificates: what it refuses is left out like the rest.
+  if (opts.node != null) {
+    // The node learns (and gossips) the bundle's revocations before it checks the manifests.
+    await postRevocations(opts.node, staged.index.revocations ?? [], opts.signal)
+    await refusedByNode(opts.node, staged, opts.signal)
+  }
+  if (opts.strict === true && staged.refused.length > 0) {
+    await rm(staged.dir, { recursive: true, force: true })
+    throw new RefusedBundleError(staged.refused)
+  }
   const manifests = new ManifestLog(deps.db)
+  const coverage = (refusals: RefusalRecord): CoverageContext => ({
+    db: deps.db, manifests, refusals, refuses: (origin, repo) => deps.membership.admit(origin, repo) != null
+  })
   checkFiles(staged, deps.store)
-  if (opts.allowGaps !== true) checkBase(staged, manifests)
+  if (opts.allowGaps !== true) checkBase(staged.index, coverage(await readRefusals(deps.dataDir)))
 
   // The envelopes to apply (owned bytes, nothing else writes them), verified as they are.
   const items = await recheckEnvelopes(staged, deps)
 
   // Commit: blobs first (invisible until a manifest names them), then every manifest at once.
+  // Only blobs a manifest to apply names: the others stay in the staging directory, removed below.
+  const wanted = new Set(items.flatMap(i => i.change.files.map(f => f.cid)))
   let addedBytes = 0
   let added = 0
+  let withheld = staged.withheld.length
   for (const b of staged.staged.values()) {
     opts.signal?.throwIfAborted()
+    if (!wanted.has(b.cid)) { withheld++; continue }
     if (deps.store.has(b.cid)) continue
     await deps.store.commitTemp(b.path, b.digests)
     await rm(`${b.path}.json`, { force: true })
     added++
     addedBytes += b.digests.size
   }
-  if (opts.node != null) await postRevocations(opts.node, staged.index.revocations ?? [], opts.signal)
-  const outcomes = opts.node != null
-    ? await applyThroughNode(opts.node, items, opts.signal)
-    : applyHere(deps, manifests, items)
+  const outcomes = items.length === 0
+    ? []
+    : opts.node != null
+      ? await applyThroughNode(opts.node, items, opts.signal)
+      : applyHere(deps, manifests, items)
   await rm(staged.dir, { recursive: true, force: true })
+  const refusals = await recordRefusals(deps.dataDir, staged.root, staged.refused, holds(deps.db))
 
   const { index } = staged
   return {
     root: staged.root,
     exporter: { peerId: index.exporter, ...(index.exporterName != null ? { name: index.exporterName } : {}), createdAt: index.createdAt },
-    warnings: coverageWarnings(staged, new ManifestLog(deps.db)),
+    warnings: coverageWarnings(index, coverage(refusals)),
     manifests: staged.items.map(({ change }, i) => ({
       origin: change.origin, seq: change.seq, repo: change.repo, name: change.name, version: change.version, kind: change.kind, ...outcomes[i]
     })),
-    blobs: { added, addedBytes, skipped: staged.held.length + staged.staged.size - added, resumed: staged.resumed.length },
+    refused: staged.refused.map(({ origin, seq, kind, repo, name, version, reason, message }) => ({ origin, seq, kind, repo, name, version, reason, message })),
+    blobs: { added, addedBytes, skipped: staged.held.length + staged.staged.size - added - (withheld - staged.withheld.length), resumed: staged.resumed.length, withheld },
     summary: progress.summary()
   }
 }
@@ -121,17 +152,6 @@ function checkFiles (staged: StagedBundle, store: FileBlobStore): void {
       throw integrityError(`manifest ${change.origin}/${change.seq} (${change.repo} ${change.name}@${change.version}) names blob ${f.cid}, which is neither in the bundle nor held here`)
     }
   }
-}
-
-/** An incremental bundle continues from what the previous export held: refuse it where that is
- *  missing (import the earlier bundle first), rather than leave a hole to be found later. */
-function checkBase (staged: StagedBundle, manifests: ManifestLog): void {
-  const missing = Object.entries(staged.index.base).filter(([origin, seq]) => seq > 0 && manifests.watermark(origin) < seq)
-  if (missing.length === 0) return
-  const [origin, seq] = missing[0]
-  throw conflict(`this bundle continues an earlier export to "${staged.index.selection.destination ?? '?'}": it needs every manifest of ${origin} up to seq ${seq}, ` +
-    `but this node holds them only up to ${manifests.watermark(origin)}${missing.length > 1 ? ` (and ${missing.length - 1} more origin(s))` : ''}. ` +
-    'Import the earlier bundle first, or pass --allow-gaps')
 }
 
 /** Every envelope once more, just before it is applied: its bytes against the CID the index
@@ -157,24 +177,7 @@ async function recheckEnvelopes (staged: StagedBundle, deps: ImportDeps): Promis
   return out
 }
 
-interface AppliedItem { change: Manifest, envelope: Uint8Array }
-
-/** The exporter signs, per origin, the watermark it held. Where this node, with the bundle applied,
- *  still holds an origin only up to a lower seq, some of the exporter's manifests did not come
- *  (a --repo selection leaves other repositories out; or someone held a newer bundle back). */
-function coverageWarnings (staged: StagedBundle, manifests: ManifestLog): string[] {
-  const { index } = staged
-  const carried = new Map<string, number>()
-  for (const m of index.manifests) carried.set(m.origin, Math.max(carried.get(m.origin) ?? 0, m.seq))
-  const out: string[] = []
-  for (const [origin, held] of Object.entries(index.watermarks)) {
-    const here = manifests.watermark(origin)
-    if (here >= held) continue
-    out.push(`the bundle covers ${origin} only up to seq ${Math.max(carried.get(origin) ?? 0, index.base[origin] ?? 0)}, but its exporter held it up to seq ${held}: ` +
-      `this node holds it up to seq ${here}${index.selection.repos != null ? ` (the export selected only repositories ${index.selection.repos.join(', ')})` : ''}`)
-  }
-  return out
-}
+export interface AppliedItem { change: Manifest, envelope: Uint8Array }
 
 const NOT_APPLIED: Partial<Record<ApplyStatus, string>> = {
   'unknown-repository': 'no such repository here (kept for forwarding)',
@@ -188,26 +191,4 @@ function applyHere (deps: ImportDeps, manifests: ManifestLog, items: AppliedItem
   return results.map(r => r.status === 'applied'
     ? { outcome: 'added' as const }
     : NOT_APPLIED[r.status] != null || r.reason != null ? { outcome: 'not-applied' as const, reason: r.reason ?? NOT_APPLIED[r.status] } : { outcome: 'skipped' as const })
-}
-
-/** The running node learns (and gossips) the bundle's revocations before it checks the manifests. */
-async function postRevocations (node: { url: string, token: string }, revocations: Uint8Array[], signal?: AbortSignal): Promise<void> {
-  for (const r of revocations) {
-    const res = await fetch(new URL('/-/mesh/revocations', node.url), {
-      method: 'POST', headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/octet-stream' }, body: r, signal
-    })
-    if (res.status !== 200 && res.status !== 400) throw new Error(`the node at ${node.url} did not take a revocation of the bundle: ${res.status} ${await res.text()}`)
-  }
-}
-
-async function applyThroughNode (node: { url: string, token: string }, items: AppliedItem[], signal?: AbortSignal): Promise<Array<{ outcome: ManifestOutcome, reason?: string }>> {
-  const res = await fetch(new URL('/-/mesh/import', node.url), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${node.token}`, 'content-type': 'application/octet-stream' },
-    body: encodeFrames(items.map(i => i.envelope)),
-    signal
-  })
-  const body = await res.json().catch(() => ({})) as { outcomes?: string[], error?: string }
-  if (res.status !== 200 || !Array.isArray(body.outcomes)) throw new Error(`the node at ${node.url} refused the manifests: ${res.status} ${body.error ?? ''}`)
-  return body.outcomes.map(o => o === 'new' ? { outcome: 'added' as const } : o === 'held' ? { outcome: 'skipped' as const } : { outcome: 'not-applied' as const, reason: 'rejected by the node (see its log)' })
 }

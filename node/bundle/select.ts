@@ -1,6 +1,6 @@
-// Which manifests and blobs a bundle carries: the whole node, some repositories, what is new since
-// the last export to a destination, or what another site's inventory lacks. Selected in one read
-// transaction, so the recorded watermarks match what was selected.
+// Which manifests and blobs a bundle carries: the whole node, some repositories, some origins,
+// what is new since the last export to a destination, or what another site's inventory lacks.
+// Selected in one read transaction, so the recorded watermarks match what was selected.
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
 import { badRequest, conflict } from '../../store/errors.ts'
@@ -14,6 +14,8 @@ import type { Inventory } from './inventory.ts'
 
 export interface SelectOptions {
   repos?: string[]
+  /** Only manifests of these origins (peer IDs), and the blobs they name. */
+  origins?: string[]
   /** Only what is newer than this previous export (the --since-last state of a destination). */
   since?: DestinationState
   destination?: string
@@ -35,17 +37,24 @@ export interface Selection {
 export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: ManifestLog }, opts: SelectOptions): Selection {
   const { db, store, manifests } = deps
   const repos = opts.repos != null && opts.repos.length > 0 ? new Set(opts.repos) : undefined
+  const origins = opts.origins != null && opts.origins.length > 0 ? new Set(opts.origins) : undefined
   if (opts.since != null) {
-    const was = opts.since.repos == null ? null : [...opts.since.repos].sort().join(',')
-    const now = repos == null ? null : [...repos].sort().join(',')
-    if (was !== now) throw badRequest(`the last export to ${opts.destination} selected repositories ${was ?? '(all)'}, this one ${now ?? '(all)'}: use the same selection, or another destination name`)
+    const list = (x: Iterable<string> | null | undefined): string | null => x == null ? null : [...x].sort().join(',')
+    const same = (what: string, was: string | null, now: string | null): void => {
+      if (was !== now) throw badRequest(`the last export to ${opts.destination} selected ${what} ${was ?? '(all)'}, this one ${now ?? '(all)'}: use the same selection, or another destination name`)
+    }
+    same('repositories', list(opts.since.repos), list(repos))
+    same('origins', list(opts.since.origins), list(origins))
   }
   return db.transaction((): Selection => {
     const held = heldManifests(db)
+    const unknown = [...origins ?? []].filter(o => !held.some(m => m.origin === o))
+    if (unknown.length > 0) throw badRequest(`--origin ${unknown.join(', ')}: this node holds no manifest of ${unknown.length === 1 ? 'that origin' : 'those origins'} (a peer ID, as /-/mesh/status lists under watermarks)`)
     const base = opts.since?.watermarks ?? {}
     const lacks = opts.lacks == null ? undefined : new Map(Object.entries(opts.lacks.manifests).map(([o, s]) => [o, new Set(s)]))
     const chosen = held.filter(m =>
       (repos == null || repos.has(m.repo)) &&
+      (origins == null || origins.has(m.origin)) &&
       (opts.since == null || m.seq > (base[m.origin] ?? 0)) &&
       (lacks == null || lacks.get(m.origin)?.has(m.seq) !== true))
 
@@ -72,11 +81,13 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
       throw conflict(`${list.length} blob(s) the selected manifests name are not held here (replication on-demand?): ` +
         `${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}. Fetch them first, or pass --allow-missing to bundle the manifests without them`)
     }
+    // With --origin, only the selected origins: what the bundle speaks for (coverage, --since-last).
     const watermarks: Record<string, number> = {}
-    for (const origin of new Set(held.map(m => m.origin))) watermarks[origin] = manifests.watermark(origin)
-    const mode: SelectionMode = opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : 'all'
+    for (const origin of new Set(held.map(m => m.origin))) if (origins == null || origins.has(origin)) watermarks[origin] = manifests.watermark(origin)
+    const mode: SelectionMode = opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : origins != null ? 'origins' : 'all'
     // The base tells the importer what it must already hold. A repository filter leaves other
     // repositories' manifests out of every export, so a watermark cannot say that: no base then.
+    // An origin filter keeps every manifest of the origins it keeps: their base stands.
     return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...new Set([...absent, ...gone])], base: repos == null ? base : {}, watermarks }
   })()
 }

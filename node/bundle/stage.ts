@@ -1,24 +1,28 @@
 // Reading a bundle for import: the index's signature and its exporter's membership (openIndex),
-// every block against its CID, every manifest's signature
-// and origin (openEnvelope), and each blob is staged under `<data>/imports/<root>/` (hashed as
-// an upload is: BLAKE3 for its CID and chunk table, the SHA family in workers) where no client
-// and no peer can see it. Nothing is committed here. A staged blob survives an interrupted import,
-// so running the import again resumes: blobs staged or already held are skipped by seeking past
-// their blocks.
+// every block against its CID, every manifest's signature and origin (openEnvelope), and each
+// blob is staged under `<data>/imports/<root>/` (hashed as an upload is: BLAKE3 for its CID and
+// chunk table, the SHA family in workers) where no client and no peer can see it. Nothing is
+// committed here. A staged blob survives an interrupted import, so running the import again
+// resumes: blobs staged or already held are skipped by seeking past their blocks.
+// A manifest whose origin this node does not accept (trust.ts) is set aside as refused, still
+// verified; blobs only refused manifests name are skipped, not staged. With `strict`, any refusal
+// refuses the whole bundle before a blob is staged.
 import { readBlockHead, readHeader } from '@ipld/car/decoder'
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { writeFileAtomic } from '../../config/atomic-file.ts'
-import { ManifestError, openEnvelope, type Manifest } from '../../mesh/manifest.ts'
+import { ManifestError, type Manifest } from '../../mesh/manifest.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
-import { integrityError, isRegistryError } from '../../store/errors.ts'
+import { integrityError, isRegistryError, RegistryError } from '../../store/errors.ts'
 import { blake3Of, MultiHasher, type Digests } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
 import { blockMatches, chunkCount, openIndex, raw, type BundleIndex } from './format.ts'
 import type { MembershipCheck } from '../../mesh/membership.ts'
 import type { Progress } from './progress.ts'
+import type { RefusedManifest } from './refusals.ts'
+import { originCount, openOrRefuse } from './trust.ts'
 import { ownedCopy, type VolumeReader } from './volumes.ts'
 
 export interface StageContext {
@@ -29,6 +33,8 @@ export interface StageContext {
   membership: MembershipCheck
   signal?: AbortSignal
   progress?: Progress
+  /** Refuse the whole bundle if any manifest's origin is refused (--strict). */
+  strict?: boolean
 }
 
 export interface StagedBlob { cid: string, path: string, digests: Digests }
@@ -43,6 +49,20 @@ export interface StagedBundle {
   held: string[]
   /** Blobs an earlier, interrupted run of this import staged (not read again). */
   resumed: string[]
+  /** Manifests of origins this node does not accept: verified, not applied. */
+  refused: RefusedManifest[]
+  /** Blobs only refused manifests name: skipped, not staged. */
+  withheld: string[]
+}
+
+/** --strict and a manifest refused: nothing is imported. */
+export class RefusedBundleError extends RegistryError {
+  readonly refused: RefusedManifest[]
+  constructor (refused: RefusedManifest[]) {
+    super('Forbidden', `${refused.length} manifest(s) from ${originCount(refused)} origin(s) this node does not accept, and --strict: ` +
+      refused.map(r => `manifest ${r.origin}/${r.seq} (block ${r.cid}) rejected (${r.reason}): ${r.message}`).join('; ') + '; nothing was applied')
+    this.refused = refused
+  }
 }
 
 export const stagingDir = (dataDir: string, root: string): string => join(dataDir, 'imports', root)
@@ -64,7 +84,9 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
     ctx.progress?.add(reader.pos)
 
     const items: StagedBundle['items'] = []
+    const refused: RefusedManifest[] = []
     const named = new Map<string, RemoteFile>()
+    const wanted = new Set<string>() // named by a manifest that will be applied
     for (const entry of index.manifests) {
       const what = `manifest ${entry.origin}/${entry.seq} (block ${entry.cid})`
       const block = await readBlock(reader, what)
@@ -72,27 +94,47 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       const envelope = block.bytes
       await mustMatch(block.cid, envelope, what)
       let change: Manifest
+      let refusal: { reason: string, message: string } | undefined
       try {
-        change = await openEnvelope(envelope, { mesh: ctx.mesh, admit: (o, repo, signedAt) => ctx.membership.admit(o, repo, { signedAt }) })
+        ({ change, refusal } = await openOrRefuse(envelope, { mesh: ctx.mesh, membership: ctx.membership }))
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err
         throw integrityError(`${what} rejected (${err.reason}): ${err.message}`)
       }
       if (change.origin !== entry.origin || change.seq !== entry.seq) throw integrityError(`${what}: the signed manifest is ${change.origin}/${change.seq}`)
-      for (const f of change.files) if (!named.has(f.cid)) named.set(f.cid, f)
-      items.push({ change, envelope, cid: block.cid.toString() })
+      const cid = block.cid.toString()
+      // A blob is checked against the facts of the first manifest to apply that names it.
+      if (refusal != null) {
+        for (const f of change.files) if (!named.has(f.cid)) named.set(f.cid, f)
+        const { origin, seq, prev, kind, repo, name, version } = change
+        refused.push({ origin, seq, prev, kind, repo, name, version, ...refusal, cid })
+      } else {
+        for (const f of change.files) if (!wanted.has(f.cid)) { named.set(f.cid, f); wanted.add(f.cid) }
+        items.push({ change, envelope, cid })
+      }
       ctx.progress?.add(block.section)
+    }
+    if (ctx.strict === true && refused.length > 0) {
+      await rm(dir, { recursive: true, force: true })
+      throw new RefusedBundleError(refused)
     }
 
     await mkdir(dir, { recursive: true })
     const staged = new Map<string, StagedBlob>()
     const held: string[] = []
     const resumed: string[] = []
+    const withheld: string[] = []
     for (const b of index.blobs) {
       ctx.signal?.throwIfAborted()
       const fact = named.get(b.cid)
       if (fact == null) throw integrityError(`blob ${b.cid} is not named by any manifest in the bundle`)
       if (fact.size !== b.size) throw integrityError(`blob ${b.cid}: the index says ${b.size} bytes, its manifest ${fact.size}`)
+      // Bytes no manifest applied here names are not read, as those of blobs held here are not.
+      if (!wanted.has(b.cid)) {
+        await skipBlob(reader, b, ctx.progress)
+        withheld.push(b.cid)
+        continue
+      }
       const already = ctx.store.has(b.cid) ? undefined : await readStaged(dir, b.cid)
       if (ctx.store.has(b.cid) || already != null) {
         await skipBlob(reader, b, ctx.progress)
@@ -102,7 +144,7 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
       staged.set(b.cid, await stageBlob(reader, dir, b, fact, ctx))
     }
     if (reader.pos !== reader.total) throw integrityError(`${reader.total - reader.pos} unexpected bytes after the last block the index names (offset ${reader.pos})`)
-    return { root: root.toString(), dir, index, items, staged, held, resumed }
+    return { root: root.toString(), dir, index, items, staged, held, resumed, refused, withheld }
   } catch (thrown) {
     // An interruption or a system error (ENOSPC, EIO) keeps what was staged, for a resume; a
     // damaged bundle discards it.
