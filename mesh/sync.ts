@@ -54,6 +54,8 @@ export interface CertificateExchange {
   /** The certificates held for these peers. */
   certificates (peers: Iterable<string>): Uint8Array[]
   learn (bytes: Uint8Array): Promise<unknown>
+  /** Only members are served (the request's own certificate counts: it is learned first). */
+  isMember? (peer: string): boolean
 }
 
 const b64 = (list: Uint8Array[]): string[] => list.slice(0, MAX_CERTIFICATES).map(b => Buffer.from(b).toString('base64'))
@@ -199,7 +201,9 @@ export class ManifestSync {
     try {
       const req = dec((await lp.read({ signal })).subarray()) as SyncRequest
       if (req == null || typeof req.have !== 'object') throw new Error('malformed request')
-      await this.#learn(unb64(req.certificates), connection.remotePeer.toString())
+      const asker = connection.remotePeer.toString()
+      await this.#learn(unb64(req.certificates), asker)
+      if (this.#i.certificates?.isMember?.(asker) === false) throw new Error(`refused catch-up: ${asker} is not a member of this mesh`)
       const { envelopes, more } = syncPage(this.#i.manifests, req.have)
       // Its own certificate first (the exchange at connect), then those of the page's origins.
       const certificates = this.#i.certificates?.certificates([this.#i.libp2p.peerId.toString(), ...originsAbove(this.#i.manifests, req.have)]) ?? []

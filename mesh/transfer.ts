@@ -76,6 +76,9 @@ export interface TransferServerInit {
   /** The upload cap. */
   bucket?: TokenBucket
   profiles?: PeerProfiles
+  /** Only members are served (mesh/membership.ts); the gater and mesh/introductions.ts keep
+   *  others out already, this is the last check. */
+  isMember?: (peer: string) => boolean
 }
 
 /** Serves present blobs, and the verified chunks of blobs being fetched, to peers. Returns an
@@ -94,6 +97,7 @@ export async function serveBlobs (init: TransferServerInit): Promise<() => Promi
       init.profiles?.recordSent(peer, body.byteLength)
     }
     try {
+      if (init.isMember?.(peer.toString()) === false) throw new Error(`refused blob request: ${peer.toString()} is not a member of this mesh`)
       const req = dec((await lp.read({ signal })).subarray()) as BlobRequest
       if (req?.op === 'probe') {
         if (!Number.isInteger(req.bytes) || req.bytes < 0 || req.bytes > MAX_PROBE) await lp.write(enc({ ok: false, error: 'bad-request' }), { signal })
