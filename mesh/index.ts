@@ -13,8 +13,6 @@ import { OncePer } from './once-per.ts'
 import { createMeshLibp2p, type MeshLibp2p } from './libp2p.ts'
 import { Replication, type ReplicationStorage } from './replication.ts'
 import { describeError } from './errors.ts'
-import { syncProtocol } from './sync.ts'
-import { blobProtocol } from './transfer.ts'
 
 /** A refused peer is logged again after this long if it keeps trying. */
 const ONCE_PER_MS = 60 * 60_000
@@ -80,6 +78,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       psk: started.pskKey,
       // Reads the live file on every check: allowlist edits apply to the next connection.
       isAllowed: mayConnect,
+      isMember: (peer) => members.isMember(peer),
       onRefused: (r) => { if (refusals.due(r.peerId)) log.warn({ peer: r.peerId, addr: r.addr, direction: r.direction, nextLogInMs: ONCE_PER_MS }, 'refused a connection: the peer is not a known member (no certificate held, not in the allowlist), or the connect rules exclude it (logged once an hour per peer)') }
     })
     if (init.storage != null) {
@@ -87,8 +86,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       await replication.start()
     }
     introductions = new Introductions({
-      libp2p, mesh: started.mesh, membership: members, peering: () => peering.current, log,
-      membersOnly: [syncProtocol(started.mesh), blobProtocol(started.mesh)]
+      libp2p, mesh: started.mesh, membership: members, peering: () => peering.current, log
     })
     await introductions.start()
   } catch (err) {

@@ -2,10 +2,11 @@
 // runs on every new connection; each side sends its own certificate envelope (one length-prefixed
 // frame, empty when it holds none) and learns the other's. A node with a mesh root lets a peer it
 // does not know yet connect *on probation*: until that peer has presented a valid certificate of
-// its own, every other protocol waits (the members-only stream middleware below); a peer that
+// its own, every other protocol it opens waits (the members-only handler wrapper below; gossipsub
+// also scores non-members below its graylist, mesh/libp2p.ts); a peer that
 // presents none within PROBATION_MS, or an invalid one, or whose site the `connect` rules exclude,
 // is hung up on and logged once per peer with the reason.
-import type { Connection, StreamMiddleware, Stream } from '@libp2p/interface'
+import type { Connection, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
@@ -44,15 +45,14 @@ export interface IntroductionMembership {
   mayConnect (peer: string): boolean
 }
 
+interface RegistrarLookup { getHandler (protocol: string): { handler: StreamHandler, options: StreamHandlerOptions } }
+
 export interface IntroductionsInit {
   libp2p: MeshLibp2p
   mesh: string
   membership: IntroductionMembership
   /** Read on every check (the live peering file): no mesh root, no probation (allowlist only). */
   peering: () => Pick<Peering, 'mesh' | 'meshRoot' | 'connect'>
-  /** Protocols served to members only, besides those registered when start() runs (protocols
-   *  registered later, such as blob transfer, must be named here). */
-  membersOnly: string[]
   log: Logger
   probationMs?: number
 }
@@ -71,7 +71,6 @@ export class Introductions {
   readonly #refusedAt = new Map<string, number>()
   readonly #logged = new OncePer(LOG_ONCE_PER_MS)
   readonly #controller = new AbortController()
-  #guarded: string[] = []
   #ready = false
 
   constructor (init: IntroductionsInit) {
@@ -80,18 +79,35 @@ export class Introductions {
     this.#log = init.log.child({ component: 'mesh:introductions' })
   }
 
-  /** Registers the protocol and the members-only middleware; only then are peers let on probation. */
+  /** Registers the protocol and guards every protocol registered so far; only then are peers
+   *  let on probation. */
   async start (): Promise<void> {
     await this.#i.libp2p.handle(this.protocol, async (stream: Stream, connection: Connection) => {
       await this.#exchange(stream, connection)
     }, { maxInboundStreams: 2, runOnLimitedConnection: false })
-    const exempt = new Set([...IDENTIFY, this.protocol])
-    this.#guarded = [...new Set([...this.#i.libp2p.getProtocols(), ...this.#i.membersOnly])].filter(p => !exempt.has(p))
-    for (const p of this.#guarded) this.#i.libp2p.use(p, this.membersOnly)
+    await this.#guardRegistered()
     this.#i.libp2p.addEventListener('connection:open', this.#onOpen)
     this.#i.libp2p.addEventListener('peer:disconnect', this.#onDisconnect)
     for (const c of this.#i.libp2p.getConnections()) this.#onOpen(new CustomEvent('connection:open', { detail: c }))
     this.#ready = true
+  }
+
+  /** Re-registers each handler (identify and introduce aside) wrapped by membersOnly. libp2p's
+   *  stream middleware (`libp2p.use`) would be the API for this, but libp2p 3.3 appends the
+   *  handler to the registered middleware array on every inbound stream, so handlers pile up
+   *  (js-libp2p PR #3534, open); the registrar's handler lookup is the one internal used. */
+  async #guardRegistered (): Promise<void> {
+    const registrar = (this.#i.libp2p as unknown as { components?: { registrar?: RegistrarLookup } }).components?.registrar
+    if (typeof registrar?.getHandler !== 'function') {
+      this.#log.warn('cannot guard libp2p\'s own protocols (registrar not reachable); peers on probation reach the DHT and ping before their certificate')
+      return
+    }
+    const exempt = new Set([...IDENTIFY, this.protocol])
+    for (const protocol of this.#i.libp2p.getProtocols()) {
+      if (exempt.has(protocol)) continue
+      const { handler, options } = registrar.getHandler(protocol)
+      await this.#i.libp2p.handle(protocol, this.membersOnly(handler), { ...options, force: true })
+    }
   }
 
   async stop (): Promise<void> {
@@ -99,7 +115,6 @@ export class Introductions {
     this.#controller.abort()
     this.#i.libp2p.removeEventListener('connection:open', this.#onOpen)
     this.#i.libp2p.removeEventListener('peer:disconnect', this.#onDisconnect)
-    for (const p of this.#guarded) this.#i.libp2p.unuse(p)
     for (const peer of [...this.#probation.keys()]) this.#settle(peer, false)
     await this.#i.libp2p.unhandle(this.protocol).catch(() => {})
   }
@@ -126,16 +141,17 @@ export class Introductions {
 
   onProbation (peer: string): boolean { return this.#probation.has(peer) }
 
-  /** Stream middleware: members pass; a peer on probation waits for its verdict; others are refused. */
-  readonly membersOnly: StreamMiddleware = (stream, connection, next) => {
-    const peer = connection.remotePeer.toString()
-    if (this.#i.membership.isMember(peer)) { next(stream, connection); return }
-    const probation = this.#probation.get(peer)
-    if (probation == null) throw new NotAMemberError(peer)
-    return probation.verdict.then(ok => {
-      if (!ok || !this.#i.membership.isMember(peer)) throw new NotAMemberError(peer)
-      next(stream, connection)
-    })
+  /** Wraps a protocol handler: members are served; a peer on probation waits for its verdict;
+   *  anyone else's stream is reset. */
+  membersOnly (handler: StreamHandler): StreamHandler {
+    return async (stream, connection) => {
+      const peer = connection.remotePeer.toString()
+      if (this.#i.membership.isMember(peer) || (await this.#probation.get(peer)?.verdict === true && this.#i.membership.isMember(peer))) {
+        await handler(stream, connection)
+        return
+      }
+      stream.abort(new NotAMemberError(peer))
+    }
   }
 
   readonly #onOpen = (evt: CustomEvent<Connection>): void => {
@@ -169,7 +185,6 @@ export class Introductions {
 
   /** Hangs up on a peer on probation, logged once an hour per peer with the reason. */
   #fail (peer: string, reason: ProbationFailure, message: string): void {
-    if (!this.#probation.has(peer)) return
     this.#settle(peer, false)
     if (this.#refusedAt.size >= 1000) this.#refusedAt.delete(this.#refusedAt.keys().next().value as string)
     this.#refusedAt.set(peer, Date.now())
@@ -216,9 +231,11 @@ export class Introductions {
   async #consider (peer: string, bytes: Uint8Array): Promise<void> {
     const identity = this.#identity()
     if (identity == null) return
-    const onProbation = this.#probation.has(peer)
+    // A known member presenting a stale or odd certificate keeps its standing; anyone else is
+    // judged (on probation, or whose connection is already closing).
+    const judged = !this.#i.membership.isMember(peer)
     if (bytes.byteLength === 0) {
-      if (onProbation) this.#fail(peer, 'no-certificate', 'it holds no certificate of this mesh')
+      if (judged) this.#fail(peer, 'no-certificate', 'it presented no certificate of this mesh')
       return
     }
     let presented: string
@@ -226,17 +243,17 @@ export class Introductions {
       presented = (await verifyCertificate(bytes, identity)).peer
     } catch (err) {
       if (!(err instanceof CertificateError)) throw err
-      if (onProbation) this.#fail(peer, err.reason, err.message)
+      if (judged) this.#fail(peer, err.reason, err.message)
       else this.#log.debug({ peer, reason: err.reason, error: err.message }, 'a member presented a certificate that does not verify')
       return
     }
     if (presented !== peer) {
-      if (onProbation) this.#fail(peer, 'certificate-of-another-peer', `it presented the certificate of ${presented}, not its own`)
+      if (judged) this.#fail(peer, 'certificate-of-another-peer', `it presented the certificate of ${presented}, not its own`)
       return
     }
     await this.#i.membership.learn(bytes)
-    if (!this.#probation.has(peer)) return
     if (!this.#i.membership.isMember(peer)) { this.#fail(peer, 'refused', 'its certificate was refused (see the log line before)'); return }
+    if (!this.#probation.has(peer)) return
     if (!this.#i.membership.mayConnect(peer)) { this.#fail(peer, 'connect-rules', 'the peering file\'s connect rules exclude it (site or peer ID)'); return }
     this.#log.info({ peer }, 'a new member presented its certificate')
     this.#settle(peer, true)
