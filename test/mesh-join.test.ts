@@ -12,8 +12,9 @@ import { issueCertificate, rootOf } from '../mesh/certificates.ts'
 import { createMeshLibp2p } from '../mesh/libp2p.ts'
 import { syncProtocol } from '../mesh/sync.ts'
 import { OWN_CERTIFICATE_FILE } from '../mesh/membership.ts'
-import { adminGet, connectedTo, hasVersion, identity, rawPublish, type Identity } from './helpers/mesh.ts'
+import { adminGet, connectedTo, hasVersion, identity, packument, rawPublish, type Identity } from './helpers/mesh.ts'
 import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { npmClient, runNode, writePackage, writeProject } from './helpers/npm-client.ts'
 
 const YEAR = 365 * 86_400_000
 
@@ -124,4 +125,41 @@ test('a peer that connects but never introduces itself is served nothing while o
   const peer = silent.peerId.toString()
   await waitFor(() => new RegExp(`"peer":"${peer}"[^\\n]*"reason":"timeout"[^\\n]*hung up on a peer on probation`).test(nodeA.output()), 'A to hang up at the end of the probation')
   await waitFor(() => silent.getConnections().length === 0, 'the connection to be closed')
+})
+
+test.serial('line A–B–C by certificates and connect rules only: npm publish on A, npm install on C through B, and npm deprecate on A reaches C', async t => {
+  const rootKey = await generateKeyPair('Ed25519')
+  const meshRoot = rootOf(rootKey)
+  const [a, b, c] = [await identity(t), await identity(t), await identity(t)]
+  for (const [node, site] of [[a, 'a'], [b, 'b'], [c, 'c']] as const) {
+    await writeFile(join(node.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: 'default', peer: node.peerId, site, validForMs: YEAR }))
+  }
+  // No allow lists: B lets in sites a and c, A and C only site b.
+  const nodeB = await startTestNode(t, { dataDir: b.dataDir, peering: { meshRoot, connect: { only: ['site:a', 'site:c'] } } })
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot, connect: { only: ['site:b'] }, bootstrap: [nodeB.meshAddr] } })
+  const nodeC = await startTestNode(t, { dataDir: c.dataDir, peering: { meshRoot, connect: { only: ['site:b'] }, bootstrap: [nodeB.meshAddr] } })
+  await waitFor(async () => await connectedTo(nodeB, a.peerId) && await connectedTo(nodeB, c.peerId), 'B connected to A and C')
+
+  const publisher = await npmClient(t, nodeA)
+  const consumer = await npmClient(t, nodeC, null)
+  if (publisher == null || consumer == null) return
+  const dir = await writePackage(await makeTempDir(t), { name: '@line/far-away', version: '1.0.0', source: 'module.exports = "published on A"\n' })
+  const published = await publisher.run(['publish'], { cwd: dir })
+  t.is(published.code, 0, published.stderr)
+  await waitFor(async () => await hasVersion(nodeC, '@line/far-away', '1.0.0'), 'C to know @line/far-away@1.0.0')
+
+  const project = await writeProject(t)
+  const installed = await consumer.run(['install', '@line/far-away@1.0.0'], { cwd: project })
+  t.is(installed.code, 0, installed.stderr)
+  t.is((await runNode(project, 'console.log(require("@line/far-away"))')).stdout.trim(), 'published on A')
+
+  const deprecated = await publisher.run(['deprecate', '@line/far-away@1.0.0', 'moved to @line/near'])
+  t.is(deprecated.code, 0, deprecated.stderr)
+  await waitFor(async () => (await packument(nodeC, '@line/far-away'))?.versions?.['1.0.0']?.deprecated === 'moved to @line/near', 'the deprecation to reach C')
+  const viewed = await consumer.run(['view', '@line/far-away@1.0.0', 'deprecated'])
+  t.is(viewed.code, 0, viewed.stderr)
+  t.is(viewed.stdout.trim(), 'moved to @line/near')
+
+  t.false(await connectedTo(nodeC, a.peerId), 'C never connected to A')
+  t.false(await connectedTo(nodeA, c.peerId), 'A never connected to C')
 })
