@@ -107,7 +107,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     }
     for (const peer of node.getPeers()) {
       if (!members.mayConnect(peer.toString()) && !intros.onProbation(peer.toString())) {
-        log.info({ peer: peer.toString() }, 'disconnecting a peer the peering file no longer lets connect (allowlist or connect rules)')
+        log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist, or excluded by the connect rules')
         node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: describeError(err) }, 'hang up failed'))
       }
     }
