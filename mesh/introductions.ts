@@ -157,7 +157,8 @@ export class Introductions {
   readonly #onOpen = (evt: CustomEvent<Connection>): void => {
     const connection = evt.detail
     const peer = connection.remotePeer.toString()
-    if (!this.#i.membership.isMember(peer) && !this.#probation.has(peer)) this.#beginProbation(peer)
+    // Without a root the gater let in members only; with one, anyone else is on probation.
+    if (this.#identity() != null && !this.#i.membership.isMember(peer) && !this.#probation.has(peer)) this.#beginProbation(peer)
     void this.#introduce(connection)
   }
 

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { lpStream } from '@libp2p/utils'
 import { issueCertificate, rootOf } from '../mesh/certificates.ts'
+import { introduceProtocol } from '../mesh/introductions.ts'
 import { createMeshLibp2p } from '../mesh/libp2p.ts'
 import { syncProtocol } from '../mesh/sync.ts'
 import { OWN_CERTIFICATE_FILE } from '../mesh/membership.ts'
@@ -125,6 +126,16 @@ test('a peer that connects but never introduces itself is served nothing while o
   const peer = silent.peerId.toString()
   await waitFor(() => new RegExp(`"peer":"${peer}"[^\\n]*"reason":"timeout"[^\\n]*hung up on a peer on probation`).test(nodeA.output()), 'A to hang up at the end of the probation')
   await waitFor(() => silent.getConnections().length === 0, 'the connection to be closed')
+
+  // One that introduces itself with garbage is hung up on at once, and A keeps running.
+  const garbler = await createMeshLibp2p({ privateKey: await generateKeyPair('Ed25519'), mesh: 'default', listen: [], isAllowed: () => true })
+  t.teardown(async () => { await garbler.stop() })
+  const intro = lpStream(await garbler.dialProtocol(multiaddr(nodeA.meshAddr), introduceProtocol('default'), { signal: AbortSignal.timeout(20_000) }))
+  await intro.write(new TextEncoder().encode('not a certificate at all'))
+  const g = garbler.peerId.toString()
+  await waitFor(() => new RegExp(`"peer":"${g}"[^\\n]*"reason":"undecodable"[^\\n]*hung up on a peer on probation`).test(nodeA.output()), 'A to hang up on the garbage certificate')
+  await waitFor(() => garbler.getConnections().length === 0, 'the connection to be closed')
+  t.true(await hasVersion(nodeA, 'secret', '1.0.0'), 'A still serves')
 })
 
 test.serial('line A–B–C by certificates and connect rules only: npm publish on A, npm install on C through B, and npm deprecate on A reaches C', async t => {
