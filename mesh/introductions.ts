@@ -171,7 +171,11 @@ export class Introductions {
     let settle!: (ok: boolean) => void
     const verdict = new Promise<boolean>(resolve => { settle = resolve })
     const ms = this.#i.probationMs ?? PROBATION_MS
-    const timer = setTimeout(() => { this.#fail(peer, 'timeout', `presented no certificate within ${ms} ms`) }, ms)
+    const timer = setTimeout(() => {
+      // Its certificate may have come another way meanwhile (the catch-up request carries it).
+      if (this.#i.membership.isMember(peer) && this.#i.membership.mayConnect(peer)) this.#settle(peer, true)
+      else this.#fail(peer, 'timeout', `presented no certificate within ${ms} ms`)
+    }, ms)
     timer.unref?.()
     this.#probation.set(peer, { verdict, settle, timer })
   }
