@@ -78,13 +78,17 @@ test('a new site D joins a 3-node mesh with only its certificate and one bootstr
   t.deepEqual(await files(), before, 'the peering files and certificates of A, B and C are unchanged')
 })
 
-test('a peer that presents no certificate, and one that presents a certificate of another root, are hung up on with their reason, logged once, and get no manifest', async t => {
+test('a peer that presents no certificate, one of another root, and a member of a site the connect rules exclude are hung up on with their reason, logged once, and get no manifest', async t => {
   const rootKey = await generateKeyPair('Ed25519')
   const a = await identity(t)
   await writeFile(join(a.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: 'default', peer: a.peerId, site: 'a', validForMs: YEAR }))
-  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot: rootOf(rootKey) } })
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot: rootOf(rootKey), connect: { deny: ['site:x'] } } })
   await rawPublish(nodeA, await makeTempDir(t), 'secret', '1.0.0')
 
+  // A valid member of a site A's connect rules exclude (known only once it presents its certificate).
+  const excluded = await identity(t)
+  await writeFile(join(excluded.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: 'default', peer: excluded.peerId, site: 'x', validForMs: YEAR }))
+  const nodeExcluded = await startTestNode(t, { dataDir: excluded.dataDir, peering: { meshRoot: rootOf(rootKey), bootstrap: [nodeA.meshAddr] } })
   // No certificate at all: it allow-lists A (its own file) and dials it.
   const bare = await identity(t)
   const nodeBare = await startTestNode(t, { dataDir: bare.dataDir, peering: { allow: [a.peerId], bootstrap: [nodeA.meshAddr] } })
@@ -97,13 +101,14 @@ test('a peer that presents no certificate, and one that presents a certificate o
   const hungUp = (peer: string, reason: string): RegExp => new RegExp(`"peer":"${peer}"[^\\n]*"reason":"${reason}"[^\\n]*hung up on a peer on probation`)
   await waitFor(() => hungUp(bare.peerId, 'no-certificate').test(nodeA.output()), 'A to hang up on the peer without a certificate')
   await waitFor(() => hungUp(forged.peerId, 'wrong-root').test(nodeA.output()), 'A to hang up on the peer of another root')
+  await waitFor(() => hungUp(excluded.peerId, 'connect-rules').test(nodeA.output()), 'A to hang up on the member of an excluded site')
   // Each is logged once, though the peers keep redialing.
   await new Promise(resolve => setTimeout(resolve, 3000))
-  for (const peer of [bare.peerId, forged.peerId]) {
+  for (const peer of [bare.peerId, forged.peerId, excluded.peerId]) {
     t.is(nodeA.output().split('\n').filter(l => l.includes(peer) && l.includes('hung up on a peer on probation')).length, 1)
     t.false(await connectedTo(nodeA, peer))
   }
-  for (const node of [nodeBare, nodeForged]) {
+  for (const node of [nodeBare, nodeForged, nodeExcluded]) {
     t.false(await hasVersion(node, 'secret', '1.0.0'), 'no manifest reached a non-member')
   }
 })
