@@ -18,6 +18,8 @@ export interface GossipInit {
   mesh: string
   receiver: ManifestReceiver
   log: Logger
+  /** Gossip relayed by a peer that is not a member is dropped unread. */
+  isMember?: (peer: string) => boolean
 }
 
 export class ManifestGossip {
@@ -51,6 +53,7 @@ export class ManifestGossip {
   }
 
   async #validate (from: PeerId, data: Uint8Array): Promise<TopicValidatorResult> {
+    if (this.#i.isMember?.(from.toString()) === false) return TopicValidatorResult.Reject
     const r = await this.#i.receiver.receive(data, { via: 'gossip', peer: from.toString() })
     if (r === 'rejected') return TopicValidatorResult.Reject
     return r === 'new' ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore

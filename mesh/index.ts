@@ -4,6 +4,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { LivePeering, type PeeringListener } from '../config/peering.ts'
 import type { Peering } from '../config/peering-schema.ts'
+import { Introductions } from './introductions.ts'
 import { Membership } from './membership.ts'
 import { BootstrapDialer } from './bootstrap.ts'
 import { ConnectedPeersFile } from './connected-file.ts'
@@ -40,6 +41,7 @@ export interface Mesh {
   peering: LivePeering
   replication?: Replication
   membership: Membership
+  introductions: Introductions
   /** The addresses this node listens on, each ending in /p2p/<peerId>. */
   multiaddrs (): string[]
   /** Connected peers with the addresses of their connections. */
@@ -59,6 +61,10 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
   let libp2p: MeshLibp2p | undefined
   let replication: Replication | undefined
   let membership: Membership | undefined
+  let introductions: Introductions | undefined
+  // A peer may connect if it is a known member the connect rules let in, or (with a mesh root)
+  // on probation until it presents its certificate (mesh/introductions.ts).
+  const mayConnect = (peer: string): boolean => membership?.mayConnect(peer) === true || introductions?.mayProbate(peer) === true
   try {
     const identity = await loadIdentity(init.dataDir)
     if (identity.created) log.info({ peerId: identity.peerId.toString(), file: identity.file }, 'generated node identity')
@@ -71,14 +77,20 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       listen: init.listenPort == null ? started.listen : started.listen.map(a => withTcpPort(a, init.listenPort as number)),
       psk: started.pskKey,
       // Reads the live file on every check: allowlist edits apply to the next connection.
-      isAllowed: (peerId) => members.mayConnect(peerId),
-      onRefused: (r) => { if (refusals.due(r.peerId)) log.warn({ peer: r.peerId, addr: r.addr, direction: r.direction, nextLogInMs: ONCE_PER_MS }, 'refused a connection: the peer is not in the allowlist (logged once an hour per peer)') }
+      isAllowed: mayConnect,
+      isMember: (peer) => members.isMember(peer),
+      onRefused: (r) => { if (refusals.due(r.peerId)) log.warn({ peer: r.peerId, addr: r.addr, direction: r.direction, nextLogInMs: ONCE_PER_MS }, 'refused a connection: the peer is not a known member (no certificate held, not in the allowlist), or the connect rules exclude it (logged once an hour per peer)') }
     })
     if (init.storage != null) {
       replication = new Replication({ ...init.storage, libp2p, peering, membership: members, privateKey: identity.privateKey, log })
       await replication.start()
     }
+    introductions = new Introductions({
+      libp2p, mesh: started.mesh, membership: members, peering: () => peering.current, log
+    })
+    await introductions.start()
   } catch (err) {
+    try { await replication?.stop() } catch {}
     try { await libp2p?.stop() } catch {}
     init.signal?.removeEventListener('abort', onAbort)
     if (ownsPeering) peering.close()
@@ -86,6 +98,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
   }
   const node = libp2p
   const members = membership
+  const intros = introductions
   const dialer = new BootstrapDialer({ libp2p: node, log, signal: controller.signal })
 
   const onChange: PeeringListener = (next, previous) => {
@@ -93,8 +106,8 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       if (JSON.stringify(next[key]) !== JSON.stringify(previous[key])) log.warn({ key }, 'peering file: this change takes effect at the next restart')
     }
     for (const peer of node.getPeers()) {
-      if (!members.mayConnect(peer.toString())) {
-        log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist')
+      if (!members.mayConnect(peer.toString()) && !intros.onProbation(peer.toString())) {
+        log.info({ peer: peer.toString() }, 'disconnecting peer no longer in the allowlist, or excluded by the connect rules')
         node.hangUp(peer).catch((err: any) => log.warn({ peer: peer.toString(), error: describeError(err) }, 'hang up failed'))
       }
     }
@@ -124,6 +137,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
       init.signal?.removeEventListener('abort', onAbort)
       unsubscribe()
       controller.abort()
+      await intros.stop()
       await replication?.stop()
       node.removeEventListener('peer:connect', connected.changed)
       node.removeEventListener('peer:disconnect', connected.changed)
@@ -140,6 +154,7 @@ export async function startMesh (init: MeshInit): Promise<Mesh> {
     peering,
     replication,
     membership: members,
+    introductions: intros,
     multiaddrs,
     peers,
     stop

@@ -30,6 +30,9 @@ export interface MeshLibp2pInit {
   psk?: Uint8Array
   /** Consulted on every dial and every new connection, so allowlist edits apply at once. */
   isAllowed: (peerId: string) => boolean
+  /** Gossipsub scores peers that are not (yet) members below its graylist: their RPCs are
+   *  ignored and nothing is published to them (a peer on probation, mesh/introductions.ts). */
+  isMember?: (peerId: string) => boolean
   /** Told of each connection refused because the remote peer is not allowed (mesh/index.ts logs
    *  it, throttled). */
   onRefused?: (refusal: Refusal) => void
@@ -85,7 +88,9 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
         emitSelf: false,
         ignoreDuplicatePublishError: true,
         globalSignaturePolicy: StrictNoSign,
-        msgIdFn: (msg) => createHash('sha256').update(msg.data).digest()
+        msgIdFn: (msg) => createHash('sha256').update(msg.data).digest(),
+        // × appSpecificWeight 10: -1000, far below the graylist threshold (-80).
+        ...(init.isMember != null ? { scoreParams: { appSpecificScore: (peer: string) => init.isMember?.(peer) === false ? -100 : 0 } } : {})
       })
     }
   })

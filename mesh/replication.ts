@@ -88,7 +88,7 @@ export class Replication implements ManifestReceiver {
       replicates: (repo) => replicationFor(init.peering.current, repo) !== 'none',
       validate: init.validate
     })
-    this.gossip = new ManifestGossip({ libp2p: init.libp2p, mesh, receiver: this, log: init.log })
+    this.gossip = new ManifestGossip({ libp2p: init.libp2p, mesh, receiver: this, log: init.log, isMember: (p) => init.membership.isMember(p) })
     this.sync = new ManifestSync({ libp2p: init.libp2p, mesh, manifests: this.manifests, receiver: this, log: init.log, certificates: init.membership })
   }
 

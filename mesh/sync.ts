@@ -62,6 +62,8 @@ export interface CertificateExchange {
   /** The revocation envelopes held (all of them travel). */
   revocations?: () => Uint8Array[]
   learnRevocation?: (bytes: Uint8Array) => Promise<unknown>
+  /** Only members are served (the request's own certificate counts: it is learned first). */
+  isMember? (peer: string): boolean
 }
 
 const b64 = (list: Uint8Array[], max = MAX_CERTIFICATES): string[] => list.slice(0, max).map(b => Buffer.from(b).toString('base64'))
@@ -222,8 +224,10 @@ export class ManifestSync {
     try {
       const req = dec((await lp.read({ signal })).subarray()) as SyncRequest
       if (req == null || typeof req.have !== 'object') throw new Error('malformed request')
-      await this.#learn(unb64(req.certificates), connection.remotePeer.toString())
-      await this.#learnRevocations(unb64(req.revocations, MAX_REVOCATIONS), connection.remotePeer.toString())
+      const asker = connection.remotePeer.toString()
+      await this.#learn(unb64(req.certificates), asker)
+      await this.#learnRevocations(unb64(req.revocations, MAX_REVOCATIONS), asker)
+      if (this.#i.certificates?.isMember?.(asker) === false) throw new Error(`refused catch-up: ${asker} is not a member of this mesh`)
       const { envelopes, more } = syncPage(this.#i.manifests, req.have)
       // Its own certificate first (the exchange at connect), then those of the page's origins.
       const certificates = this.#i.certificates?.certificates([this.#i.libp2p.peerId.toString(), ...originsAbove(this.#i.manifests, req.have)]) ?? []

@@ -6,7 +6,7 @@
 // the same blob feed each other. The gater already limits who may open a stream; the upload cap
 // (peering `uploadBandwidth`) paces every chunk and probe sent.
 import { open } from 'node:fs/promises'
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, Stream, StreamHandler } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import type { FileBlobStore } from '../store/blobs.ts'
@@ -76,6 +76,11 @@ export interface TransferServerInit {
   /** The upload cap. */
   bucket?: TokenBucket
   profiles?: PeerProfiles
+  /** Only members are served (mesh/membership.ts); the gater and mesh/introductions.ts keep
+   *  others out already, this is the last check. */
+  isMember?: (peer: string) => boolean
+  /** Wraps the handler so a peer on probation waits for its certificate (Introductions.membersOnly). */
+  guard?: (handler: StreamHandler) => StreamHandler
 }
 
 /** Serves present blobs, and the verified chunks of blobs being fetched, to peers. Returns an
@@ -83,7 +88,7 @@ export interface TransferServerInit {
 export async function serveBlobs (init: TransferServerInit): Promise<() => Promise<void>> {
   const log = init.log.child({ component: 'mesh:transfer' })
   const protocol = blobProtocol(init.mesh)
-  await init.libp2p.handle(protocol, async (stream: Stream, connection: Connection) => {
+  const handler: StreamHandler = async (stream: Stream, connection: Connection) => {
     const signal = AbortSignal.timeout(60_000)
     const lp = lpStream(stream, { maxDataLength: MAX_HEAD })
     const peer = connection.remotePeer
@@ -94,6 +99,7 @@ export async function serveBlobs (init: TransferServerInit): Promise<() => Promi
       init.profiles?.recordSent(peer, body.byteLength)
     }
     try {
+      if (init.isMember?.(peer.toString()) === false) throw new Error(`refused blob request: ${peer.toString()} is not a member of this mesh`)
       const req = dec((await lp.read({ signal })).subarray()) as BlobRequest
       if (req?.op === 'probe') {
         if (!Number.isInteger(req.bytes) || req.bytes < 0 || req.bytes > MAX_PROBE) await lp.write(enc({ ok: false, error: 'bad-request' }), { signal })
@@ -138,7 +144,8 @@ export async function serveBlobs (init: TransferServerInit): Promise<() => Promi
       log.debug({ peer: connection.remotePeer.toString(), error: describeError(err) }, 'blob request failed')
       stream.abort(err)
     }
-  }, { maxInboundStreams: 256, runOnLimitedConnection: false })
+  }
+  await init.libp2p.handle(protocol, init.guard?.(handler) ?? handler, { maxInboundStreams: 256, runOnLimitedConnection: false })
   return async () => { await init.libp2p.unhandle(protocol) }
 }
 

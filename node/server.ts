@@ -107,7 +107,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
   const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log, waitMs: () => mesh.peering.current.blobWaitMs })
   const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
   // The libp2p handlers go when the mesh stops.
-  await parts.start('blob serving', () => serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops) }))
+  await parts.start('blob serving', () => serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops), isMember: (p) => mesh.membership.isMember(p), guard: (h) => mesh.introductions.membersOnly(h) }))
   await parts.start('blob fetcher', async () => { storage.store.remote = fetcher; await fetcher.start() }, () => fetcher.stop())
   // Mirrored repositories hold every blob: what a restart (or a policy change) left absent is queued.
   for (const { repo, cid } of storage.artifacts.absentBlobs()) {

@@ -83,7 +83,7 @@ test('membership: grants decide per repository; expired, other-root and unknown 
   t.is(again.certificate(teamA)?.site, 'a')
 })
 
-test('line A–B–C, each allowing only its neighbours: C accepts A\'s publish by certificate alone (learned through B); B\'s publish outside its grants is refused', async t => {
+test('line A–B–C, each letting only its neighbours connect: C accepts A\'s publish by certificate alone (learned through B); B\'s publish outside its grants is refused', async t => {
   const rootKey = await generateKeyPair('Ed25519')
   const [a, b, c] = [await identity(t), await identity(t), await identity(t)]
   const YEAR = 365 * 86_400_000
@@ -92,9 +92,11 @@ test('line A–B–C, each allowing only its neighbours: C accepts A\'s publish 
     await writeFile(join(node.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: 'default', peer: node.peerId, site, publish, validForMs: YEAR }))
   }
   const meshRoot = rootOf(rootKey)
-  const nodeB = await startTestNode(t, { dataDir: b.dataDir, peering: { meshRoot, allow: [a.peerId, c.peerId] } })
-  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot, allow: [b.peerId], bootstrap: [nodeB.meshAddr] } })
-  const nodeC = await startTestNode(t, { dataDir: c.dataDir, peering: { meshRoot, allow: [b.peerId], bootstrap: [nodeB.meshAddr] } })
+  // Any member may connect by default (certificates are presented at connect): `connect.only`
+  // keeps the line.
+  const nodeB = await startTestNode(t, { dataDir: b.dataDir, peering: { meshRoot, allow: [a.peerId, c.peerId], connect: { only: [a.peerId, c.peerId] } } })
+  const nodeA = await startTestNode(t, { dataDir: a.dataDir, peering: { meshRoot, allow: [b.peerId], connect: { only: [b.peerId] }, bootstrap: [nodeB.meshAddr] } })
+  const nodeC = await startTestNode(t, { dataDir: c.dataDir, peering: { meshRoot, allow: [b.peerId], connect: { only: [b.peerId] }, bootstrap: [nodeB.meshAddr] } })
   await waitFor(async () => await connectedTo(nodeB, a.peerId) && await connectedTo(nodeB, c.peerId), 'B connected to A and C')
 
   await rawPublish(nodeA, await makeTempDir(t), 'far-away', '1.0.0')
