@@ -8,14 +8,14 @@
 //   env: BENCH_NODES (10), BENCH_MANIFESTS (1000), BENCH_CPU_ROUNDS (7), AKMESH_BENCH_LOG_LEVEL
 //        (nodes' log level; default warn)
 //
-// The mesh: N nodes holding certificates of one root (site node<i>, all repositories), each
-// peering file allowing all N peer IDs and the fresh nodes' (until certificates are presented at
-// connect, issue 10, a bootstrap peer must allow a newcomer or know its certificate), bootstrap
-// links circulant (node i dials i+1 and i+3). The manifests are generic PUTs (/files/...), spread
-// round-robin over the N nodes (N origins). Both fresh nodes bootstrap to node 0 only and allow
-// node 0 (the connection gater applies both ways). The certificate joiner's peering file names no
-// other peer: it admits the 10 origins by the certificates node 0's catch-up answers carry. The
-// baseline's peering file allows all N origins (what an allowlist mesh needs), no mesh root.
+// The mesh: N nodes holding certificates of one root (site node<i>, all repositories), which
+// connect by presenting them (mesh/introductions.ts); their peering files allow only the baseline
+// newcomer (what an allowlist mesh needs: every file edited); bootstrap links circulant (node i
+// dials i+1 and i+3). The manifests are generic PUTs (/files/...), spread round-robin over the N
+// nodes (N origins). Both fresh nodes bootstrap to node 0 only. The certificate joiner's peering
+// file names no peer: node 0 admits it on probation until it presents its certificate, and it
+// admits the 10 origins by the certificates node 0's catch-up answers carry. The baseline's
+// peering file allows all N origins, no mesh root.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -27,7 +27,7 @@ import { Membership, OWN_CERTIFICATE_FILE } from '../mesh/membership.ts'
 import { AKMESH_CLI } from './lib/akmesh.ts'
 import { planMeshNode, startMeshNode, writePeering, type MeshNode, type MeshNodePlan } from './lib/mesh.ts'
 import { pool } from './lib/npm-publish.ts'
-import { main, NODE, run, tempDir } from './lib/proc.ts'
+import { cpuMs, main, NODE, run, tempDir } from './lib/proc.ts'
 import { fmt, log, median, ratio, table } from './lib/stats.ts'
 
 const N = Number(process.env.BENCH_NODES ?? 10)
@@ -58,14 +58,6 @@ async function status (node: MeshNode): Promise<{ watermarks: Record<string, num
 }
 
 const caughtUp = (w: Record<string, number>, target: Record<string, number>): boolean => Object.entries(target).every(([o, s]) => (w[o] ?? 0) >= s)
-
-function cpuMs (pid: number | undefined): number {
-  if (pid == null) return NaN
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
-  } catch { return NaN }
-}
 
 /** CPU (user + system, ms) this process spends in `fn`. */
 async function cpu (fn: () => Promise<void>): Promise<number> {
@@ -146,7 +138,7 @@ await main(async () => {
   await pool(Array.from({ length: N + 2 }, (_, i) => i), 2, async (i) => { plans[i] = await planMeshNode(i, join(root, `node${i}`, 'data')) })
   const mesh = plans.slice(0, N)
   const [freshCert, freshAllow] = [plans[N]!, plans[N + 1]!]
-  const allow = plans.map(p => p.peerId)
+  const allow = [freshAllow.peerId]
   const peeringOf = (p: MeshNodePlan, bootstrap: string[]) => ({ mesh: MESH, meshRoot, node: { name: `node${p.index}` }, allow, bootstrap })
   for (const p of mesh) {
     writeFileSync(join(p.dataDir, OWN_CERTIFICATE_FILE), await issueCertificate(rootKey, { mesh: MESH, peer: p.peerId, site: `node${p.index}`, validForMs: YEAR }))
@@ -184,7 +176,7 @@ await main(async () => {
   log('certificate: a fresh node runs akmesh mesh join, bootstraps to node 0 only')
   const certFile = join(root, 'fresh.cert')
   writeFileSync(certFile, await issueCertificate(rootKey, { mesh: MESH, peer: freshCert.peerId, site: 'fresh', validForMs: YEAR }))
-  await writePeering(freshCert, { mesh: MESH, node: { name: 'fresh' }, allow: [nodes[0]!.peerId], bootstrap: [nodes[0]!.meshAddr] })
+  await writePeering(freshCert, { mesh: MESH, node: { name: 'fresh' }, allow: [], bootstrap: [nodes[0]!.meshAddr] })
   const withCert = await joinFresh('akmesh mesh join (certificate)', freshCert, async () => {
     await run(NODE, [AKMESH_CLI, 'mesh', 'join', certFile, '--data', freshCert.dataDir], { quiet: true })
   }, target)

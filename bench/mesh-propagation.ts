@@ -21,7 +21,7 @@ import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { connectedPeers, manifestTimes, percentile, planMeshNode, startMeshNode, tinyTarball, writePeering, type MeshNode, type MeshNodePlan } from './lib/mesh.ts'
 import { escapeName, pool, publishTarball } from './lib/npm-publish.ts'
-import { main, tempDir } from './lib/proc.ts'
+import { cpuMs, main, tempDir } from './lib/proc.ts'
 import { fmt, log, table } from './lib/stats.ts'
 
 const N = Number(process.env.BENCH_NODES ?? 10)
@@ -96,15 +96,6 @@ function hops (adj: Map<number, Set<number>>): number[] {
     for (const j of adj.get(i) ?? []) if (dist[j] === -1) { dist[j] = dist[i]! + 1; queue.push(j) }
   }
   return dist
-}
-
-/** CPU time (user + system) a process has used so far, ms; clock ticks are 100 Hz on Linux. */
-function cpuMs (pid: number | undefined): number {
-  if (pid == null) return NaN
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
-  } catch { return NaN }
 }
 
 function rssMiB (pid: number | undefined): number {

@@ -1,7 +1,7 @@
 // Processes, temp dirs and cleanup for the benchmarks. Everything started or created here is
 // registered for cleanup, which runs when main() finishes, fails, or the process is interrupted.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -198,4 +198,13 @@ export async function httpUp (url: string): Promise<boolean> {
     await res.arrayBuffer()
     return true
   } catch { return false }
+}
+
+/** CPU time (user + system) a process has used so far, ms; clock ticks are 100 Hz on Linux. */
+export function cpuMs (pid: number | undefined): number {
+  if (pid == null) return NaN
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch { return NaN }
 }

@@ -7,18 +7,12 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../../config/atomic-file.ts'
+import type { ManifestRecord } from '../../store/manifests.ts'
 
 export const REFUSALS_FILE = 'bundle-refusals.json'
 
 /** A manifest of the bundle this node did not accept, and why (the report's entry). */
-export interface RefusedManifest {
-  origin: string
-  seq: number
-  prev: number
-  kind: string
-  repo: string
-  name: string
-  version: string
+export interface RefusedManifest extends Pick<ManifestRecord, 'origin' | 'seq' | 'prev' | 'kind' | 'repo' | 'name' | 'version'> {
   /** The membership refusal (mesh/membership.ts): not-allowed, outside-grants, ... */
   reason: string
   message: string
