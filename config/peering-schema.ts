@@ -64,6 +64,9 @@ export const peeringSchema = z.object({
   /** The mesh root public key (as the Ed25519 peer ID it derives): members are the holders of
    *  certificates it signed (mesh/membership.ts); written by `akmesh mesh join`. */
   meshRoot: peerIdString.optional(),
+  /** This node's member certificate file (`akmesh mesh invite` output), relative to this file:
+   *  instead of the copy `akmesh mesh join` keeps in the data directory. Read at start. */
+  certificate: z.string().min(1).optional(),
   /** Who may connect, apart from who is a member: `only` these / never these, each entry a peer ID
    *  or `site:<name>` (the site of the peer's certificate). Absent: every member may connect. */
   connect: z.object({
@@ -83,6 +86,8 @@ export type PeeringFileContent = z.input<typeof peeringSchema>
 export type Peering = z.output<typeof peeringSchema> & {
   /** The swarm key bytes (resolved from `psk`), given to @libp2p/pnet. */
   pskKey?: Uint8Array
+  /** The bytes of `certificate`, read when the file was parsed. */
+  certificateBytes?: Uint8Array
 }
 export type ReplicationMode = z.infer<typeof replicationMode>
 

@@ -54,7 +54,15 @@ export async function parsePeering (raw: unknown, file: string): Promise<Peering
   }
   const peering: Peering = result.data
   if (peering.psk != null) peering.pskKey = await resolvePsk(peering.psk, file)
+  if (peering.certificate != null) peering.certificateBytes = await readCertificate(peering.certificate, file)
   return peering
+}
+
+async function readCertificate (certificate: string, file: string): Promise<Uint8Array> {
+  const certFile = isAbsolute(certificate) ? certificate : resolve(dirname(file), certificate)
+  try { return new Uint8Array(await readFile(certFile)) } catch (e: any) {
+    throw new PeeringError(`${file}: certificate: cannot read this node's member certificate ${certFile} (${e.code ?? e.message})`)
+  }
 }
 
 async function resolvePsk (psk: string, file: string): Promise<Uint8Array> {

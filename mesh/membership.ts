@@ -48,7 +48,7 @@ export interface MembershipCheck {
 export interface MembershipInit {
   dataDir: string
   self: string
-  peering: () => Pick<Peering, 'mesh' | 'allow' | 'meshRoot' | 'connect'>
+  peering: () => Pick<Peering, 'mesh' | 'allow' | 'meshRoot' | 'connect' | 'certificateBytes'>
   log?: Logger
 }
 
@@ -72,8 +72,12 @@ export class Membership implements MembershipCheck {
   /** Loads this node's certificate and those learned before (unverifiable ones are dropped). */
   static async open (init: MembershipInit): Promise<Membership> {
     const m = new Membership(init)
-    const own = await readOptional(join(init.dataDir, OWN_CERTIFICATE_FILE))
-    if (own != null) await m.learn(own, { persist: false })
+    // The peering file may name the certificate file instead of the copy `mesh join` keeps.
+    const own = init.peering().certificateBytes ?? await readOptional(join(init.dataDir, OWN_CERTIFICATE_FILE))
+    if (own != null) {
+      const cert = await m.learn(own, { persist: false })
+      if (cert != null && cert.peer !== init.self) init.log?.error({ peer: cert.peer, self: init.self }, 'this node\'s member certificate names another peer: it counts for that peer only; install this node\'s own (akmesh mesh join)')
+    }
     const known = await readOptional(join(init.dataDir, KNOWN_CERTIFICATES_FILE))
     if (known != null) {
       let list: unknown = []

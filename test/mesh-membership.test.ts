@@ -139,3 +139,23 @@ test('an air-gapped site with only the mesh root imports a bundle: the bundle ca
   const nodeX = await startTestNode(t, { dataDir: x.dataDir })
   t.true(await hasVersion(nodeX, 'carried', '1.0.0'))
 })
+
+test('the peering file may name this node\'s certificate file instead of mesh join\'s copy; a missing one stops the node with the file named', async t => {
+  const dir = await makeTempDir(t)
+  const key = join(dir, 'root.key')
+  const data = join(dir, 'data')
+  const root = /^root (\S+)$/m.exec((await akmesh(['mesh', 'init', '--name', 'acme', '--key', key])).stdout)?.[1]
+  const peer = (await akmesh(['id', '--data', data])).stdout.split('\n')[0]
+  const invite = await akmesh(['mesh', 'invite', '--name', 'acme', '--key', key, '--peer', peer, '--site', 'north', '-o', join(dir, 'north.cert')])
+  t.is(invite.code, 0, invite.stderr)
+  await writeFile(join(data, 'peering.json'), JSON.stringify({ mesh: 'acme', meshRoot: root, certificate: '../north.cert' }))
+  const list = await akmesh(['peers', 'list', '--data', data, '--json'])
+  t.is(list.code, 0, list.stderr)
+  const self = (JSON.parse(list.stdout).members as Array<{ peer: string, site: string, state: string }>).find(m => m.peer === peer)
+  t.is(self?.site, 'north')
+  t.is(self?.state, 'member')
+  await writeFile(join(data, 'peering.json'), JSON.stringify({ mesh: 'acme', meshRoot: root, certificate: 'nowhere.cert' }))
+  const start = await akmesh(['start', '--data', data])
+  t.not(start.code, 0)
+  t.regex(start.stderr, /certificate: cannot read this node's member certificate .*nowhere\.cert \(ENOENT\)/)
+})
