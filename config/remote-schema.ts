@@ -18,7 +18,7 @@ const upstreamUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or
 export const DEFAULT_REMOTE = {
   metadataTtl: 5 * 60_000,
   negativeTtl: 60_000,
-  timeouts: { connect: 10_000, response: 30_000, idle: 30_000 }
+  timeouts: { response: 30_000, idle: 30_000 }
 }
 
 export const remoteFields = {
@@ -29,10 +29,8 @@ export const remoteFields = {
     z.object({ username: secret, password: secret }).strict()
   ], { error: 'expected { token } or { username, password }' }).optional(),
   timeouts: z.object({
-    /** Until the upstream's response headers arrive (connecting included). */
+    /** Until the upstream's response headers arrive, connecting included. */
     response: millis({ min: 1 }).optional(),
-    /** Connecting to the upstream. */
-    connect: millis({ min: 1 }).optional(),
     /** Between two pieces of a response body. */
     idle: millis({ min: 1 }).optional()
   }).strict().optional(),
@@ -48,7 +46,7 @@ export const remoteFields = {
 export interface RemoteSettings {
   upstream: URL
   auth?: { token: string } | { username: string, password: string }
-  timeouts: { connect: number, response: number, idle: number }
+  timeouts: { response: number, idle: number }
   metadataTtl: number
   negativeTtl: number
   offline: boolean
