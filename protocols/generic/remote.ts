@@ -62,7 +62,11 @@ export function remoteGenericRoutes (router: RepoRoutes, fc: FormatContext, remo
       commit: (blob, res) => { record(fc, path, blob.cid, res) },
       toClient: streams
     })
-    if (!answer.first || !streams) {
+    // Headers go out with the first bytes: a fetch failing before them is answered 502/504, and
+    // a file complete before them (a small one) is served from the cache with its CID as ETag.
+    const cachedFirst = !answer.first || !streams ||
+      await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
+    if (cachedFirst) {
       await answer.done
       if (!await serveCached(ctx, fc, remote, path)) throw notFound(`${path} not found in ${fc.repo.name}`)
       return

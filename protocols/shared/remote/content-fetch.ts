@@ -22,25 +22,33 @@ export interface ContentFetchOptions<T> {
 export interface ContentFetch<T> {
   stream: PassThrough
   done: Promise<T>
+  /** Resolves once the first bytes are handed to the client's stream: until then a failure can
+   *  still be answered with an error status instead of a cut-off body. */
+  flowing: Promise<void>
 }
 
 export function fetchIntoStore<T> (store: BlobStore, res: UpstreamResponse, opts: ContentFetchOptions<T>): ContentFetch<T> {
   const from = UpstreamClient.describe(res.url)
   if (res.length != null && res.length > opts.maxBytes) {
     void res.discard()
-    const err = upstreamError(`upstream ${from} declares ${res.length} bytes, over limits.uploadBytes (${opts.maxBytes}); refused, nothing cached`)
-    const stream = new PassThrough()
-    stream.destroy(err)
-    return { stream, done: Promise.reject(err) }
+    throw upstreamError(`upstream ${from} declares ${res.length} bytes, over limits.uploadBytes (${opts.maxBytes}); refused, nothing cached`)
   }
   const out = new PassThrough()
+  // The failure is reported through `done`; a stream no client took must not crash the process.
+  out.on('error', () => {})
   const clientGone = () => !opts.toClient || out.destroyed || out.writableEnded
   // One piece is held back until the bytes are verified, so a client never has them all before
   // the store has said they are right.
   let held: Uint8Array | undefined
+  let startFlowing!: () => void
+  const flowing = new Promise<void>(resolve => { startFlowing = resolve })
   async function * pieces (): AsyncIterable<Uint8Array> {
     for await (const piece of res.body()) {
-      if (held != null && !clientGone() && !out.write(held)) await drained(out)
+      if (held != null && !clientGone()) {
+        const more = out.write(held)
+        startFlowing()
+        if (!more) await drained(out)
+      }
       held = piece
       yield piece
     }
@@ -62,7 +70,7 @@ export function fetchIntoStore<T> (store: BlobStore, res: UpstreamResponse, opts
     }
   })()
   done.catch(() => {}) // a caller that only streams sees the failure on the stream
-  return { stream: out, done }
+  return { stream: out, done, flowing }
 }
 
 /** What the store refused, told as the upstream's fault (502), not the client's. */

@@ -33,7 +33,7 @@ export interface ContentRequest<T> {
 
 /** The first caller gets the upstream response and a stream; later ones wait for `done`. */
 export type ContentAnswer<T> =
-  | { first: true, response: UpstreamResponse, stream: NodeJS.ReadableStream, done: Promise<T> }
+  | { first: true, response: UpstreamResponse, stream: NodeJS.ReadableStream, done: Promise<T>, flowing: Promise<void> }
   | { first: false, done: Promise<T> }
 
 export interface MetadataRequest {
@@ -80,7 +80,7 @@ export class RemoteRepository {
     this.#content.set(key, done)
     done.catch(() => {}).finally(() => { if (this.#content.get(key) === done) this.#content.delete(key) })
     const { res, fetch } = await started
-    return { first: true, response: res, stream: fetch.stream, done: fetch.done }
+    return { first: true, response: res, stream: fetch.stream, done: fetch.done, flowing: fetch.flowing }
   }
 
   /** Answers a HEAD for content not cached, from the upstream's headers (nothing is cached). */
