@@ -24,10 +24,12 @@ export const DEFAULT_REMOTE = {
 export const remoteFields = {
   /** Base URL every request of the repository is fetched below. */
   upstream: upstreamUrl.optional(),
-  auth: z.union([
-    z.object({ token: secret }).strict(),
-    z.object({ username: secret, password: secret }).strict()
-  ], { error: 'expected { token } or { username, password }' }).optional(),
+  // One object, not a union: a union's error would hide which key was wrong.
+  auth: z.object({ token: secret.optional(), username: secret.optional(), password: secret.optional() }).strict()
+    .refine(a => (a.token != null) !== (a.username != null && a.password != null) && (a.username != null) === (a.password != null),
+      { message: 'expected { token } or { username, password }' })
+    .transform(a => a.token != null ? { token: a.token } : { username: a.username as string, password: a.password as string })
+    .optional(),
   timeouts: z.object({
     /** Until the upstream's response headers arrive, connecting included. */
     response: millis({ min: 1 }).optional(),

@@ -6,7 +6,7 @@ import test from 'ava'
 import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { freePort, hookTeardowns, startNginx, type Nginx } from './helpers/nginx.ts'
 import { deterministicBytes } from './helpers/streams.ts'
 
@@ -149,6 +149,29 @@ test.serial('credentials go to the upstream (basic and token) and never into the
   t.false(out.includes(PASSWORD))
   t.false(out.includes(TOKEN))
   t.false(out.includes(Buffer.from(`reader:${PASSWORD}`).toString('base64')))
+  const listed = await akmesh(['repo', 'list', '--json', '--config', s.configFile], { env: { UPSTREAM_PASSWORD: PASSWORD } })
+  t.is(listed.code, 0, listed.stderr)
+  t.false(listed.stdout.includes(PASSWORD))
+  t.false(listed.stdout.includes(TOKEN))
+  t.is((JSON.parse(listed.stdout) as Array<{ name: string, auth?: unknown }>).find(r => r.name === 'basic')?.auth, '[redacted]')
+})
+
+test.serial('a config naming an unset environment variable, a virtual or upstream-less remote is refused clearly', async t => {
+  const dir = await makeTempDir(t)
+  const cases: Array<[string, RegExp]> = [
+    ['- { name: r, format: generic, type: remote, upstream: "http://x/", auth: { token: "${AKMESH_TEST_UNSET}" } }', /repositories\[0\]\.auth\.token: environment variable AKMESH_TEST_UNSET is not set/],
+    ['- { name: r, format: generic, type: virtual }', /repositories\[0\]\.type: virtual repositories are not built yet/],
+    ['- { name: r, format: generic, type: remote }', /repositories\[0\]\.upstream: a remote repository needs upstream/],
+    ['- { name: r, format: generic, type: remote, upstream: "http://u:p@x/" }', /must not carry credentials; put them under auth/],
+    ['- { name: r, format: generic, upstream: "http://x/" }', /only remote repositories \(type: remote\) have an upstream/]
+  ]
+  for (const [i, [repo, message]] of cases.entries()) {
+    const file = join(dir, `bad-${i}.yaml`)
+    await writeFile(file, `repositories:\n  ${repo}\n`)
+    const r = await akmesh(['repo', 'list', '--config', file])
+    t.not(r.code, 0)
+    t.regex(r.stderr, message)
+  }
 })
 
 test.serial('PUT to a remote repository is refused with 405', async t => {
