@@ -18,6 +18,11 @@ let upstream: string
 const hook = hookTeardowns()
 test.after.always(async () => { if (process.env.DUMP != null) console.log(node.output().slice(-6000)); await hook.run() })
 
+/** Released by the streaming test: /gated.bin holds back its second half until then. */
+let openGate!: () => void
+const gate = new Promise<void>(resolve => { openGate = resolve })
+const GATED = Buffer.alloc(800 * 1024, 'g')
+
 /** What each path does; every path counts its hits. */
 function misbehave (other: string): Server {
   return createServer((req, res) => {
@@ -25,6 +30,11 @@ function misbehave (other: string): Server {
     hits.set(path, (hits.get(path) ?? 0) + 1)
     switch (path) {
       case '/ok.bin': res.end(BODY); return
+      case '/gated.bin':
+        res.writeHead(200, { 'content-length': GATED.length })
+        res.write(GATED.subarray(0, GATED.length / 2))
+        void gate.then(() => res.end(GATED.subarray(GATED.length / 2)))
+        return
       case '/slow.bin': setTimeout(() => { if (!res.destroyed) res.end(BODY) }, 5000); return
       case '/stall.bin':
         res.writeHead(200, { 'content-length': BODY.length })
@@ -84,6 +94,33 @@ test('a good upstream file comes through (the control for the cases below)', asy
   const r = await download('ok.bin')
   t.is(r.status, 200)
   t.true(r.body?.equals(BODY))
+})
+
+test('bytes stream to the first client while the upstream is still sending, then are cached', async t => {
+  const r = await get('gated.bin')
+  t.is(r.status, 200)
+  t.is(r.headers.get('x-akmesh-cache'), 'miss')
+  const reader = (r.body as ReadableStream<Uint8Array>).getReader()
+  const pieces: Uint8Array[] = []
+  let received = 0
+  // The upstream has sent only half; the client gets most of that half before it sends more.
+  while (received < GATED.length / 4) {
+    const { value, done } = await reader.read()
+    if (done) break
+    pieces.push(value); received += value.byteLength
+  }
+  t.true(received >= GATED.length / 4 && received <= GATED.length / 2, `${received} bytes before the upstream finished`)
+  openGate()
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) break
+    pieces.push(value)
+  }
+  t.true(Buffer.concat(pieces).equals(GATED))
+  const again = await get('gated.bin')
+  t.is(again.headers.get('x-akmesh-cache'), 'hit')
+  t.true(Buffer.from(await again.arrayBuffer()).equals(GATED))
+  t.is(hits.get('/gated.bin'), 1)
 })
 
 test('an upstream slower than timeouts.response answers 504, nothing cached', async t => {

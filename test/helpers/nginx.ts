@@ -60,6 +60,7 @@ error_log ${join(prefix, 'error.log')} warn;
 events { worker_connections 256; }
 http {
   default_type application/octet-stream;
+  types { application/json json; text/html html; text/plain txt; }
   log_format counted '$request_method $uri $status $auth_present';
   map $http_authorization $auth_present { default yes; "" no; }
   access_log ${accessLog} counted;

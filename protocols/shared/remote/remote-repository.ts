@@ -76,7 +76,8 @@ export class RemoteRepository {
         log: this.#p.log
       }) }
     })()
-    const done = started.then(async s => await s.fetch.done)
+    // Just fetched: nothing to revalidate until metadataTtl has passed.
+    const done = started.then(async s => await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
     this.#content.set(key, done)
     done.catch(() => {}).finally(() => { if (this.#content.get(key) === done) this.#content.delete(key) })
     const { res, fetch } = await started
@@ -100,6 +101,8 @@ export class RemoteRepository {
       return { doc: cached.value, stale: false }
     }
     if (cached != null && cached.age < this.settings.metadataTtl) return { doc: cached.value, stale: false }
+    const remembered = this.#notFound.fresh(key, this.settings.negativeTtl)
+    if (remembered != null) throw notFound(remembered)
     try {
       return { doc: await this.#metadataFlights.run(key, async () => await this.#fetchMetadata(key, url, req, cached?.value)), stale: false }
     } catch (err) {
