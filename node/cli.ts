@@ -154,8 +154,8 @@ withConfig(repo.command('list').description('list configured repositories'))
     // Upstream credentials are never printed.
     if (opts.json === true) { console.log(JSON.stringify(config.repositories.map(redactRepository), null, 2)); return }
     for (const r of config.repositories) {
-      const kind = r.type === 'remote' ? `remote of ${r.upstream as string}${r.offline === true ? ' (offline)' : ''}` : 'local'
-      console.log(`${r.name.padEnd(16)} ${r.format.padEnd(10)} ${r.anonymousRead ? 'anonymous read' : 'token required'}   /${r.name}/   ${kind}`)
+      const remote = r.type === 'remote' ? `   remote of ${r.upstream as string}${r.offline === true ? ' (offline)' : ''}` : ''
+      console.log(`${r.name.padEnd(16)} ${r.format.padEnd(10)} ${r.anonymousRead ? 'anonymous read' : 'token required'}   /${r.name}/${remote}`)
     }
   })
 
