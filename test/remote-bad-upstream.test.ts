@@ -22,6 +22,8 @@ test.after.always(async () => { if (process.env.DUMP != null) console.log(node.o
 let openGate!: () => void
 const gate = new Promise<void>(resolve => { openGate = resolve })
 const GATED = Buffer.alloc(800 * 1024, 'g')
+let openLeftGate!: () => void
+const leftGate = new Promise<void>(resolve => { openLeftGate = resolve })
 
 /** What each path does; every path counts its hits. */
 function misbehave (other: string): Server {
@@ -46,6 +48,11 @@ function misbehave (other: string): Server {
         return
       case '/redirect-away.bin': res.writeHead(302, { location: `${other}/ok.bin` }).end(); return
       case '/redirect-home.bin': res.writeHead(301, { location: '/ok.bin' }).end(); return
+      case '/left.bin': // the same, for a client that leaves halfway
+        res.writeHead(200, { 'content-length': GATED.length })
+        res.write(GATED.subarray(0, GATED.length / 2))
+        void leftGate.then(() => res.end(GATED.subarray(GATED.length / 2)))
+        return
       case '/huge-declared.bin': res.writeHead(200, { 'content-length': 2 * 1024 * 1024 }).end(); return
       case '/huge-chunked.bin': {
         let sent = 0
@@ -121,6 +128,20 @@ test('bytes stream to the first client while the upstream is still sending, then
   t.is(again.headers.get('x-akmesh-cache'), 'hit')
   t.true(Buffer.from(await again.arrayBuffer()).equals(GATED))
   t.is(hits.get('/gated.bin'), 1)
+})
+
+test('a first client leaving mid-download does not stop the caching', async t => {
+  const ac = new AbortController()
+  const r = await fetch(`${node.url}/bad/left.bin`, { signal: ac.signal })
+  const reader = (r.body as ReadableStream<Uint8Array>).getReader()
+  await reader.read()
+  ac.abort()
+  await reader.read().catch(() => {})
+  openLeftGate()
+  const again = await download('left.bin')
+  t.is(again.status, 200)
+  t.true(again.body?.equals(GATED))
+  t.is(hits.get('/left.bin'), 1, 'the second client got the bytes the first fetch cached')
 })
 
 test('an upstream slower than timeouts.response answers 504, nothing cached', async t => {

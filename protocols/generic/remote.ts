@@ -109,6 +109,12 @@ async function serveCached (ctx: Context, fc: FormatContext, remote: RemoteRepos
 }
 
 function record (fc: FormatContext, path: string, cid: string, res: UpstreamResponse): void {
+  // Recorded meanwhile (a peer's cached copy replicated here): what was cached first stays.
+  const existing = fc.artifacts.get(fc.repo.name, path, VERSION)
+  if (existing != null) {
+    if (existing.files[0]?.cid !== cid) fc.log.warn({ path, cached: existing.files[0]?.cid, fetched: cid }, 'upstream bytes differ from the copy already cached; the cached copy stays')
+    return
+  }
   const metadata: CachedFileMetadata = {
     contentType: res.headers.get('content-type'),
     cached: true,
