@@ -174,6 +174,17 @@ test.serial('a config naming an unset environment variable, a virtual or upstrea
   }
 })
 
+test.serial('HEAD of an uncached file asks the upstream with HEAD and caches nothing', async t => {
+  await s.nginx.put('head-only.bin', deterministicBytes(5000, 'seed5'))
+  const r = await fetch(`${s.node.url}/up/head-only.bin`, { method: 'HEAD' })
+  t.is(r.status, 200)
+  t.is(r.headers.get('content-length'), '5000')
+  t.is(r.headers.get('x-akmesh-cache'), 'miss')
+  t.is(await s.nginx.count('HEAD', '/head-only.bin'), 1)
+  t.is(await s.nginx.count('GET', '/head-only.bin'), 0)
+  t.deepEqual((await (await get('up/')).json() as { files: string[] }).files.filter(f => f === 'head-only.bin'), [])
+})
+
 test.serial('PUT to a remote repository is refused with 405', async t => {
   const r = await fetch(`${s.node.url}/up/new.txt`, { method: 'PUT', body: 'x', headers: { Authorization: `Bearer ${s.node.adminToken}` } })
   t.is(r.status, 405)
