@@ -96,7 +96,13 @@ export function buildApp (parts: HttpParts): Koa {
       limits: config.limits,
       log: formatLog,
       remote: repo.type === 'remote'
-        ? new RemoteRepository({ name: repo.name, settings: remoteSettings(repo), store: parts.store, limits: config.limits, log: log.child({ component: `remote:${format.name}`, repo: repo.name }) })
+        ? new RemoteRepository({
+          name: repo.name,
+          settings: remoteSettings(repo),
+          store: parts.store,
+          limits: config.limits,
+          log: log.child({ component: `remote:${format.name}`, repo: repo.name })
+        })
         : undefined,
       allows: (ctx, scope) => allows(ctx, repo, scope),
       baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}${prefix}`
