@@ -11,6 +11,8 @@ export class ConfigError extends Error {
 export interface LoadOptions {
   /** Formats the node can serve; a repository naming another is an error. */
   formats: string[]
+  /** Formats that have remote repositories (type: remote); default: every format. */
+  remoteFormats?: string[]
 }
 
 /** Validates an already-parsed object (the embedded defaults use this too). */
@@ -26,6 +28,9 @@ export function parseConfig (raw: unknown, source: string, opts: LoadOptions): C
   config.repositories.forEach((r, i) => {
     if (!opts.formats.includes(r.format)) {
       throw new ConfigError(`${source}: repositories[${i}].format: expected one of ${opts.formats.join(', ')}, got "${r.format}"`)
+    }
+    if (r.type === 'remote' && opts.remoteFormats != null && !opts.remoteFormats.includes(r.format)) {
+      throw new ConfigError(`${source}: repositories[${i}].type: ${r.format} has no remote repositories yet (type: remote works for ${opts.remoteFormats.join(', ')})`)
     }
   })
   return config

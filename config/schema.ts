@@ -1,6 +1,8 @@
 // The node's configuration: what every key means, its default, and how it is validated.
 import bytes from 'bytes'
 import { z } from 'zod'
+import { duration, MAX_TIMER_MS } from './duration.ts'
+import { remoteFields, checkRepositoryType } from './remote-schema.ts'
 
 /** Names that the HTTP front uses itself and repositories cannot take. */
 export const RESERVED_REPOSITORY_NAMES = ['-', 'v2', 'healthz', 'readyz', 'admin', 'api']
@@ -34,31 +36,17 @@ const archiveLimitsSchema = z.object({
   extractBytes: byteSize.default(A.extractBytes)
 }).strict()
 
-const MAX_TIMER_MS = 2 ** 31 - 1 // Node timers cannot wait longer (a longer one fires at once)
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-const DURATION = 'a duration such as 30s, 15m, 6h or 1d'
-/** A duration (30s, 15m, 6h, 1d) in milliseconds; with `off`, also `off` (null). */
-const duration = (opts: { off?: boolean, min?: number, max?: number } = {}) => {
-  const want = opts.off === true ? `off or ${DURATION}` : DURATION
-  return z.string({ error: `expected ${want}` }).transform((v, ctx): number | null => {
-    if (opts.off === true && v.trim() === 'off') return null
-    const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(v.trim())
-    const ms = m == null ? NaN : Math.round(Number(m[1]) * UNIT_MS[m[2]])
-    if (!(ms >= (opts.min ?? 0) && ms <= (opts.max ?? Infinity))) {
-      ctx.addIssue({ code: 'custom', message: `expected ${want}${opts.max != null ? ` (1s to ${Math.floor(opts.max / UNIT_MS.d)}d)` : ''}, got ${JSON.stringify(v)}` })
-      return z.NEVER
-    }
-    return ms
-  })
-}
-
 const repositorySchema = z.object({
   name: z.string()
     .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
     .refine(n => !RESERVED_REPOSITORY_NAMES.includes(n), { message: `is reserved (${RESERVED_REPOSITORY_NAMES.join(', ')})` }),
   format: z.string(),
-  anonymousRead: z.boolean().default(true)
-}).strict()
+  anonymousRead: z.boolean().default(true),
+  /** local (the default): publishes land here; remote: a caching proxy of `upstream` (config/remote-schema.ts);
+   *  virtual: members merged (not built yet). */
+  type: z.enum(['local', 'remote', 'virtual']).optional(),
+  ...remoteFields
+}).strict().superRefine(checkRepositoryType)
 
 export const configSchema = z.object({
   dataDir: z.string().default('./data'),

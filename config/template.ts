@@ -67,4 +67,15 @@ repositories:
   - name: pypi
     format: pypi
     anonymousRead: true
+  # A remote repository caches an upstream (generic only, for now): files are fetched on first
+  # request, stored like published ones, and served from the cache from then on.
+  # - name: vendor
+  #   format: generic
+  #   type: remote
+  #   upstream: https://downloads.example.com/
+  #   auth: { token: "\${VENDOR_TOKEN}" }   # or { username, password }; \${VAR} reads the environment
+  #   timeouts: { response: 30s, idle: 30s }
+  #   metadataTtl: 5m                       # metadata is asked for again after this
+  #   negativeTtl: 1m                       # an upstream 404 is remembered this long
+  #   offline: false                        # true: serve only what is cached
 `

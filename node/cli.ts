@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import bytesParse from 'bytes'
 import { CONFIG_TEMPLATE } from '../config/template.ts'
+import { redactRepository } from '../config/remote-schema.ts'
 import { SCOPES, type Scope } from '../store/accounts.ts'
 import type { ConfigFlags } from './config.ts'
 import { registerMeshCommands } from './mesh-cli.ts'
@@ -150,9 +151,11 @@ withConfig(repo.command('list').description('list configured repositories'))
   .option('--json', 'print JSON')
   .action(async (opts: ConfigFlags & { json?: boolean }) => {
     const config = await resolveConfig(opts)
-    if (opts.json === true) { console.log(JSON.stringify(config.repositories, null, 2)); return }
+    // Upstream credentials are never printed.
+    if (opts.json === true) { console.log(JSON.stringify(config.repositories.map(redactRepository), null, 2)); return }
     for (const r of config.repositories) {
-      console.log(`${r.name.padEnd(16)} ${r.format.padEnd(10)} ${r.anonymousRead ? 'anonymous read' : 'token required'}   /${r.name}/`)
+      const remote = r.type === 'remote' ? `   remote of ${r.upstream as string}${r.offline === true ? ' (offline)' : ''}` : ''
+      console.log(`${r.name.padEnd(16)} ${r.format.padEnd(10)} ${r.anonymousRead ? 'anonymous read' : 'token required'}   /${r.name}/${remote}`)
     }
   })
 

@@ -14,7 +14,9 @@ export const STATUS: Record<ErrorCode, number> = {
   Unavailable: 503,
   MethodNotAllowed: 405,
   TooManyRequests: 429,
-  InsufficientStorage: 507
+  InsufficientStorage: 507,
+  UpstreamError: 502,
+  UpstreamTimeout: 504
 }
 
 /** Turns anything thrown into a RegistryError; unknown errors become undefined (a 500). */

@@ -14,6 +14,8 @@ import { RegistryError } from '../store/errors.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
+import { RemoteRepository } from '../protocols/shared/remote/remote-repository.ts'
+import { remoteSettings } from '../config/remote-schema.ts'
 import { allows, authenticate } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
 import { declaredRoutes } from './route-access.ts'
@@ -80,6 +82,10 @@ export function buildApp (parts: HttpParts): Koa {
   for (const repo of config.repositories) {
     const format = formatByName(repo.format) as FormatHandler
     const prefix = format.prefix?.(repo) ?? `/${repo.name}`
+    const formatLog = log.child({ component: `format:${format.name}`, repo: repo.name })
+    if (repo.type === 'remote' && format.remote == null) {
+      throw new Error(`repository ${repo.name}: ${format.name} has no remote repositories yet (type: remote works for generic)`)
+    }
     const fc: FormatContext = {
       repo,
       store: parts.store,
@@ -88,7 +94,16 @@ export function buildApp (parts: HttpParts): Koa {
       artifacts: parts.artifacts,
       accounts: parts.accounts,
       limits: config.limits,
-      log: log.child({ component: `format:${format.name}`, repo: repo.name }),
+      log: formatLog,
+      remote: repo.type === 'remote'
+        ? new RemoteRepository({
+          name: repo.name,
+          settings: remoteSettings(repo),
+          store: parts.store,
+          limits: config.limits,
+          log: log.child({ component: `remote:${format.name}`, repo: repo.name })
+        })
+        : undefined,
       allows: (ctx, scope) => allows(ctx, repo, scope),
       baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}${prefix}`
     }

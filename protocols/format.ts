@@ -10,6 +10,8 @@ import type { FileBlobStore } from '../store/blobs.ts'
 import type { RegistryError } from '../store/errors.ts'
 import type { UploadSessions } from '../store/uploads.ts'
 import type { ArchiveLimits } from './shared/archive-budget.ts'
+import type { RemoteFormat } from './shared/remote/hooks.ts'
+import type { RemoteRepository } from './shared/remote/remote-repository.ts'
 
 export interface FormatHandler {
   /** The value of `format:` in a repository's config. */
@@ -38,6 +40,9 @@ export interface FormatHandler {
   /** Throws BadRequest unless a change made elsewhere (a replicated or imported manifest) names
    *  what a local publish of this format could have produced: the same checks as its routes. */
   validateArtifact? (draft: ArtifactCheck): void
+  /** The hooks that give this format remote (caching proxy) repositories; a format without them
+   *  refuses `type: remote` at start. */
+  remote?: RemoteFormat
 }
 
 /** What a replicated change says about an artifact, as the format's own rules see it. */
@@ -110,4 +115,6 @@ export interface FormatContext {
   allows (koa: Context, scope: Scope): boolean
   /** Absolute base URL of this repository, e.g. http://host:7070/npm (no trailing slash). */
   baseUrl (koa: Context): string
+  /** Set for a remote repository (type: remote): the shared caching-proxy core. */
+  remote?: RemoteRepository
 }

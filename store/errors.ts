@@ -5,6 +5,8 @@ export type ErrorCode =
   | 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'Conflict'
   | 'TooLarge' | 'IntegrityError' | 'RangeNotSatisfiable' | 'Unavailable'
   | 'MethodNotAllowed' | 'TooManyRequests' | 'InsufficientStorage'
+  /** A remote repository's upstream failed or misbehaved (502), or did not answer in time (504). */
+  | 'UpstreamError' | 'UpstreamTimeout'
 
 export class RegistryError extends Error {
   readonly code: ErrorCode
@@ -25,6 +27,10 @@ export const notFound = (m: string) => new RegistryError('NotFound', m)
 export const conflict = (m: string) => new RegistryError('Conflict', m)
 export const tooLarge = (m: string) => new RegistryError('TooLarge', m)
 export const integrityError = (m: string) => new RegistryError('IntegrityError', m)
+
+export const upstreamError = (m: string) => new RegistryError('UpstreamError', m)
+export const upstreamTimeout = (m: string) => new RegistryError('UpstreamTimeout', m)
+export const methodNotAllowed = (m: string) => new RegistryError('MethodNotAllowed', m)
 
 export const insufficientStorage = (m: string) => new RegistryError('InsufficientStorage', m)
 

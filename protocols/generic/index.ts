@@ -3,51 +3,26 @@
 //   GET    /<repo>/<path>   download (Range, If-None-Match, checksum headers); HEAD likewise
 //   GET    /<repo>/<dir>/   JSON listing of the files under a folder
 //   DELETE /<repo>/<path>
-import type { Context } from 'koa'
+// A remote repository (type: remote) serves its upstream's files instead (./remote.ts).
 import { badRequest, notFound } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type FormatHandler } from '../format.ts'
 import { requestAbortSignal, sendBlob } from '../http/blob-response.ts'
 import { requestBody } from '../http/request-body.ts'
 import { refuseDeclaredOver } from '../http/body-limit.ts'
 import { encodePath } from '../http/encode.ts'
-import { safePathSegments } from '../http/paths.ts'
-import type { DigestName } from '../../store/types.ts'
 import { validateGenericArtifact } from './names.ts'
+import { expectedChecksums, filePath } from './request-path.ts'
+import { genericRemote, remoteGenericRoutes } from './remote.ts'
 
 const VERSION = '' // generic files have a path, not versions
-
-const CHECKSUM_HEADERS: Array<[DigestName, string, number]> = [
-  ['sha256', 'x-checksum-sha256', 64],
-  ['sha1', 'x-checksum-sha1', 40],
-  ['md5', 'x-checksum-md5', 32],
-  ['sha512', 'x-checksum-sha512', 128]
-]
-
-function expectedChecksums (ctx: Context): Partial<Record<DigestName, string>> {
-  const expect: Partial<Record<DigestName, string>> = {}
-  for (const [name, header, hexLength] of CHECKSUM_HEADERS) {
-    const value = ctx.get(header)
-    if (value === '') continue
-    if (!new RegExp(`^[0-9a-fA-F]{${hexLength}}$`).test(value)) {
-      throw badRequest(`${header} must be ${hexLength} hex characters`)
-    }
-    expect[name] = value.toLowerCase()
-  }
-  return expect
-}
-
-function filePath (ctx: Context, fc: FormatContext): { path: string, folder: boolean } {
-  const rest = ctx.path.slice(fc.repo.name.length + 2) // strip "/<repo>/"
-  const folder = rest === '' || rest.endsWith('/')
-  const trimmed = folder ? rest.replace(/\/$/, '') : rest
-  return { path: trimmed === '' ? '' : safePathSegments(trimmed).join('/'), folder }
-}
 
 export const genericFormat: FormatHandler = {
   name: 'generic',
   validateArtifact: validateGenericArtifact,
+  remote: genericRemote,
 
   routes (router, fc) {
+    if (fc.remote != null) { remoteGenericRoutes(router, fc, fc.remote); return }
     router.put('{/*path}', 'write', async (ctx) => {
       const user = actorOf(ctx)
       const { path, folder } = filePath(ctx, fc)

@@ -39,7 +39,9 @@ const FROM_GENERIC: Record<ErrorCode, OciCode> = {
   Unavailable: 'UNAVAILABLE',
   MethodNotAllowed: 'UNSUPPORTED',
   TooManyRequests: 'TOOMANYREQUESTS',
-  InsufficientStorage: 'UNAVAILABLE'
+  InsufficientStorage: 'UNAVAILABLE',
+  UpstreamError: 'UNAVAILABLE',
+  UpstreamTimeout: 'UNAVAILABLE'
 }
 
 export interface OciErrorEntry { code: OciCode, message: string, detail?: unknown }

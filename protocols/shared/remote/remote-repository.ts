@@ -1,0 +1,203 @@
+// The shared core of every remote (caching proxy) repository, whatever its format: offline mode,
+// negative caching, one upstream request per missing thing however many clients ask, content
+// streamed while it is cached, metadata with a TTL served stale when the upstream fails, and the
+// immutability check of what is cached. A format supplies only its hooks (./hooks.ts).
+import type { Logger } from 'pino'
+import type { RemoteSettings } from '../../../config/remote-schema.ts'
+import { notFound, upstreamError, type RegistryError } from '../../../store/errors.ts'
+import type { BlobInfo, BlobStore, DigestName } from '../../../store/types.ts'
+import { fetchIntoStore } from './content-fetch.ts'
+import { SingleFlight } from './single-flight.ts'
+import { TtlCache, type CachedDocument } from './ttl-cache.ts'
+import { UpstreamClient, type UpstreamResponse } from './upstream-client.ts'
+
+/** RFC 7234 §5.5.1, sent with metadata served past its TTL because the upstream failed. */
+export const STALE_WARNING = '110 - "Response is Stale"'
+
+export interface RemoteRepositoryParts {
+  name: string
+  settings: RemoteSettings
+  store: BlobStore
+  limits: { uploadBytes: number, metadataBytes: number }
+  log: Logger
+}
+
+export interface ContentRequest<T> {
+  /** Digests the body must have, from the format's knowledge or the upstream's headers. */
+  expect: (res: UpstreamResponse) => Partial<Record<DigestName, string>>
+  /** Records the stored blob (an artifact row marked cached); runs before the stream ends. */
+  commit: (blob: BlobInfo, res: UpstreamResponse) => T | Promise<T>
+  /** Whether the caller streams the bytes to its client as they arrive. */
+  toClient: boolean
+}
+
+/** The first caller gets the upstream response and a stream; later ones wait for `done`. */
+export type ContentAnswer<T> =
+  | { first: true, response: UpstreamResponse, stream: NodeJS.ReadableStream, done: Promise<T>, flowing: Promise<void> }
+  | { first: false, done: Promise<T> }
+
+export interface MetadataRequest {
+  /** Why a body is not the metadata expected (an HTML error page instead of JSON), or undefined. */
+  refuse?: (contentType: string, body: Buffer) => string | undefined
+}
+
+export interface CachedFacts { etag?: string, lastModified?: string, size: number }
+
+export class RemoteRepository {
+  readonly settings: RemoteSettings
+  readonly client: UpstreamClient
+  readonly #p: RemoteRepositoryParts
+  readonly #notFound = new TtlCache<string>()
+  readonly #metadata = new TtlCache<CachedDocument>()
+  readonly #metadataFlights = new SingleFlight<CachedDocument>()
+  readonly #content = new Map<string, Promise<unknown>>()
+  readonly #checked = new TtlCache<true>()
+
+  constructor (parts: RemoteRepositoryParts) {
+    this.#p = parts
+    this.settings = parts.settings
+    this.client = new UpstreamClient(parts.settings)
+  }
+
+  get upstream (): string { return this.settings.upstream.href }
+
+  /** Fetches content not cached yet: joins a fetch of the same key in flight, else asks upstream. */
+  async content<T> (key: string, url: URL, req: ContentRequest<T>): Promise<ContentAnswer<T>> {
+    const running = this.#content.get(key)
+    if (running != null) return { first: false, done: running as Promise<T> }
+    this.#gate(key)
+    const started = (async () => {
+      const res = await this.#ok(key, await this.client.request(url))
+      return { res, fetch: fetchIntoStore(this.#p.store, res, {
+        expect: req.expect(res),
+        maxBytes: this.#p.limits.uploadBytes,
+        commit: async (blob) => await req.commit(blob, res),
+        toClient: req.toClient,
+        log: this.#p.log
+      }) }
+    })()
+    // Just fetched: nothing to revalidate until metadataTtl has passed.
+    const done = started.then(async s => await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
+    this.#content.set(key, done)
+    done.catch(() => {}).finally(() => { if (this.#content.get(key) === done) this.#content.delete(key) })
+    const { res, fetch } = await started
+    return { first: true, response: res, stream: fetch.stream, done: fetch.done, flowing: fetch.flowing }
+  }
+
+  /** Answers a HEAD for content not cached, from the upstream's headers (nothing is cached). */
+  async head (key: string, url: URL): Promise<UpstreamResponse> {
+    this.#gate(key)
+    const res = await this.#ok(key, await this.client.request(url, { method: 'HEAD' }))
+    await res.discard()
+    return res
+  }
+
+  /** A metadata document: fresh from the cache, else from upstream, else stale from the cache
+   *  (with `stale: true`, for a Warning header) when the upstream fails. */
+  async metadata (key: string, url: URL, req: MetadataRequest = {}): Promise<{ doc: CachedDocument, stale: boolean }> {
+    const cached = this.#metadata.get(key)
+    if (this.settings.offline) {
+      if (cached == null) throw this.#offlineMiss(key)
+      return { doc: cached.value, stale: false }
+    }
+    if (cached != null && cached.age < this.settings.metadataTtl) return { doc: cached.value, stale: false }
+    const remembered = this.#notFound.fresh(key, this.settings.negativeTtl)
+    if (remembered != null) throw notFound(remembered)
+    try {
+      return { doc: await this.#metadataFlights.run(key, async () => await this.#fetchMetadata(key, url, req, cached?.value)), stale: false }
+    } catch (err) {
+      const code = (err as RegistryError).code
+      if (cached == null || (code !== 'UpstreamError' && code !== 'UpstreamTimeout')) throw err
+      this.#p.log.warn({ key, upstream: UpstreamClient.describe(url), err: (err as Error).message, ageMs: cached.age }, 'upstream failed; serving stale metadata')
+      return { doc: cached.value, stale: true }
+    }
+  }
+
+  /** Checks, at most once per metadataTtl, that the upstream still has what was cached for `key`.
+   *  Cached content is immutable: a change is refused and logged, and `onChanged` is told. */
+  revalidate (key: string, url: URL, known: CachedFacts, onChanged: (why: string) => void): void {
+    if (this.settings.offline || this.#checked.fresh(key, this.settings.metadataTtl) != null) return
+    this.#checked.set(key, true)
+    void (async () => {
+      const res = await this.client.request(url, { method: 'HEAD' })
+      await res.discard()
+      if (res.status < 200 || res.status > 299) return // gone upstream: the cached copy stays
+      const why = changed(known, res)
+      if (why == null) return
+      this.#p.log.warn({ key, upstream: UpstreamClient.describe(url), change: why },
+        'upstream changed content that is already cached; refused, the cached bytes are still served')
+      onChanged(why)
+    })().catch((err: Error) => { this.#p.log.debug({ key, err: err.message }, 'revalidation failed') })
+  }
+
+  #gate (key: string): void {
+    if (this.settings.offline) throw this.#offlineMiss(key)
+    const remembered = this.#notFound.fresh(key, this.settings.negativeTtl)
+    if (remembered != null) throw notFound(remembered)
+  }
+
+  #offlineMiss (key: string): RegistryError {
+    return notFound(`${key} is not cached in ${this.#p.name}, and the repository is offline (offline: true)`)
+  }
+
+  /** The response if 2xx; a 404/410 is remembered for negativeTtl; anything else is a 502. */
+  async #ok (key: string, res: UpstreamResponse): Promise<UpstreamResponse> {
+    if (res.status >= 200 && res.status <= 299) return res
+    await res.discard()
+    const from = UpstreamClient.describe(res.url)
+    if (res.status === 404 || res.status === 410) {
+      const message = `${key} not found upstream (${from} answered ${res.status}); remembered for ${Math.round(this.settings.negativeTtl / 1000)}s`
+      this.#notFound.set(key, message)
+      throw notFound(message)
+    }
+    throw upstreamError(`upstream ${from} answered ${res.status}; nothing cached`)
+  }
+
+  async #fetchMetadata (key: string, url: URL, req: MetadataRequest, stale?: CachedDocument): Promise<CachedDocument> {
+    const headers: Record<string, string> = {}
+    if (stale?.etag != null) headers['if-none-match'] = stale.etag
+    if (stale?.lastModified != null) headers['if-modified-since'] = stale.lastModified
+    const res = await this.client.request(url, { headers })
+    if (res.status === 304 && stale != null) {
+      await res.discard()
+      const doc = { ...stale, fetchedAt: Date.now() }
+      this.#metadata.set(key, doc)
+      return doc
+    }
+    await this.#ok(key, res)
+    const max = this.#p.limits.metadataBytes
+    const from = UpstreamClient.describe(res.url)
+    if (res.length != null && res.length > max) {
+      await res.discard()
+      throw upstreamError(`upstream ${from} declares ${res.length} bytes of metadata, over limits.metadataBytes (${max}); refused`)
+    }
+    const pieces: Uint8Array[] = []
+    let size = 0
+    for await (const piece of res.body()) {
+      size += piece.byteLength
+      if (size > max) throw upstreamError(`upstream ${from} sent more than limits.metadataBytes (${max}) of metadata; refused`)
+      pieces.push(piece)
+    }
+    const body = Buffer.concat(pieces)
+    if (res.length != null && size !== res.length) throw upstreamError(`upstream ${from} sent ${size} of the ${res.length} bytes it declared; refused`)
+    const contentType = res.headers.get('content-type') ?? ''
+    const refused = req.refuse?.(contentType, body)
+    if (refused != null) throw upstreamError(`upstream ${from}: ${refused}; refused, nothing cached`)
+    const doc: CachedDocument = {
+      body, contentType, fetchedAt: Date.now(),
+      etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined
+    }
+    this.#metadata.set(key, doc)
+    return doc
+  }
+}
+
+/** How the upstream's answer differs from what was cached, by its validators, else its size. */
+function changed (known: CachedFacts, res: UpstreamResponse): string | undefined {
+  const etag = res.headers.get('etag')
+  if (known.etag != null && etag != null) return etag === known.etag ? undefined : `ETag ${known.etag} is now ${etag}`
+  const lm = res.headers.get('last-modified')
+  if (known.lastModified != null && lm != null && lm !== known.lastModified) return `Last-Modified ${known.lastModified} is now ${lm}`
+  if (res.length != null && res.length !== known.size) return `size ${known.size} is now ${res.length}`
+  return undefined
+}
