@@ -49,7 +49,8 @@ test.serial('line A–B–C: B forwards A’s manifests to C, which never connec
   await rawPublish(nodeA, root, 'two-hops', '1.0.0')
   await waitFor(async () => await hasVersion(nodeC, 'two-hops', '1.0.0'), 'C to show two-hops@1.0.0')
   t.log(`A → B → C: ${Date.now() - started} ms`)
-  t.false(await connectedTo(nodeC, a.peerId))
+  // A's side decides: C may briefly see a connection it dialled before A's gater closes it.
+  t.false(await connectedTo(nodeA, c.peerId))
   // Manifests are members' signed records: C holds A's, with A as origin.
   t.true((await adminGet(nodeC, '/-/mesh/status')).watermarks[a.peerId] >= 1)
 })
