@@ -151,6 +151,30 @@ test.serial('the same install works with Verdaccio stopped: fresh node_modules a
   } finally { await v.start() }
 })
 
+test.serial('after a restart with Verdaccio down, the cached versions are served from their rows (stale) and install', async t => {
+  if (!needsVerdaccio(t)) return
+  const npm = await npmClient(t, node, null)
+  if (npm == null) return
+  const fx05 = tree.find(x => x.manifest.name === 'fx-05') as TreePackage
+  await v.stop()
+  try {
+    await node.restart() // nothing in memory: no packument was fetched by this process
+    const r = await fetch(`${node.url}/npm/fx-05`, { headers: { accept: ABBREVIATED } })
+    t.is(r.status, 200)
+    t.is(r.headers.get('warning'), '110 - "Response is Stale"')
+    const doc = await r.json() as any
+    t.deepEqual(Object.keys(doc.versions), [fx05.manifest.version])
+    t.is(doc.versions[fx05.manifest.version].dist.tarball, `${node.url}/npm/fx-05/-/fx-05-${fx05.manifest.version}.tgz`)
+    t.is(doc.versions[fx05.manifest.version].dist.integrity, integrity(fx05.tgz))
+    t.is(doc.versions[fx05.manifest.version].cached, undefined, 'the cache bookkeeping stays out of the version document')
+    t.is((await fetch(`${node.url}/npm/fx-31`)).status, 502, 'a package never cached is still a 502')
+    const p = await project(t)
+    const installed = await npm.run(['install'], { cwd: p.dir })
+    t.is(installed.code, 0, installed.stderr)
+    t.is((await runNode(p.dir, p.code)).stdout.trim(), String(p.expected))
+  } finally { await v.start() }
+})
+
 test.serial('20 concurrent requests for the same uncached tarball: one request reaches Verdaccio', async t => {
   if (!needsVerdaccio(t)) return
   const p = tree.find(x => x.manifest.name === 'fx-31') as TreePackage

@@ -4,14 +4,14 @@
 // here pinned to the bytes that were cached (a cached tarball is immutable, whatever the upstream
 // says later). `remotePackument` is what virtual repositories merge.
 import type { Logger } from 'pino'
-import { upstreamError } from '../../store/errors.ts'
+import { upstreamError, type RegistryError } from '../../store/errors.ts'
 import type { Artifact } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
 import type { CachedDocument } from '../shared/remote/ttl-cache.ts'
 import { isPlainObject } from './body.ts'
 import { tarballFilename } from './names.ts'
-import { INSTALL_FIELDS, tarballUrl } from './packument.ts'
+import { INSTALL_FIELDS, loadPackage, renderFull, tarballUrl } from './packument.ts'
 
 export type Packument = Record<string, unknown> & {
   name: string
@@ -121,8 +121,26 @@ export function abbreviate (p: Packument): Record<string, unknown> {
 
 /** The packument of `name` in the remote npm repository `fc`, as its clients get it (full, tarball
  *  URLs below `baseUrl`, cached versions pinned); `stale` when the upstream failed and the
- *  document is older than metadataTtl. Virtual repositories merge these. */
+ *  document is older than metadataTtl, or when only the cached versions could be served.
+ *  Virtual repositories merge these. */
 export async function remotePackument (fc: FormatContext, remote: RemoteRepository, name: string, baseUrl: string): Promise<{ doc: Packument, stale: boolean }> {
-  const { upstream, stale } = await upstreamPackument(remote, name)
-  return { doc: rewritePackument(upstream, baseUrl, fc.artifacts.versions(fc.repo.name, name), fc.log), stale }
+  let fetched: UpstreamPackument
+  try {
+    fetched = await upstreamPackument(remote, name)
+  } catch (err) {
+    return { doc: cachedRowsPackument(fc, name, baseUrl, err as RegistryError), stale: true }
+  }
+  return { doc: rewritePackument(fetched.upstream, baseUrl, fc.artifacts.versions(fc.repo.name, name), fc.log), stale: fetched.stale }
+}
+
+/** The upstream failed (`err`) and no packument of `name` is in memory (the node restarted): the
+ *  versions whose tarballs are cached are still installable, so a packument of those is served.
+ *  Rethrows `err` for any other failure, or when nothing of `name` is cached. */
+export function cachedRowsPackument (fc: FormatContext, name: string, baseUrl: string, err: RegistryError): Packument {
+  if ((err.code !== 'UpstreamError' && err.code !== 'UpstreamTimeout') || fc.artifacts.versions(fc.repo.name, name).length === 0) throw err
+  const p = loadPackage(fc, name)
+  p.versions = p.versions.map(a => ({ ...a, metadata: cachedVersionDocument(a) }))
+  if (p.tags.latest == null) p.tags = { ...p.tags, latest: p.versions[p.versions.length - 1].version }
+  fc.log.warn({ name, err: err.message }, 'upstream failed and no packument of this package is in memory; serving its cached versions only')
+  return renderFull(p, baseUrl) as Packument
 }

@@ -9,9 +9,9 @@ import type { FormatContext, RepoRoutes } from '../format.ts'
 import type { RemoteFormat } from '../shared/remote/hooks.ts'
 import { STALE_WARNING, type RemoteRepository } from '../shared/remote/remote-repository.ts'
 import { parsePackagePath, splitPackageName } from './names.ts'
-import { ABBREVIATED_TYPE, loadPackage, renderAbbreviated, renderFull } from './packument.ts'
+import { ABBREVIATED_TYPE } from './packument.ts'
 import { PackumentCache, renderDocument, type RenderedDocument } from './packument-cache.ts'
-import { abbreviate, cachedVersionDocument, refusePackument, rewritePackument, upstreamPackument, type Packument } from './remote-packument.ts'
+import { abbreviate, cachedRowsPackument, refusePackument, rewritePackument, upstreamPackument, type Packument } from './remote-packument.ts'
 import { fetchTarball, serveCachedTarball } from './remote-tarball.ts'
 
 /** The shared core's hooks. The digests of a tarball come from its packument (dist.integrity and
@@ -64,7 +64,8 @@ export function remotePackageRoutes (router: RepoRoutes, fc: FormatContext, remo
     try {
       fetched = await upstreamPackument(remote, name)
     } catch (err) {
-      return fromCachedRows(name, baseUrl, abbreviated, err as RegistryError)
+      const rows = cachedRowsPackument(fc, name, baseUrl, err as RegistryError)
+      return { doc: renderDocument(abbreviated ? abbreviate(rows) : rows), stale: true }
     }
     const key = `${abbreviated ? 'a' : 'f'}\0${baseUrl}\0${name}\0${fetched.fetchedAt}`
     const doc = cache.get(key, generation, () => {
@@ -72,17 +73,6 @@ export function remotePackageRoutes (router: RepoRoutes, fc: FormatContext, remo
       return renderDocument(abbreviated ? abbreviate(full) : full, modified(full))
     })
     return { doc, stale: fetched.stale }
-  }
-
-  /** The upstream failed and no packument of `name` was ever fetched by this process (a restart):
-   *  the versions whose tarballs are cached are still installable, so they are served, stale. */
-  function fromCachedRows (name: string, baseUrl: string, abbreviated: boolean, err: RegistryError): Served {
-    if ((err.code !== 'UpstreamError' && err.code !== 'UpstreamTimeout') || fc.artifacts.versions(fc.repo.name, name).length === 0) throw err
-    const p = loadPackage(fc, name)
-    p.versions = p.versions.map(a => ({ ...a, metadata: cachedVersionDocument(a) }))
-    if (p.tags.latest == null) p.tags = { ...p.tags, latest: p.versions[p.versions.length - 1].version }
-    fc.log.warn({ name, err: err.message }, 'upstream failed and no packument is in memory; serving the cached versions only')
-    return { doc: renderDocument(abbreviated ? renderAbbreviated(p, baseUrl) : renderFull(p, baseUrl)), stale: true }
   }
 
   function send (ctx: Context, served: Served, type: string): void {
