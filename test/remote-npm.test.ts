@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { requireClient, run } from './helpers/clients.ts'
 import { hookTeardowns } from './helpers/nginx.ts'
-import { startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { clientEnv, npmClient, runNode, writePackage, writeProject } from './helpers/npm-client.ts'
 import { packageTree, type TreePackage } from './helpers/npm-tree.ts'
 import { tgzBytes } from './helpers/archives.ts'
@@ -109,7 +109,7 @@ test.serial('npm, yarn and pnpm install a project with 31 dependencies through t
   const yarn = await requireClient(t, 'yarn')
   if (yarn != null) {
     const y = await project(t)
-    const cache = join(y.dir, '.yarn-cache')
+    const cache = await makeTempDir(t, 'akmesh-yarn-cache-')
     const yr = await run(yarn, ['install', '--registry', npm.registry, '--cache-folder', cache, '--non-interactive', '--no-lockfile'], { cwd: y.dir, env: { ...clientEnv(), YARN_IGNORE_PATH: '1' } })
     t.is(yr.code, 0, `${yr.stdout}\n${yr.stderr}`)
     t.is((await runNode(y.dir, y.code)).stdout.trim(), String(y.expected))
@@ -117,7 +117,8 @@ test.serial('npm, yarn and pnpm install a project with 31 dependencies through t
   const pnpm = await requireClient(t, 'pnpm')
   if (pnpm != null) {
     const q = await project(t)
-    const pr = await run(pnpm, ['install', '--registry', npm.registry, '--store-dir', join(q.dir, '.store'), '--cache-dir', join(q.dir, '.cache'), '--config.update-notifier=false'], { cwd: q.dir, env: clientEnv() })
+    const store = await makeTempDir(t, 'akmesh-pnpm-')
+    const pr = await run(pnpm, ['install', '--registry', npm.registry, '--store-dir', join(store, 'store'), '--cache-dir', join(store, 'cache'), '--config.update-notifier=false'], { cwd: q.dir, env: clientEnv() })
     t.is(pr.code, 0, `${pr.stdout}\n${pr.stderr}`)
     t.is((await runNode(q.dir, q.code)).stdout.trim(), String(q.expected))
   }
