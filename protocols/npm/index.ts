@@ -7,6 +7,7 @@
 //   DELETE /<name>/-rev/<rev>            unpublish the package; /<name>/-/<file>/-rev/<rev> a tarball
 //   /-/package/<name>/dist-tags[/<tag>], /-/user/org.couchdb.user:<name>, /-/whoami, /-/ping,
 //   /-/v1/search
+// A remote repository (type: remote) serves its upstream's packages instead (remote-routes.ts).
 // Routes under /-/ are registered first: they must win over the package catch-all.
 import { notFound } from '../../store/errors.ts'
 import type { FormatHandler } from '../format.ts'
@@ -15,17 +16,21 @@ import { searchRoutes } from './search.ts'
 import { distTagRoutes } from './tags.ts'
 import { userRoutes } from './user-routes.ts'
 import { validateNpmArtifact } from './names.ts'
+import { npmRemote, remoteDistTagRoutes, remotePackageRoutes } from './remote-routes.ts'
 
 export const npmFormat: FormatHandler = {
   name: 'npm',
   validateArtifact: validateNpmArtifact,
+  remote: npmRemote,
 
   routes (router, fc) {
     userRoutes(router, fc)
-    searchRoutes(router, fc)
-    distTagRoutes(router, fc)
+    searchRoutes(router, fc) // on a remote repository: what is cached
+    if (fc.remote != null) remoteDistTagRoutes(router, fc, fc.remote)
+    else distTagRoutes(router, fc)
     router.all('/-/*rest', 'public', (ctx) => { throw notFound(`no such registry endpoint: ${ctx.method} ${ctx.path}`) })
-    packageRoutes(router, fc)
+    if (fc.remote != null) remotePackageRoutes(router, fc, fc.remote)
+    else packageRoutes(router, fc)
   },
 
   // npm-registry-fetch shows `error` to the user (errors.js: HttpErrorGeneral).
