@@ -11,8 +11,9 @@ import { SingleFlight } from './single-flight.ts'
 import { TtlCache, type CachedDocument } from './ttl-cache.ts'
 import { UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './upstream-client.ts'
 
-/** What a format adds to its upstream requests: headers (OCI's Accept) and the token scope. */
-export type UpstreamOptions = Pick<UpstreamRequest, 'headers' | 'tokenScope'>
+/** What a format adds to its upstream requests: headers (OCI's Accept), the token scope, and
+ *  whether digest-verified content may come from a redirect to another host. */
+export type UpstreamOptions = Pick<UpstreamRequest, 'headers' | 'tokenScope' | 'crossOriginRedirects'>
 
 /** RFC 7234 §5.5.1, sent with metadata served past its TTL because the upstream failed. */
 export const STALE_WARNING = '110 - "Response is Stale"'

@@ -16,6 +16,10 @@ export interface UpstreamRequest {
    *  "repository:library/alpine:pull"), so the next request of that scope sends it at once
    *  instead of being challenged first. Without it, tokens are kept by the challenge's scope. */
   tokenScope?: string
+  /** Follow a redirect to another host, without credentials. Only for content verified by a
+   *  digest the format already knows (OCI blobs, which registries redirect to storage or a CDN):
+   *  what that host serves cannot pass as the upstream's unless it has the right bytes. */
+  crossOriginRedirects?: boolean
 }
 
 export interface UpstreamResponse {
@@ -67,7 +71,8 @@ export class UpstreamClient {
       try {
         res = await fetch(current, {
           method: req.method ?? 'GET',
-          headers: { ...req.headers, ...authorization(bearer != null ? `Bearer ${bearer}` : this.#auth) },
+          // Credentials go to the upstream's origin only.
+          headers: { ...req.headers, ...(current.origin === origin ? authorization(bearer != null ? `Bearer ${bearer}` : this.#auth) : {}) },
           redirect: 'manual',
           signal
         })
@@ -75,7 +80,7 @@ export class UpstreamClient {
         throw failure(err, current, `did not answer within ${responseMs} ms`)
       } finally { clearTimeout(timer) }
       // Challenged once per request: a token that is refused again is the upstream's answer.
-      const challenge = res.status === 401 && !challenged && this.#tokens != null ? parseBearerChallenge(res.headers.get('www-authenticate')) : undefined
+      const challenge = res.status === 401 && !challenged && this.#tokens != null && current.origin === origin ? parseBearerChallenge(res.headers.get('www-authenticate')) : undefined
       if (challenge != null && this.#tokens != null) {
         await res.body?.cancel().catch(() => {})
         challenged = true
@@ -87,7 +92,7 @@ export class UpstreamClient {
         const next = new URL(res.headers.get('location') as string, current)
         // Credentials go with every request: following another host would hand them to it, and
         // what it serves would be cached as this upstream's.
-        if (next.origin !== origin) {
+        if (next.origin !== origin && req.crossOriginRedirects !== true) {
           throw upstreamError(`upstream ${UpstreamClient.describe(current)} redirected to another host (${next.origin}); refused, nothing cached`)
         }
         if (hop >= MAX_REDIRECTS) throw upstreamError(`upstream ${UpstreamClient.describe(url)} redirected more than ${MAX_REDIRECTS} times`)
