@@ -8,6 +8,7 @@ import type { FormatContext } from '../format.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
 import { getBlob, servableBlob } from './blobs.ts'
 import { sha256Of } from './names.ts'
+import { completeCachedManifests } from './remote-manifests.ts'
 import { pullOf, upstreamUrl } from './remote-upstream.ts'
 
 export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<void> {
@@ -31,7 +32,7 @@ export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: Re
   const streams = ctx.get('range') === '' && ctx.get('if-none-match') === '' && ctx.get('if-modified-since') === ''
   const answer = await remote.content(key, url, {
     expect: () => ({ sha256: hex }),
-    commit: (blob) => { fc.blobLinks.link(fc.repo.name, name, blob.cid) },
+    commit: (blob) => { fc.blobLinks.link(fc.repo.name, name, blob.cid); completeCachedManifests(fc, name) },
     toClient: streams,
     // Registries send blobs from storage or a CDN elsewhere; the sha256 vouches for the bytes.
     upstream: { ...pullOf(name), crossOriginRedirects: true }

@@ -30,6 +30,8 @@ export interface CachedManifestMetadata extends ManifestMetadata {
   cached: true
   upstream: string
   fetchedAt: number
+  /** The digests it pins (blobs, or child manifests): its files once all are cached. */
+  references: string[]
 }
 
 const sha256 = (b: Uint8Array) => 'sha256:' + createHash('sha256').update(b).digest('hex')
@@ -110,15 +112,8 @@ async function byDigest (ctx: Context, fc: FormatContext, remote: RemoteReposito
 function record (fc: FormatContext, name: string, digest: string, manifest: Manifest, blob: BlobInfo, upstream: string): void {
   fc.blobLinks.link(fc.repo.name, name, blob.cid)
   if (fc.artifacts.get(fc.repo.name, name, digest) != null) return
-  const files = new Map<string, string>()
-  for (const d of manifest.blobs) {
-    const b = linkedBlob(fc, name, d.digest)
-    if (b != null) files.set(d.digest, b.cid)
-  }
-  for (const d of manifest.manifests) {
-    const cid = fc.artifacts.get(fc.repo.name, name, d.digest)?.files.find(f => f.filename === MANIFEST_FILE)?.cid
-    if (cid != null) files.set(d.digest, cid)
-  }
+  const references = [...new Set([...manifest.blobs, ...manifest.manifests].map(d => d.digest))]
+  const files = cachedFiles(fc, name, references)
   const metadata: CachedManifestMetadata = {
     mediaType: manifest.mediaType,
     digest,
@@ -129,7 +124,8 @@ function record (fc: FormatContext, name: string, digest: string, manifest: Mani
     pushedBy: 'remote',
     cached: true,
     upstream,
-    fetchedAt: Date.now()
+    fetchedAt: Date.now(),
+    references
   }
   try {
     fc.artifacts.publish({
@@ -139,6 +135,36 @@ function record (fc: FormatContext, name: string, digest: string, manifest: Mani
     })
   } catch (err) {
     if (!(err instanceof RegistryError && err.code === 'Conflict')) throw err
+  }
+  completeCachedManifests(fc, name)
+}
+
+/** What of `references` is cached in this image: digest → CID. */
+function cachedFiles (fc: FormatContext, name: string, references: string[]): Map<string, string> {
+  const files = new Map<string, string>()
+  for (const digest of references) {
+    const cid = linkedBlob(fc, name, digest)?.cid ??
+      fc.artifacts.get(fc.repo.name, name, digest)?.files.find(f => f.filename === MANIFEST_FILE)?.cid
+    if (cid != null) files.set(digest, cid)
+  }
+  return files
+}
+
+/** A cached manifest gets everything it pins as files once all of it is cached (one replace per
+ *  manifest, not one per layer), so the mesh replicates the whole image as for a pushed one.
+ *  Called after a blob or a child manifest of `name` is cached. */
+export function completeCachedManifests (fc: FormatContext, name: string): void {
+  for (const a of fc.artifacts.versions(fc.repo.name, name)) {
+    const md = a.metadata as Partial<CachedManifestMetadata>
+    if (md.cached !== true || md.references == null || a.files.length === md.references.length + 1) continue
+    const files = cachedFiles(fc, name, md.references)
+    const manifest = a.files.find(f => f.filename === MANIFEST_FILE)
+    if (files.size < md.references.length || manifest == null) continue
+    fc.artifacts.publish({
+      repo: fc.repo.name, name, version: a.version,
+      files: [{ filename: MANIFEST_FILE, cid: manifest.cid }, ...[...files].map(([filename, cid]) => ({ filename, cid }))],
+      metadata: a.metadata
+    }, { replace: true })
   }
 }
 
