@@ -108,15 +108,16 @@ const blobGets = (name: string, image: Image) => [image.config, ...image.layers]
 test.serial('skopeo and podman pull through the remote repository, then with the upstream stopped: within the TTL, and stale after it', async t => {
   const c = await clients(t)
   const image = await pushUpstream(t, c, 'library/app', '1')
+  // A new layout for every copy: skopeo skips blobs a destination layout already has.
   const out = await newLayout(t)
   // dockerHubLibrary: "hub/app" is asked upstream as "library/app".
   ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/hub/app:1`, `oci:${out}:1`]), 'skopeo copy through hub')
   t.is((await layoutRef(out, '1')).digest, image.manifest.digest, 'the manifest bytes are the upstream\'s')
   for (const l of image.layers) t.is(digestOf(await readFile(blobPath(out, l.digest))), l.digest)
-  ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${out}:2`]), 'skopeo copy through mirror')
+  ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${await newLayout(t)}:2`]), 'skopeo copy through mirror')
   t.deepEqual(blobGets('library/app', image), [2, 2, 2], 'each blob fetched once per remote repository')
 
-  ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${out}:3`]), 'second skopeo copy through mirror')
+  ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${await newLayout(t)}:3`]), 'second skopeo copy through mirror')
   t.deepEqual(blobGets('library/app', image), [2, 2, 2], 'the second copy came from the cache')
 
   await registry.stop()
@@ -126,12 +127,14 @@ test.serial('skopeo and podman pull through the remote repository, then with the
     t.is(fresh.status, 200)
     t.is(fresh.headers.get('warning'), null)
     t.is(fresh.headers.get('docker-content-digest'), image.manifest.digest)
-    ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${out}:4`]), 'skopeo copy through mirror, upstream stopped')
+    ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${await newLayout(t)}:4`]), 'skopeo copy through mirror, upstream stopped')
     // hub's metadataTtl is 1s: once past it, the tag is served stale with a warning.
     await waitFor(async () => (await oci(node, 'GET', '/v2/hub/app/manifests/1', { auth: null })).headers.get('warning') === '110 - "Response is Stale"',
       'the tag served stale', 15_000)
-    ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/hub/app:1`, `oci:${out}:5`]), 'skopeo copy through hub, upstream stopped, stale tag')
-    t.is((await layoutRef(out, '5')).digest, image.manifest.digest)
+    const stale = await newLayout(t)
+    ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/hub/app:1`, `oci:${stale}:5`]), 'skopeo copy through hub, upstream stopped, stale tag')
+    t.is((await layoutRef(stale, '5')).digest, image.manifest.digest)
+    for (const l of image.layers) t.is(digestOf(await readFile(blobPath(stale, l.digest))), l.digest)
     ok(t, await c.podman(['pull', '--tls-verify=false', `${c.host}/hub/app:1`]), 'podman pull through hub, upstream stopped')
     const never = await oci(node, 'GET', '/v2/hub/never/manifests/1', { auth: null })
     t.is(never.status, 502, 'nothing cached and the upstream down')
