@@ -6,6 +6,7 @@
 // reused. The digest checks are shown against a small hand-written registry that lies (no real
 // registry serves bytes that do not match their digest).
 import test from 'ava'
+import Database from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
@@ -78,6 +79,15 @@ async function clients (t: ExecutionContext) {
   }
 }
 
+/** The files of a cached manifest artifact, read from the node's database. */
+function cachedFiles (repo: string, name: string, digest: string): string[] {
+  const db = new Database(join(node.dataDir, 'akmesh.db'), { readonly: true })
+  try {
+    return (db.prepare('SELECT f.filename FROM files f JOIN artifacts a ON a.id = f.artifact_id WHERE a.repo = ? AND a.name = ? AND a.version = ?')
+      .all(repo, name, digest) as Array<{ filename: string }>).map(r => r.filename).sort()
+  } finally { db.close() }
+}
+
 function ok (t: ExecutionContext, r: RunResult, what: string): void {
   t.is(r.code, 0, `${what} failed:\n${r.stderr}\n${r.stdout}`)
 }
@@ -119,6 +129,8 @@ test.serial('skopeo and podman pull through the remote repository, then with the
 
   ok(t, await c.skopeo(['copy', '--src-tls-verify=false', `docker://${c.host}/mirror/library/app:1`, `oci:${await newLayout(t)}:3`]), 'second skopeo copy through mirror')
   t.deepEqual(blobGets('library/app', image), [2, 2, 2], 'the second copy came from the cache')
+  t.deepEqual(cachedFiles('mirror', 'library/app', image.manifest.digest), ['manifest.json', ...[image.config, ...image.layers].map(d => d.digest)].sort(),
+    'the cached manifest artifact holds the whole image (what the mesh replicates)')
 
   await registry.stop()
   try {
