@@ -16,7 +16,7 @@ import type { ExecutionContext } from 'ava'
 import { run, type RunResult } from './helpers/clients.ts'
 import { startRegistry, type Registry } from './helpers/docker-registry.ts'
 import { hookTeardowns } from './helpers/nginx.ts'
-import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { digestOf, errorCode, oci } from './helpers/oci-http.ts'
 import { addImage, addIndex, addLayer, blobPath, layoutRef, writeLayout, type Image } from './helpers/oci-image.ts'
 
@@ -262,4 +262,15 @@ test.serial('a push to a remote repository is refused with an OCI error; referre
   t.deepEqual(await referrers.json(), { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] })
   const tags = await oci(node, 'GET', '/v2/hub/app/tags/list', { auth: null })
   t.deepEqual(await tags.json(), { name: 'hub/app', tags: ['1'] })
+})
+
+test.serial('dockerHubLibrary belongs to remote OCI repositories only', async t => {
+  const dir = await makeTempDir(t)
+  for (const [i, repo] of ['{ name: d, format: oci, dockerHubLibrary: true }', '{ name: g, format: generic, type: remote, upstream: "http://x/", dockerHubLibrary: true }'].entries()) {
+    const file = join(dir, `bad-${i}.yaml`)
+    await writeFile(file, `repositories:\n  - ${repo}\n`)
+    const r = await akmesh(['repo', 'list', '--config', file])
+    t.not(r.code, 0)
+    t.regex(r.stderr, /repositories\[0\]\.dockerHubLibrary: only remote OCI repositories \(type: remote, format: oci\) have dockerHubLibrary/)
+  }
 })
