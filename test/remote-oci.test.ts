@@ -31,6 +31,13 @@ test.after.always(async () => { if (process.env.DUMP != null) console.log(node.o
 const HONEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf('{}'), size: 2 }, layers: [] }))
 const OTHER = Buffer.from(HONEST.toString().replace('"layers":[]', '"layers":[],"annotations":{"swapped":"yes"}'))
 const BLOB = Buffer.alloc(300 * 1024, 'b')
+const REFERRERS = {
+  schemaVersion: 2,
+  mediaType: 'application/vnd.oci.image.index.v1+json',
+  manifests: ['application/vnd.example.sbom', 'application/vnd.example.signature'].map((artifactType, i) => ({
+    mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(String(i)), size: 100 + i, artifactType
+  }))
+}
 
 test.before(async () => {
   const { t } = hook
@@ -43,6 +50,7 @@ test.before(async () => {
     if (path === `/v2/bad/manifests/${digestOf(HONEST)}`) res.writeHead(200, manifest).end(OTHER)
     else if (path === '/v2/bad/manifests/latest') res.writeHead(200, { ...manifest, 'docker-content-digest': digestOf(HONEST) }).end(OTHER)
     else if (path === `/v2/bad/blobs/${digestOf(Buffer.alloc(BLOB.length, 'c'))}`) res.writeHead(200, { 'content-length': BLOB.length }).end(BLOB)
+    else if (path === `/v2/bad/referrers/${digestOf(HONEST)}`) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(JSON.stringify(REFERRERS))
     else if (path === '/v2/bad/manifests/html') res.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>')
     else res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}')
   })
@@ -262,6 +270,17 @@ test.serial('a push to a remote repository is refused with an OCI error; referre
   t.deepEqual(await referrers.json(), { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] })
   const tags = await oci(node, 'GET', '/v2/hub/app/tags/list', { auth: null })
   t.deepEqual(await tags.json(), { name: 'hub/app', tags: ['1'] })
+})
+
+test.serial('referrers from an upstream with the API are passed through, filtered by artifactType, and kept for the TTL', async t => {
+  const path = `/v2/liar/bad/referrers/${digestOf(HONEST)}`
+  const all = await oci(node, 'GET', path, { auth: null })
+  t.is(all.status, 200)
+  t.deepEqual(await all.json(), REFERRERS)
+  const sboms = await oci(node, 'GET', `${path}?artifactType=application/vnd.example.sbom`, { auth: null })
+  t.is(sboms.headers.get('oci-filters-applied'), 'artifactType')
+  t.deepEqual((await sboms.json() as typeof REFERRERS).manifests, [REFERRERS.manifests[0]])
+  t.is(liar.hits.get(`/v2/bad/referrers/${digestOf(HONEST)}`), 1, 'the second answer came from the cache')
 })
 
 test.serial('dockerHubLibrary belongs to remote OCI repositories only', async t => {
