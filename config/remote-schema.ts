@@ -41,7 +41,10 @@ export const remoteFields = {
   /** How long an upstream "not found" is remembered (1m). */
   negativeTtl: millis().optional(),
   /** Serve only what is cached; never contact the upstream. */
-  offline: z.boolean().optional()
+  offline: z.boolean().optional(),
+  /** OCI: a one-component image name ("alpine") is asked upstream as "library/alpine", the way
+   *  Docker Hub names its official images. Off by default (other registries have no such rule). */
+  dockerHubLibrary: z.boolean().optional()
 }
 
 /** A remote repository's settings with the defaults filled in. */
@@ -71,7 +74,7 @@ export function remoteSettings (r: RemoteShape & { name: string }): RemoteSettin
   }
 }
 
-type RepoShape = { type?: string, upstream?: string, auth?: unknown }
+type RepoShape = { type?: string, format?: string, upstream?: string, auth?: unknown, dockerHubLibrary?: boolean }
 
 /** Cross-field rules: a remote needs an upstream, a local one takes none, virtual is not built. */
 export function checkRepositoryType (r: RepoShape, ctx: z.RefinementCtx): void {
@@ -83,6 +86,9 @@ export function checkRepositoryType (r: RepoShape, ctx: z.RefinementCtx): void {
     for (const key of ['upstream', 'auth'] as const) {
       if (r[key] != null) ctx.addIssue({ code: 'custom', path: [key], message: 'only remote repositories (type: remote) have an upstream' })
     }
+  }
+  if (r.dockerHubLibrary != null && (r.type !== 'remote' || r.format !== 'oci')) {
+    ctx.addIssue({ code: 'custom', path: ['dockerHubLibrary'], message: 'only remote OCI repositories (type: remote, format: oci) have dockerHubLibrary' })
   }
 }
 

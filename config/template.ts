@@ -78,4 +78,11 @@ repositories:
   #   metadataTtl: 5m                       # metadata is asked for again after this
   #   negativeTtl: 1m                       # an upstream 404 is remembered this long
   #   offline: false                        # true: serve only what is cached
+  # A remote OCI repository: a pull-through cache of a registry (its root URL; the registry's
+  # token flow is followed with auth's username and password, or anonymously).
+  # - name: hub
+  #   format: oci
+  #   type: remote
+  #   upstream: https://registry.example.com/
+  #   dockerHubLibrary: true                # "alpine" is asked as "library/alpine" (Docker Hub)
 `

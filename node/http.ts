@@ -84,7 +84,7 @@ export function buildApp (parts: HttpParts): Koa {
     const prefix = format.prefix?.(repo) ?? `/${repo.name}`
     const formatLog = log.child({ component: `format:${format.name}`, repo: repo.name })
     if (repo.type === 'remote' && format.remote == null) {
-      throw new Error(`repository ${repo.name}: ${format.name} has no remote repositories yet (type: remote works for generic)`)
+      throw new Error(`repository ${repo.name}: ${format.name} has no remote repositories yet (type: remote works for generic, oci)`)
     }
     const fc: FormatContext = {
       repo,

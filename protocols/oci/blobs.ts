@@ -18,7 +18,7 @@ export function linkedBlob (fc: FormatContext, name: string, digest: string): Bl
 }
 
 /** Like linkedBlob, but also a blob known only from a mesh manifest, fetched as it streams. */
-async function servableBlob (fc: FormatContext, name: string, digest: string): Promise<BlobInfo | undefined> {
+export async function servableBlob (fc: FormatContext, name: string, digest: string): Promise<BlobInfo | undefined> {
   const cid = fc.store.cidBySha256(sha256Of(digest))
   if (cid == null || !fc.blobLinks.has(fc.repo.name, name, cid)) return undefined
   return await fc.store.locate(cid)

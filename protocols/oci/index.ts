@@ -15,6 +15,7 @@ import { listCatalog, listReferrers, listTags } from './discovery.ts'
 import { OciError, ociError, ociErrorBody } from './errors.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
 import { type Route, validateOciArtifact } from './names.ts'
+import { ociRemote, remoteDispatch } from './remote.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
@@ -100,7 +101,8 @@ export const ociFormat: FormatHandler = {
       if (rest === '' || rest === '/') return await next()
       const route = routeOf(ctx, fc)
       if (route == null) throw ociError('NAME_UNKNOWN', `no OCI endpoint at ${ctx.path}`)
-      await dispatch(ctx, fc, route, lookup)
+      if (fc.remote != null) await remoteDispatch(ctx, fc, fc.remote, route)
+      else await dispatch(ctx, fc, route, lookup)
     }))
   },
 
@@ -136,5 +138,6 @@ export const ociFormat: FormatHandler = {
     }))
   },
 
-  errorBody: ociErrorBody
+  errorBody: ociErrorBody,
+  remote: ociRemote
 }

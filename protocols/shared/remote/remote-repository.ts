@@ -9,7 +9,11 @@ import type { BlobInfo, BlobStore, DigestName } from '../../../store/types.ts'
 import { fetchIntoStore } from './content-fetch.ts'
 import { SingleFlight } from './single-flight.ts'
 import { TtlCache, type CachedDocument } from './ttl-cache.ts'
-import { UpstreamClient, type UpstreamResponse } from './upstream-client.ts'
+import { UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './upstream-client.ts'
+
+/** What a format adds to its upstream requests: headers (OCI's Accept), the token scope, and
+ *  whether digest-verified content may come from a redirect to another host. */
+export type UpstreamOptions = Pick<UpstreamRequest, 'headers' | 'tokenScope' | 'crossOriginRedirects'>
 
 /** RFC 7234 §5.5.1, sent with metadata served past its TTL because the upstream failed. */
 export const STALE_WARNING = '110 - "Response is Stale"'
@@ -29,6 +33,7 @@ export interface ContentRequest<T> {
   commit: (blob: BlobInfo, res: UpstreamResponse) => T | Promise<T>
   /** Whether the caller streams the bytes to its client as they arrive. */
   toClient: boolean
+  upstream?: UpstreamOptions
 }
 
 /** The first caller gets the upstream response and a stream; later ones wait for `done`. */
@@ -38,7 +43,8 @@ export type ContentAnswer<T> =
 
 export interface MetadataRequest {
   /** Why a body is not the metadata expected (an HTML error page instead of JSON), or undefined. */
-  refuse?: (contentType: string, body: Buffer) => string | undefined
+  refuse?: (contentType: string, body: Buffer, headers: Headers) => string | undefined
+  upstream?: UpstreamOptions
 }
 
 export interface CachedFacts { etag?: string, lastModified?: string, size: number }
@@ -67,7 +73,7 @@ export class RemoteRepository {
     if (running != null) return { first: false, done: running as Promise<T> }
     this.#gate(key)
     const started = (async () => {
-      const res = await this.#ok(key, await this.client.request(url))
+      const res = await this.#ok(key, await this.client.request(url, req.upstream))
       return { res, fetch: fetchIntoStore(this.#p.store, res, {
         expect: req.expect(res),
         maxBytes: this.#p.limits.uploadBytes,
@@ -85,9 +91,9 @@ export class RemoteRepository {
   }
 
   /** Answers a HEAD for content not cached, from the upstream's headers (nothing is cached). */
-  async head (key: string, url: URL): Promise<UpstreamResponse> {
+  async head (key: string, url: URL, upstream: UpstreamOptions = {}): Promise<UpstreamResponse> {
     this.#gate(key)
-    const res = await this.#ok(key, await this.client.request(url, { method: 'HEAD' }))
+    const res = await this.#ok(key, await this.client.request(url, { ...upstream, method: 'HEAD' }))
     await res.discard()
     return res
   }
@@ -115,11 +121,11 @@ export class RemoteRepository {
 
   /** Checks, at most once per metadataTtl, that the upstream still has what was cached for `key`.
    *  Cached content is immutable: a change is refused and logged, and `onChanged` is told. */
-  revalidate (key: string, url: URL, known: CachedFacts, onChanged: (why: string) => void): void {
+  revalidate (key: string, url: URL, known: CachedFacts, onChanged: (why: string) => void, upstream: UpstreamOptions = {}): void {
     if (this.settings.offline || this.#checked.fresh(key, this.settings.metadataTtl) != null) return
     this.#checked.set(key, true)
     void (async () => {
-      const res = await this.client.request(url, { method: 'HEAD' })
+      const res = await this.client.request(url, { ...upstream, method: 'HEAD' })
       await res.discard()
       if (res.status < 200 || res.status > 299) return // gone upstream: the cached copy stays
       const why = changed(known, res)
@@ -154,10 +160,10 @@ export class RemoteRepository {
   }
 
   async #fetchMetadata (key: string, url: URL, req: MetadataRequest, stale?: CachedDocument): Promise<CachedDocument> {
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = { ...req.upstream?.headers }
     if (stale?.etag != null) headers['if-none-match'] = stale.etag
     if (stale?.lastModified != null) headers['if-modified-since'] = stale.lastModified
-    const res = await this.client.request(url, { headers })
+    const res = await this.client.request(url, { ...req.upstream, headers })
     if (res.status === 304 && stale != null) {
       await res.discard()
       const doc = { ...stale, fetchedAt: Date.now() }
@@ -181,7 +187,7 @@ export class RemoteRepository {
     const body = Buffer.concat(pieces)
     if (res.length != null && size !== res.length) throw upstreamError(`upstream ${from} sent ${size} of the ${res.length} bytes it declared; refused`)
     const contentType = res.headers.get('content-type') ?? ''
-    const refused = req.refuse?.(contentType, body)
+    const refused = req.refuse?.(contentType, body, res.headers)
     if (refused != null) throw upstreamError(`upstream ${from}: ${refused}; refused, nothing cached`)
     const doc: CachedDocument = {
       body, contentType, fetchedAt: Date.now(),

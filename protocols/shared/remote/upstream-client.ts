@@ -1,8 +1,10 @@
 // Requests to a remote repository's upstream: credentials added (and never logged), a deadline
 // for the response headers and between body pieces, redirects followed only within the
-// upstream's origin, and every failure turned into a typed error naming the upstream.
+// upstream's origin, the registry token flow (a 401 with a Bearer challenge: ./bearer-token.ts),
+// and every failure turned into a typed error naming the upstream.
 import type { RemoteSettings } from '../../../config/remote-schema.ts'
 import { upstreamError, upstreamTimeout } from '../../../store/errors.ts'
+import { BearerTokens, parseBearerChallenge } from './bearer-token.ts'
 
 const MAX_REDIRECTS = 5
 
@@ -10,6 +12,14 @@ export interface UpstreamRequest {
   method?: 'GET' | 'HEAD'
   headers?: Record<string, string>
   signal?: AbortSignal
+  /** What a Bearer token for this request is kept under (an OCI registry's scope, e.g.
+   *  "repository:library/alpine:pull"), so the next request of that scope sends it at once
+   *  instead of being challenged first. Without it, tokens are kept by the challenge's scope. */
+  tokenScope?: string
+  /** Follow a redirect to another host, without credentials. Only for content verified by a
+   *  digest the format already knows (OCI blobs, which registries redirect to storage or a CDN):
+   *  what that host serves cannot pass as the upstream's unless it has the right bytes. */
+  crossOriginRedirects?: boolean
 }
 
 export interface UpstreamResponse {
@@ -27,6 +37,8 @@ export interface UpstreamResponse {
 export class UpstreamClient {
   readonly #settings: RemoteSettings
   readonly #auth?: string
+  /** Unset with a configured static token: that token is the credential, no flow replaces it. */
+  readonly #tokens?: BearerTokens
 
   constructor (settings: RemoteSettings) {
     this.#settings = settings
@@ -34,6 +46,7 @@ export class UpstreamClient {
     if (a != null) {
       this.#auth = 'token' in a ? `Bearer ${a.token}` : `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}`
     }
+    if (a == null || !('token' in a)) this.#tokens = new BearerTokens({ basic: this.#auth, timeoutMs: settings.timeouts.response })
   }
 
   /** The upstream URL of a path below the upstream base (already percent-encoded). */
@@ -48,6 +61,8 @@ export class UpstreamClient {
     const { response: responseMs, idle: idleMs } = this.#settings.timeouts
     const origin = this.#settings.upstream.origin
     let current = url
+    let bearer = req.tokenScope != null ? this.#tokens?.cached(req.tokenScope) : undefined
+    let challenged = false
     for (let hop = 0; ; hop++) {
       const ac = new AbortController()
       const timer = setTimeout(() => ac.abort(new TimeoutMarker()), responseMs)
@@ -56,19 +71,28 @@ export class UpstreamClient {
       try {
         res = await fetch(current, {
           method: req.method ?? 'GET',
-          headers: { ...req.headers, ...(this.#auth != null ? { authorization: this.#auth } : {}) },
+          // Credentials go to the upstream's origin only.
+          headers: { ...req.headers, ...(current.origin === origin ? authorization(bearer != null ? `Bearer ${bearer}` : this.#auth) : {}) },
           redirect: 'manual',
           signal
         })
       } catch (err) {
         throw failure(err, current, `did not answer within ${responseMs} ms`)
       } finally { clearTimeout(timer) }
+      // Challenged once per request: a token that is refused again is the upstream's answer.
+      const challenge = res.status === 401 && !challenged && this.#tokens != null && current.origin === origin ? parseBearerChallenge(res.headers.get('www-authenticate')) : undefined
+      if (challenge != null && this.#tokens != null) {
+        await res.body?.cancel().catch(() => {})
+        challenged = true
+        bearer = await this.#tokens.fetch(challenge, req.tokenScope ?? challenge.scope ?? '', req.signal)
+        continue
+      }
       if (res.status >= 300 && res.status < 400 && res.headers.has('location')) {
         await res.body?.cancel().catch(() => {})
         const next = new URL(res.headers.get('location') as string, current)
         // Credentials go with every request: following another host would hand them to it, and
         // what it serves would be cached as this upstream's.
-        if (next.origin !== origin) {
+        if (next.origin !== origin && req.crossOriginRedirects !== true) {
           throw upstreamError(`upstream ${UpstreamClient.describe(current)} redirected to another host (${next.origin}); refused, nothing cached`)
         }
         if (hop >= MAX_REDIRECTS) throw upstreamError(`upstream ${UpstreamClient.describe(url)} redirected more than ${MAX_REDIRECTS} times`)
@@ -87,6 +111,8 @@ export class UpstreamClient {
     }
   }
 }
+
+const authorization = (value?: string): Record<string, string> => value != null ? { authorization: value } : {}
 
 /** Aborts a fetch whose deadline passed (told apart from the caller's own abort). */
 class TimeoutMarker extends Error { constructor () { super('upstream timeout') } }
