@@ -39,6 +39,8 @@ export type ContentAnswer<T> =
 export interface MetadataRequest {
   /** Why a body is not the metadata expected (an HTML error page instead of JSON), or undefined. */
   refuse?: (contentType: string, body: Buffer) => string | undefined
+  /** Request headers the format's upstream needs (PyPI: the Accept that picks PEP 691 JSON). */
+  headers?: Record<string, string>
 }
 
 export interface CachedFacts { etag?: string, lastModified?: string, size: number }
@@ -154,7 +156,7 @@ export class RemoteRepository {
   }
 
   async #fetchMetadata (key: string, url: URL, req: MetadataRequest, stale?: CachedDocument): Promise<CachedDocument> {
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = { ...req.headers }
     if (stale?.etag != null) headers['if-none-match'] = stale.etag
     if (stale?.lastModified != null) headers['if-modified-since'] = stale.lastModified
     const res = await this.client.request(url, { headers })

@@ -46,7 +46,10 @@ export class UpstreamClient {
 
   async request (url: URL, req: UpstreamRequest = {}): Promise<UpstreamResponse> {
     const { response: responseMs, idle: idleMs } = this.#settings.timeouts
-    const origin = this.#settings.upstream.origin
+    // A URL on another host came from the upstream's own metadata (PyPI indexes name files on a
+    // separate file host): it gets no credentials, and redirects stay on that host.
+    const foreign = url.origin !== this.#settings.upstream.origin
+    const origin = url.origin
     let current = url
     for (let hop = 0; ; hop++) {
       const ac = new AbortController()
@@ -56,7 +59,7 @@ export class UpstreamClient {
       try {
         res = await fetch(current, {
           method: req.method ?? 'GET',
-          headers: { ...req.headers, ...(this.#auth != null ? { authorization: this.#auth } : {}) },
+          headers: { ...req.headers, ...(this.#auth != null && !foreign ? { authorization: this.#auth } : {}) },
           redirect: 'manual',
           signal
         })
