@@ -175,3 +175,25 @@ test.serial('uploads and yanks are refused with a clear message', async t => {
   const yank = await fetch(`${s.node.url}/pyremote/-/yank/akm-lib/1.0`, { method: 'POST', headers: { Authorization: `Bearer ${s.node.adminToken}` } })
   t.is(yank.status, 405)
 })
+
+test.serial('after a restart with the upstream down, pages are built from the files cached here', async t => {
+  await s.up.nginx.stop()
+  try {
+    await s.node.restart()
+    const r = await get('pyremote/simple/akm-lib/', { Accept: SIMPLE_JSON })
+    t.is(r.status, 200)
+    t.is(r.headers.get('warning'), STALE)
+    const doc = await r.json() as { files: Array<Record<string, unknown>> }
+    // Only what pip fetched earlier is here: akm-lib 1.0 and its core metadata, not the yanked 2.0.
+    t.deepEqual(doc.files.map(f => [f.filename, (f.hashes as { sha256: string }).sha256, f['requires-python'], f['core-metadata']]),
+      [[s.lib1.filename, sha256(s.lib1.bytes), '>=3.8', { sha256: sha256(s.lib1.metadata) }]])
+    const file = await get(`pyremote/packages/akm-lib/${s.lib1.filename}`)
+    t.is(file.headers.get('x-akmesh-cache'), 'hit')
+    t.is(sha256(new Uint8Array(await file.arrayBuffer())), sha256(s.lib1.bytes))
+    const notCached = await get(`pyremote/packages/akm-lib/${s.lib2.filename}`)
+    t.is(notCached.status, 502)
+    t.regex(await notCached.text(), /is not cached in pyremote, and the upstream failed: upstream .* is unreachable/)
+    const list = await (await get('pyremote/simple/', { Accept: SIMPLE_JSON })).json() as { projects: Array<{ name: string }> }
+    t.deepEqual(list.projects.map(p => p.name), ['akm-app', 'akm-big', 'akm-lib'])
+  } finally { await s.up.nginx.start() }
+})
