@@ -5,9 +5,11 @@
 // file whose bytes do not match the index's sha256, and index pages that are not index pages,
 // are refused with nothing cached; uploads are refused.
 import test, { type ExecutionContext } from 'ava'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { requireClient, run, type RunResult } from './helpers/clients.ts'
 import { hookTeardowns } from './helpers/nginx.ts'
-import { startTestNode, type TestNode } from './helpers/node.ts'
+import { makeTempDir, startTestNode, type TestNode } from './helpers/node.ts'
 import { makeWheel, sha256, upload, uploadForm, type Dist } from './helpers/pypi-dists.ts'
 import { makeVenv, mustRun, pythonEnv, sharedPip } from './helpers/pypi-project.ts'
 import { SIMPLE_JSON, startPypiUpstream, type PypiUpstream } from './helpers/pypi-upstream.ts'
@@ -174,6 +176,16 @@ test.serial('uploads and yanks are refused with a clear message', async t => {
   t.regex(r.statusText, /pyremote is a remote repository \(a cache of http:\/\/127\.0\.0\.1:\d+\/simple\/\): uploads and yanks are refused/)
   const yank = await fetch(`${s.node.url}/pyremote/-/yank/akm-lib/1.0`, { method: 'POST', headers: { Authorization: `Bearer ${s.node.adminToken}` } })
   t.is(yank.status, 405)
+
+  // twine prints the reason phrase of the refusal.
+  const twine = await requireClient(t, 'twine')
+  if (twine == null) return
+  const dir = await makeTempDir(t, 'akmesh-twine-')
+  await writeFile(join(dir, dist.filename), dist.bytes)
+  const out = await run(twine, ['upload', '--non-interactive', '--disable-progress-bar', '--repository-url', `${s.node.url}/pyremote/`,
+    '-u', '__token__', '-p', s.node.adminToken, join(dir, dist.filename)], { env: pythonEnv() })
+  t.not(out.code, 0)
+  t.regex(out.stdout + out.stderr, /405 .*pyremote is a remote repository/s)
 })
 
 test.serial('after a restart with the upstream down, pages are built from the files cached here', async t => {
