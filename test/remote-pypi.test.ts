@@ -2,8 +2,9 @@
 // pip installs a project and its dependency through it, then again with the upstream stopped;
 // pages are rewritten (URLs here, hashes, Requires-Python, yanks and PEP 658 metadata kept) in
 // both representations; 20 concurrent requests for one uncached file reach the upstream once; a
-// file whose bytes do not match the index's sha256, and index pages that are not index pages,
-// are refused with nothing cached; uploads are refused.
+// file whose bytes do not match the index's sha256 (small: 502; large: cut off mid-stream), and
+// index pages that are not index pages, are refused with nothing cached; uploads (twine) are
+// refused; after a restart with the upstream down, pages are built from what is cached.
 import test, { type ExecutionContext } from 'ava'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -145,6 +146,18 @@ test.serial('a file whose bytes do not match the index sha256 is refused and not
     t.is(r.status, 502)
     t.regex(await r.text(), /sent bytes that do not match what it declared \(.*sha256.*\); refused, nothing cached/)
     t.is(await s.up.gets(`/files/${real.filename}`), attempt, 'refused bytes were not cached: the next request goes upstream again')
+  }
+})
+
+test.serial('a large file whose bytes do not match is cut off mid-stream and not cached', async t => {
+  const big = { filename: 'akm_bigbad-1.0-py3-none-any.whl', bytes: deterministicBytes(3 * 1024 * 1024, 'indexed'), metadata: '' }
+  await s.up.project('akm-bigbad', [{ dist: big, servedBytes: deterministicBytes(3 * 1024 * 1024, 'served') }])
+  for (const attempt of [1, 2]) {
+    const r = await get(`pypinned/packages/akm-bigbad/${big.filename}`)
+    // Headers went out with the first bytes; the body never completes.
+    const complete = r.status === 200 ? await r.arrayBuffer().then(() => true, () => false) : false
+    t.false(complete, 'a client never receives the whole of a file that failed verification')
+    t.is(await s.up.gets(`/files/${big.filename}`), attempt)
   }
 })
 
