@@ -4,12 +4,14 @@
 //   GET  /<repo>/simple/<project>/               files of a project
 //   GET  /<repo>/packages/<project>/<file>       a distribution; <file>.metadata its core metadata (PEP 658)
 //   POST /<repo>/-/yank/<project>/<version>      yank (PEP 592); /-/unyank/ undoes it
+// A remote repository (type: remote) serves its upstream's index and caches its files (./remote.ts).
 import type { Context } from 'koa'
 import { notFound } from '../../store/errors.ts'
 import type { FormatHandler } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import { canonicalName, validatePypiArtifact } from './names.ts'
 import { METADATA_SUFFIX } from './release.ts'
+import { pypiRemote, remotePypiRoutes } from './remote.ts'
 import { projectList, projectPage } from './simple.ts'
 import { handleUpload } from './upload.ts'
 import { setYank } from './yank.ts'
@@ -20,8 +22,10 @@ const reasonPhrase = (message: string) => message.replace(/[^\t\x20-\x7e]/g, '?'
 export const pypiFormat: FormatHandler = {
   name: 'pypi',
   validateArtifact: validatePypiArtifact,
+  remote: pypiRemote,
 
   routes (router, fc) {
+    if (fc.remote != null) { remotePypiRoutes(router, fc, fc.remote); return }
     router.post(['/', '/legacy', '/legacy/'], 'write', async (ctx) => { await handleUpload(ctx, fc) })
 
     router.get('/simple', 'read', (ctx) => {

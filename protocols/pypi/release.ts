@@ -17,6 +17,8 @@ export interface DistFile {
   uploadedBy: string
   uploadedAt: number
   yanked: Yank
+  /** Set on a file a remote repository cached from its upstream. */
+  cached?: { upstream: string, fetchedAt: number }
 }
 
 export interface ReleaseMetadata {

@@ -37,6 +37,8 @@ export async function freePort (): Promise<number> {
 export interface NginxOptions {
   /** More directives inside the server block (locations with auth, ...). */
   server?: string
+  /** More directives in the http block (a map). */
+  http?: string
   /** Files written beside nginx.conf before start (an htpasswd). */
   files?: Record<string, string>
 }
@@ -64,6 +66,7 @@ http {
   log_format counted '$request_method $uri $status $auth_present';
   map $http_authorization $auth_present { default yes; "" no; }
   access_log ${accessLog} counted;
+  ${opts.http ?? ''}
   client_body_temp_path ${prefix}/client_body;
   proxy_temp_path ${prefix}/proxy;
   fastcgi_temp_path ${prefix}/fastcgi;

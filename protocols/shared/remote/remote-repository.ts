@@ -44,6 +44,8 @@ export type ContentAnswer<T> =
 export interface MetadataRequest {
   /** Why a body is not the metadata expected (an HTML error page instead of JSON), or undefined. */
   refuse?: (contentType: string, body: Buffer, headers: Headers) => string | undefined
+  /** Request headers and options the format's upstream needs (PyPI: the Accept that picks PEP 691
+   *  JSON; OCI: manifest types and the token scope). */
   upstream?: UpstreamOptions
 }
 

@@ -59,7 +59,10 @@ export class UpstreamClient {
 
   async request (url: URL, req: UpstreamRequest = {}): Promise<UpstreamResponse> {
     const { response: responseMs, idle: idleMs } = this.#settings.timeouts
-    const origin = this.#settings.upstream.origin
+    // A URL on another host came from the upstream's own metadata (PyPI indexes name files on a
+    // separate file host): it gets no credentials, and redirects stay on that host.
+    const upstreamOrigin = this.#settings.upstream.origin
+    const origin = url.origin
     let current = url
     let bearer = req.tokenScope != null ? this.#tokens?.cached(req.tokenScope) : undefined
     let challenged = false
@@ -72,7 +75,7 @@ export class UpstreamClient {
         res = await fetch(current, {
           method: req.method ?? 'GET',
           // Credentials go to the upstream's origin only.
-          headers: { ...req.headers, ...(current.origin === origin ? authorization(bearer != null ? `Bearer ${bearer}` : this.#auth) : {}) },
+          headers: { ...req.headers, ...(current.origin === upstreamOrigin ? authorization(bearer != null ? `Bearer ${bearer}` : this.#auth) : {}) },
           redirect: 'manual',
           signal
         })
@@ -80,7 +83,7 @@ export class UpstreamClient {
         throw failure(err, current, `did not answer within ${responseMs} ms`)
       } finally { clearTimeout(timer) }
       // Challenged once per request: a token that is refused again is the upstream's answer.
-      const challenge = res.status === 401 && !challenged && this.#tokens != null && current.origin === origin ? parseBearerChallenge(res.headers.get('www-authenticate')) : undefined
+      const challenge = res.status === 401 && !challenged && this.#tokens != null && current.origin === upstreamOrigin ? parseBearerChallenge(res.headers.get('www-authenticate')) : undefined
       if (challenge != null && this.#tokens != null) {
         await res.body?.cancel().catch(() => {})
         challenged = true
