@@ -15,12 +15,15 @@ import { searchRoutes } from './search.ts'
 import { distTagRoutes } from './tags.ts'
 import { userRoutes } from './user-routes.ts'
 import { validateNpmArtifact } from './names.ts'
+import { virtualNpmRoutes } from './virtual.ts'
 
 export const npmFormat: FormatHandler = {
   name: 'npm',
   validateArtifact: validateNpmArtifact,
+  virtual: true,
 
   routes (router, fc) {
+    if (fc.virtual != null) { virtualNpmRoutes(router, fc, fc.virtual); return }
     userRoutes(router, fc)
     searchRoutes(router, fc)
     distTagRoutes(router, fc)

@@ -11,7 +11,7 @@ import { tarballFilename } from './names.ts'
 export const ABBREVIATED_TYPE = 'application/vnd.npm.install-v1+json'
 
 /** The fields an installer needs; everything else is left out of abbreviated packuments. */
-const INSTALL_FIELDS = [
+export const INSTALL_FIELDS = [
   'name', 'version', 'deprecated', 'dependencies', 'optionalDependencies', 'devDependencies',
   'bundleDependencies', 'bundledDependencies', 'peerDependencies', 'peerDependenciesMeta',
   'acceptDependencies', 'bin', 'directories', 'dist', 'engines', 'cpu', 'os', 'libc', 'funding',
