@@ -13,6 +13,7 @@ import { METADATA_SUFFIX } from './release.ts'
 import { projectList, projectPage } from './simple.ts'
 import { handleUpload } from './upload.ts'
 import { setYank } from './yank.ts'
+import { virtualPypiRoutes } from './virtual.ts'
 
 /** An HTTP reason phrase may hold only visible ASCII, spaces and tabs (RFC 9112 §4). */
 const reasonPhrase = (message: string) => message.replace(/[^\t\x20-\x7e]/g, '?').slice(0, 300)
@@ -20,8 +21,10 @@ const reasonPhrase = (message: string) => message.replace(/[^\t\x20-\x7e]/g, '?'
 export const pypiFormat: FormatHandler = {
   name: 'pypi',
   validateArtifact: validatePypiArtifact,
+  virtual: true,
 
   routes (router, fc) {
+    if (fc.virtual != null) { virtualPypiRoutes(router, fc, fc.virtual); return }
     router.post(['/', '/legacy', '/legacy/'], 'write', async (ctx) => { await handleUpload(ctx, fc) })
 
     router.get('/simple', 'read', (ctx) => {

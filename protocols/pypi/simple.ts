@@ -5,7 +5,6 @@ import { createHash } from 'node:crypto'
 import { compare } from '@renovatebot/pep440'
 import type { Context } from 'koa'
 import { notFound } from '../../store/errors.ts'
-import type { Artifact, BlobInfo } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { canonicalName, isValidProjectName } from './names.ts'
 import { effectiveYank, releaseOf, type Yank } from './release.ts'
@@ -44,7 +43,12 @@ function sendIndex (ctx: Context, rep: Representation, body: string): void {
 }
 
 export function projectList (ctx: Context, fc: FormatContext): void {
-  const names = fc.artifacts.searchNames(fc.repo.name, '', Number.MAX_SAFE_INTEGER, 0).names
+  sendProjectList(ctx, projectNames(fc))
+}
+
+export const projectNames = (fc: FormatContext): string[] => fc.artifacts.searchNames(fc.repo.name, '', Number.MAX_SAFE_INTEGER, 0).names
+
+export function sendProjectList (ctx: Context, names: string[]): void {
   const rep = negotiate(ctx)
   if (rep.kind === 'json') {
     sendIndex(ctx, rep, JSON.stringify({ meta: { 'api-version': API_VERSION }, projects: names.map(name => ({ name })) }))
@@ -54,17 +58,25 @@ export function projectList (ctx: Context, fc: FormatContext): void {
   sendIndex(ctx, rep, page('Simple index', links))
 }
 
-interface FileEntry {
+/** One file of a project page, wherever it comes from (this repository's rows, or a virtual
+ *  repository's members). */
+export interface FileEntry {
   filename: string
+  /** The version it belongs to (normal form). */
+  version: string
   url: string
-  blob: BlobInfo
+  sha256: string
+  size: number
   requiresPython: string | null
-  metadata?: BlobInfo
+  /** sha256 of its PEP 658 core metadata file, if there is one. */
+  metadataSha256?: string
   yanked: Yank
   uploadedAt: number
 }
 
-function fileEntries (ctx: Context, fc: FormatContext, project: string, releases: Artifact[]): FileEntry[] {
+/** The files of a project in this repository, oldest version first (empty if it has none). */
+export function localFileEntries (fc: FormatContext, project: string, baseUrl: string): FileEntry[] {
+  const releases = fc.artifacts.versions(fc.repo.name, project).sort((a, b) => compare(a.version, b.version))
   const entries: FileEntry[] = []
   for (const artifact of releases) {
     const release = releaseOf(artifact)
@@ -74,10 +86,12 @@ function fileEntries (ctx: Context, fc: FormatContext, project: string, releases
       if (blob == null) continue
       entries.push({
         filename,
-        url: `${fc.baseUrl(ctx)}/packages/${encodeURIComponent(project)}/${encodeURIComponent(filename)}`,
-        blob,
+        version: artifact.version,
+        url: fileUrl(baseUrl, project, filename),
+        sha256: blob.sha256,
+        size: blob.size,
         requiresPython: dist.requiresPython,
-        metadata: dist.metadataFile == null ? undefined : blobs.get(dist.metadataFile),
+        metadataSha256: dist.metadataFile == null ? undefined : blobs.get(dist.metadataFile)?.sha256,
         yanked: effectiveYank(release, dist),
         uploadedAt: dist.uploadedAt
       })
@@ -86,36 +100,54 @@ function fileEntries (ctx: Context, fc: FormatContext, project: string, releases
   return entries
 }
 
-/** GET /simple/<project>/: non-normalised names (and a missing slash) redirect, as PEP 503 asks. */
-export function projectPage (ctx: Context, fc: FormatContext, requested: string): void {
+export const fileUrl = (baseUrl: string, project: string, filename: string) =>
+  `${baseUrl}/packages/${encodeURIComponent(project)}/${encodeURIComponent(filename)}`
+
+/** The project's display name as first uploaded (its latest release's spelling). */
+export function displayName (fc: FormatContext, project: string): string | undefined {
+  const releases = fc.artifacts.versions(fc.repo.name, project).sort((a, b) => compare(a.version, b.version))
+  return releases.length === 0 ? undefined : releaseOf(releases[releases.length - 1]).name
+}
+
+/** Redirects a non-normalised project name (or a missing slash) as PEP 503 asks; true if it did. */
+export function redirectToCanonical (ctx: Context, fc: FormatContext, requested: string): boolean {
   // Never redirect an invalid name (e.g. "..") to some normal form of it.
   if (!isValidProjectName(requested)) throw notFound(`no project "${requested.slice(0, 200)}" in ${fc.repo.name} (not a valid project name)`)
   const project = canonicalName(requested)
-  if (project !== requested || !ctx.path.endsWith('/')) {
-    ctx.redirect(`${fc.baseUrl(ctx)}/simple/${encodeURIComponent(project)}/`)
-    ctx.status = 301
-    return
-  }
-  const releases = fc.artifacts.versions(fc.repo.name, project).sort((a, b) => compare(a.version, b.version))
-  const files = fileEntries(ctx, fc, project, releases)
+  if (project === requested && ctx.path.endsWith('/')) return false
+  ctx.redirect(`${fc.baseUrl(ctx)}/simple/${encodeURIComponent(project)}/`)
+  ctx.status = 301
+  return true
+}
+
+/** GET /simple/<project>/: non-normalised names (and a missing slash) redirect, as PEP 503 asks. */
+export function projectPage (ctx: Context, fc: FormatContext, requested: string): void {
+  if (redirectToCanonical(ctx, fc, requested)) return
+  const project = canonicalName(requested)
+  const files = localFileEntries(fc, project, fc.baseUrl(ctx))
   if (files.length === 0) throw notFound(`no project "${project}" in ${fc.repo.name}`)
+  sendProjectPage(ctx, project, displayName(fc, project) ?? project, files)
+}
+
+/** A project page (PEP 503 HTML or PEP 691 JSON) listing `files`, oldest version first. */
+export function sendProjectPage (ctx: Context, project: string, title: string, files: FileEntry[]): void {
   const rep = negotiate(ctx)
   if (rep.kind === 'json') {
     sendIndex(ctx, rep, JSON.stringify({
       meta: { 'api-version': API_VERSION },
       name: project,
-      versions: releases.map(r => r.version),
+      versions: [...new Set(files.map(f => f.version))],
       files: files.map(f => {
-        const coreMetadata = f.metadata == null ? false : { sha256: f.metadata.sha256 }
+        const coreMetadata = f.metadataSha256 == null ? false : { sha256: f.metadataSha256 }
         return {
           filename: f.filename,
           url: f.url,
-          hashes: { sha256: f.blob.sha256 },
+          hashes: { sha256: f.sha256 },
           ...(f.requiresPython == null ? {} : { 'requires-python': f.requiresPython }),
           'core-metadata': coreMetadata,
           'dist-info-metadata': coreMetadata, // PEP 714: the old key, for pip < 23.3
           yanked: f.yanked === false ? false : f.yanked === '' ? true : f.yanked,
-          size: f.blob.size,
+          size: f.size,
           'upload-time': new Date(f.uploadedAt).toISOString().replace(/Z$/, '000Z') // PEP 700: microseconds
         }
       })
@@ -123,16 +155,16 @@ export function projectPage (ctx: Context, fc: FormatContext, requested: string)
     return
   }
   const links = files.map(f => {
-    let attrs = `href="${escapeHtml(`${f.url}#sha256=${f.blob.sha256}`)}"`
+    let attrs = `href="${escapeHtml(`${f.url}#sha256=${f.sha256}`)}"`
     if (f.requiresPython != null) attrs += ` data-requires-python="${escapeHtml(f.requiresPython)}"`
-    if (f.metadata != null) {
-      const hash = `sha256=${f.metadata.sha256}`
+    if (f.metadataSha256 != null) {
+      const hash = `sha256=${f.metadataSha256}`
       attrs += ` data-core-metadata="${hash}" data-dist-info-metadata="${hash}"`
     }
     if (f.yanked !== false) attrs += ` data-yanked="${escapeHtml(f.yanked)}"`
     return `    <a ${attrs}>${escapeHtml(f.filename)}</a><br/>`
   })
-  sendIndex(ctx, rep, page(`Links for ${releaseOf(releases[releases.length - 1]).name}`, links))
+  sendIndex(ctx, rep, page(`Links for ${title}`, links))
 }
 
 function page (title: string, links: string[]): string {
