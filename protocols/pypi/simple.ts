@@ -126,17 +126,19 @@ export function projectPage (ctx: Context, fc: FormatContext, requested: string)
   const project = canonicalName(requested)
   const files = localFileEntries(fc, project, fc.baseUrl(ctx))
   if (files.length === 0) throw notFound(`no project "${project}" in ${fc.repo.name}`)
-  sendProjectPage(ctx, project, displayName(fc, project) ?? project, files)
+  const versions = fc.artifacts.versions(fc.repo.name, project).sort((a, b) => compare(a.version, b.version)).map(r => r.version)
+  sendProjectPage(ctx, project, displayName(fc, project) ?? project, files, versions)
 }
 
-/** A project page (PEP 503 HTML or PEP 691 JSON) listing `files`, oldest version first. */
-export function sendProjectPage (ctx: Context, project: string, title: string, files: FileEntry[]): void {
+/** A project page (PEP 503 HTML or PEP 691 JSON) listing `files`, oldest version first;
+ *  `versions` (PEP 700) defaults to the files' versions. */
+export function sendProjectPage (ctx: Context, project: string, title: string, files: FileEntry[], versions = [...new Set(files.map(f => f.version))]): void {
   const rep = negotiate(ctx)
   if (rep.kind === 'json') {
     sendIndex(ctx, rep, JSON.stringify({
       meta: { 'api-version': API_VERSION },
       name: project,
-      versions: [...new Set(files.map(f => f.version))],
+      versions,
       files: files.map(f => {
         const coreMetadata = f.metadataSha256 == null ? false : { sha256: f.metadataSha256 }
         return {
