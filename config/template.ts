@@ -78,4 +78,12 @@ repositories:
   #   metadataTtl: 5m                       # metadata is asked for again after this
   #   negativeTtl: 1m                       # an upstream 404 is remembered this long
   #   offline: false                        # true: serve only what is cached
+  # A virtual repository (generic, npm, pypi) is one URL over local and remote repositories of its
+  # format, asked in order; a package name any local member has is never served from a remote one.
+  # - name: npm-all
+  #   format: npm
+  #   type: virtual
+  #   members: [npm]                         # local and remote repositories of the same format
+  #   defaultLocal: npm                      # publishes to npm-all land here (none: 405)
+  #   allowRemoteOverride: []                # names remote members may serve although a local one has them
 `
