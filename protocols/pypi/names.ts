@@ -89,3 +89,17 @@ export function validatePypiArtifact (a: ArtifactCheck): void {
   }
   if (a.tag != null) throw badRequest('PyPI projects have no tags')
 }
+
+/** The name and version a distribution filename of `project` carries (a wheel's second field; for
+ *  an sdist, whatever follows the split point where the name matches), or undefined if the
+ *  filename is not a distribution of that project. Checked as parseDistFilename does. */
+export function splitDistFilename (filename: string, project: string): DistFilename | undefined {
+  const stem = filename.endsWith('.whl') ? filename.slice(0, -'.whl'.length) : SDIST_SUFFIXES.reduce((s, x) => s.endsWith(x) ? s.slice(0, -x.length) : s, filename)
+  const candidates = filename.endsWith('.whl')
+    ? [stem.split('-')[1] ?? '']
+    : [...stem.matchAll(/-/g)].map(m => stem.slice((m.index as number) + 1))
+  for (const version of candidates) {
+    try { return parseDistFilename(filename, project, version) } catch { /* another split point */ }
+  }
+  return undefined
+}

@@ -3,14 +3,15 @@
 // first member that lists them, uploads to defaultLocal. Dependency-confusion protection: a
 // project any local member has is served from local members only (unless allowRemoteOverride
 // names it), so an upstream's higher version of an internal name never reaches pip.
-import type { Context } from 'koa'
 import { compare } from '@renovatebot/pep440'
+import type { Context } from 'koa'
 import { notFound, RegistryError } from '../../store/errors.ts'
 import type { FormatContext, RepoRoutes } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
 import { firstMember, type VirtualMember, type VirtualRepository } from '../shared/virtual/virtual-repository.ts'
-import { canonicalName } from './names.ts'
-import { fileUrl, redirectToCanonical, sendProjectList, sendProjectPage, type FileEntry } from './simple.ts'
+import { canonicalName, normalVersion, splitDistFilename } from './names.ts'
+import { normalisedProject } from './simple.ts'
+import { negotiate, renderProject, renderProjectList, sendIndex, type IndexFile, type IndexProject } from './simple-render.ts'
 import { handleUpload } from './upload.ts'
 import { pypiMemberSource, type PypiMemberSource } from './virtual-member.ts'
 
@@ -30,35 +31,28 @@ export function virtualPypiRoutes (router: RepoRoutes, fc: FormatContext, virtua
         fc.log.warn({ member: m.name, err }, 'a member\'s project list is left out')
       }
     }
-    sendProjectList(ctx, [...names].sort())
+    const rep = negotiate(ctx)
+    sendIndex(ctx, rep, renderProjectList(rep, [...names].sort()))
   })
 
   router.get('/simple/:project', 'read', async (ctx) => {
-    const requested = String(ctx.params.project)
-    if (redirectToCanonical(ctx, fc, requested)) return
-    const project = canonicalName(requested)
+    const project = normalisedProject(ctx, fc, String(ctx.params.project))
+    if (project == null) return
     const members = membersFor(ctx, project)
-    const byVersion = new Map<string, string>() // version → the member whose files are served
-    const files: FileEntry[] = []
-    let title: string | undefined
+    const pages: IndexProject[] = []
     let failure: unknown
     for (const m of members) {
-      let listed
-      try { listed = await source(m).projectFiles(project, requestAbortSignal(ctx)) } catch (err) { failure ??= err; continue }
-      if (listed == null) continue
-      title ??= listed.name
-      for (const f of listed.files) {
-        const owner = byVersion.get(f.version) ?? m.name
-        byVersion.set(f.version, owner)
-        if (owner === m.name) files.push({ ...f, url: fileUrl(fc.baseUrl(ctx), project, f.filename) })
-      }
+      try {
+        const page = await source(m).projectFiles(project, fc.baseUrl(ctx), requestAbortSignal(ctx))
+        if (page != null) pages.push(page)
+      } catch (err) { failure ??= err } // a member that is down leaves its files out
     }
-    if (files.length === 0) {
+    if (pages.length === 0) {
       if (failure !== undefined && !(failure instanceof RegistryError && failure.code === 'NotFound')) throw failure
       throw notFound(`no project "${project}" in ${fc.repo.name} (members: ${members.map(m => m.name).join(', ')})`)
     }
-    files.sort((a, b) => compare(a.version, b.version) || (a.filename < b.filename ? -1 : 1))
-    sendProjectPage(ctx, project, title ?? project, files)
+    const rep = negotiate(ctx)
+    sendIndex(ctx, rep, renderProject(rep, mergeProjects(project, pages)))
   })
 
   router.get('/packages/:project/:filename', 'read', async (ctx) => {
@@ -68,4 +62,25 @@ export function virtualPypiRoutes (router: RepoRoutes, fc: FormatContext, virtua
     if (hit == null) throw notFound(`no file ${filename} in project ${project} in ${fc.repo.name}`)
     ctx.set('X-Akmesh-Member', hit.member.name)
   })
+}
+
+/** Pages of several members as one: a version's files come from the first page that has the
+ *  version (so pip never sees two different files for one version), every version otherwise. */
+export function mergeProjects (project: string, pages: IndexProject[]): IndexProject {
+  const owner = new Map<string, IndexProject>()
+  for (const page of pages) for (const v of page.versions) if (!owner.has(normalVersion(v) ?? v)) owner.set(normalVersion(v) ?? v, page)
+  const files: IndexFile[] = []
+  const seen = new Set<string>()
+  for (const page of pages) {
+    for (const f of page.files) {
+      const raw = splitDistFilename(f.filename, project)?.version
+      const version = raw == null ? undefined : normalVersion(raw) ?? raw
+      // A file whose version cannot be read is kept unless an earlier page listed its name.
+      if (seen.has(f.filename) || (version != null && owner.get(version) !== page)) continue
+      seen.add(f.filename)
+      files.push(f)
+    }
+  }
+  const versions = [...owner.keys()].sort(compare)
+  return { name: project, displayName: pages[0].displayName, versions, files }
 }
