@@ -133,10 +133,12 @@ test('the shared resolver: a name any local member has is served by local member
 
 async function publishTo (repo: string, name: string, version: string, root: string, description = `in ${repo}`): Promise<void> {
   const tgz = await makeTarball(root, { name, version, main: 'index.js', description })
+  const body = publishBody(name, version, tgz)
+  body.versions[version].description = description // the version document, as npm sends it
   const res = await fetch(`${node.url}/${repo}/${name}`, {
     method: 'PUT',
     headers: { ...auth(), 'content-type': 'application/json' },
-    body: JSON.stringify(publishBody(name, version, tgz))
+    body: JSON.stringify(body)
   })
   if (res.status !== 201) throw new Error(`publish ${name}@${version} to ${repo}: ${res.status} ${await res.text()}`)
 }
