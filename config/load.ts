@@ -13,6 +13,8 @@ export interface LoadOptions {
   formats: string[]
   /** Formats that have remote repositories (type: remote); default: every format. */
   remoteFormats?: string[]
+  /** Formats that have virtual repositories (type: virtual); default: every format. */
+  virtualFormats?: string[]
 }
 
 /** Validates an already-parsed object (the embedded defaults use this too). */
@@ -31,6 +33,9 @@ export function parseConfig (raw: unknown, source: string, opts: LoadOptions): C
     }
     if (r.type === 'remote' && opts.remoteFormats != null && !opts.remoteFormats.includes(r.format)) {
       throw new ConfigError(`${source}: repositories[${i}].type: ${r.format} has no remote repositories yet (type: remote works for ${opts.remoteFormats.join(', ')})`)
+    }
+    if (r.type === 'virtual' && opts.virtualFormats != null && !opts.virtualFormats.includes(r.format)) {
+      throw new ConfigError(`${source}: repositories[${i}].type: ${r.format} has no virtual repositories yet (type: virtual works for ${opts.virtualFormats.join(', ')})`)
     }
   })
   return config

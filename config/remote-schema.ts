@@ -76,11 +76,9 @@ export function remoteSettings (r: RemoteShape & { name: string }): RemoteSettin
 
 type RepoShape = { type?: string, format?: string, upstream?: string, auth?: unknown, dockerHubLibrary?: boolean }
 
-/** Cross-field rules: a remote needs an upstream, a local one takes none, virtual is not built. */
+/** Cross-field rules: a remote needs an upstream, local and virtual ones take none. */
 export function checkRepositoryType (r: RepoShape, ctx: z.RefinementCtx): void {
-  if (r.type === 'virtual') {
-    ctx.addIssue({ code: 'custom', path: ['type'], message: 'virtual repositories are not built yet (use local or remote)' })
-  } else if (r.type === 'remote' && r.upstream == null) {
+  if (r.type === 'remote' && r.upstream == null) {
     ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'a remote repository needs upstream: <http(s) URL>' })
   } else if (r.type !== 'remote') {
     for (const key of ['upstream', 'auth'] as const) {

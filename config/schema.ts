@@ -3,6 +3,7 @@ import bytes from 'bytes'
 import { z } from 'zod'
 import { duration, MAX_TIMER_MS } from './duration.ts'
 import { remoteFields, checkRepositoryType } from './remote-schema.ts'
+import { checkVirtualKeys, checkVirtualMembers, virtualFields } from './virtual-schema.ts'
 
 /** Names that the HTTP front uses itself and repositories cannot take. */
 export const RESERVED_REPOSITORY_NAMES = ['-', 'v2', 'healthz', 'readyz', 'admin', 'api']
@@ -43,10 +44,11 @@ const repositorySchema = z.object({
   format: z.string(),
   anonymousRead: z.boolean().default(true),
   /** local (the default): publishes land here; remote: a caching proxy of `upstream` (config/remote-schema.ts);
-   *  virtual: members merged (not built yet). */
+   *  virtual: one URL over its members (config/virtual-schema.ts, protocols/shared/virtual/). */
   type: z.enum(['local', 'remote', 'virtual']).optional(),
-  ...remoteFields
-}).strict().superRefine(checkRepositoryType)
+  ...remoteFields,
+  ...virtualFields
+}).strict().superRefine((r, ctx) => { checkRepositoryType(r, ctx); checkVirtualKeys(r, ctx) })
 
 export const configSchema = z.object({
   dataDir: z.string().default('./data'),
@@ -89,6 +91,7 @@ export const configSchema = z.object({
       if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate repository name "${r.name}"` })
       seen.add(r.name)
     })
+    checkVirtualMembers(repos, ctx)
   })
 }).strict()
 

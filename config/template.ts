@@ -85,4 +85,12 @@ repositories:
   #   type: remote
   #   upstream: https://registry.example.com/
   #   dockerHubLibrary: true                # "alpine" is asked as "library/alpine" (Docker Hub)
+  # A virtual repository (generic, npm, pypi) is one URL over local and remote repositories of its
+  # format, asked in order; a package name any local member has is never served from a remote one.
+  # - name: npm-all
+  #   format: npm
+  #   type: virtual
+  #   members: [npm]                         # local and remote repositories of the same format
+  #   defaultLocal: npm                      # publishes to npm-all land here (none: 405)
+  #   allowRemoteOverride: []                # names remote members may serve although a local one has them
 `

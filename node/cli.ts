@@ -154,7 +154,9 @@ withConfig(repo.command('list').description('list configured repositories'))
     // Upstream credentials are never printed.
     if (opts.json === true) { console.log(JSON.stringify(config.repositories.map(redactRepository), null, 2)); return }
     for (const r of config.repositories) {
-      const remote = r.type === 'remote' ? `   remote of ${r.upstream as string}${r.offline === true ? ' (offline)' : ''}` : ''
+      const remote = r.type === 'remote'
+        ? `   remote of ${r.upstream as string}${r.offline === true ? ' (offline)' : ''}`
+        : r.type === 'virtual' ? `   virtual of ${(r.members ?? []).join(', ')}${r.defaultLocal != null ? ` (publishes to ${r.defaultLocal})` : ''}` : ''
       console.log(`${r.name.padEnd(16)} ${r.format.padEnd(10)} ${r.anonymousRead ? 'anonymous read' : 'token required'}   /${r.name}/${remote}`)
     }
   })

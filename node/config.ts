@@ -11,10 +11,11 @@ export interface ConfigFlags { config?: string, data?: string, port?: string, ho
 export async function resolveConfig (flags: ConfigFlags): Promise<Config> {
   const formats = FORMATS.map(f => f.name)
   const remoteFormats = FORMATS.filter(f => f.remote != null).map(f => f.name)
+  const virtualFormats = FORMATS.filter(f => f.virtual === true).map(f => f.name)
   const file = flags.config ?? process.env.AKMESH_CONFIG ?? (existsSync('akmesh.yaml') ? 'akmesh.yaml' : undefined)
   const config = file != null
-    ? await loadConfigFile(resolve(file), { formats, remoteFormats })
-    : parseConfig({}, '(embedded defaults)', { formats, remoteFormats })
+    ? await loadConfigFile(resolve(file), { formats, remoteFormats, virtualFormats })
+    : parseConfig({}, '(embedded defaults)', { formats, remoteFormats, virtualFormats })
   const data = flags.data ?? process.env.AKMESH_DATA
   if (data != null) config.dataDir = data
   config.dataDir = resolve(config.dataDir)

@@ -16,6 +16,7 @@ import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
 import { RemoteRepository } from '../protocols/shared/remote/remote-repository.ts'
 import { remoteSettings } from '../config/remote-schema.ts'
+import { VirtualRepository } from '../protocols/shared/virtual/virtual-repository.ts'
 import { allows, authenticate } from './auth.ts'
 import { STATUS, toRegistryError } from './http-errors.ts'
 import { declaredRoutes } from './route-access.ts'
@@ -79,12 +80,18 @@ export function buildApp (parts: HttpParts): Koa {
   const uploads = new UploadSessions(parts.store, { idleMs: config.limits.uploadIdleSeconds * 1000 })
   const blobLinks = new BlobLinks(parts.db)
   const contexts = new Map<FormatHandler, FormatContext[]>()
+  // Contexts first, routes second: a virtual repository's context names its members' contexts,
+  // whatever order the config lists them in.
+  const built = new Map<string, { fc: FormatContext, format: FormatHandler, prefix: string }>()
   for (const repo of config.repositories) {
     const format = formatByName(repo.format) as FormatHandler
     const prefix = format.prefix?.(repo) ?? `/${repo.name}`
     const formatLog = log.child({ component: `format:${format.name}`, repo: repo.name })
     if (repo.type === 'remote' && format.remote == null) {
       throw new Error(`repository ${repo.name}: ${format.name} has no remote repositories yet (type: remote works for generic, oci)`)
+    }
+    if (repo.type === 'virtual' && format.virtual !== true) {
+      throw new Error(`repository ${repo.name}: ${format.name} has no virtual repositories yet (type: virtual works for generic, npm and pypi)`)
     }
     const fc: FormatContext = {
       repo,
@@ -108,6 +115,24 @@ export function buildApp (parts: HttpParts): Koa {
       baseUrl: (ctx) => `${config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`}${prefix}`
     }
     contexts.set(format, [...(contexts.get(format) ?? []), fc])
+    built.set(repo.name, { fc, format, prefix })
+  }
+  for (const { fc } of built.values()) {
+    const repo = fc.repo
+    if (repo.type !== 'virtual') continue
+    fc.virtual = new VirtualRepository({
+      name: repo.name,
+      members: (repo.members ?? []).map(name => {
+        const member = built.get(name)?.fc
+        if (member == null) throw new Error(`virtual repository ${repo.name}: no member ${name}`) // the config schema refuses this first
+        return { name, kind: member.repo.type === 'remote' ? 'remote' as const : 'local' as const, fc: member }
+      }),
+      defaultLocal: repo.defaultLocal,
+      allowRemoteOverride: repo.allowRemoteOverride
+    })
+  }
+  for (const { fc, format, prefix } of built.values()) {
+    const repo = fc.repo
     const router = new Router({ prefix })
     // Every path under the prefix is this format's, matched by a route or not, so even a 404 for
     // an unknown path has the body its clients parse.

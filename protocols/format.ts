@@ -12,6 +12,7 @@ import type { UploadSessions } from '../store/uploads.ts'
 import type { ArchiveLimits } from './shared/archive-budget.ts'
 import type { RemoteFormat } from './shared/remote/hooks.ts'
 import type { RemoteRepository } from './shared/remote/remote-repository.ts'
+import type { VirtualRepository } from './shared/virtual/virtual-repository.ts'
 
 export interface FormatHandler {
   /** The value of `format:` in a repository's config. */
@@ -43,6 +44,9 @@ export interface FormatHandler {
   /** The hooks that give this format remote (caching proxy) repositories; a format without them
    *  refuses `type: remote` at start. */
   remote?: RemoteFormat
+  /** Whether this format serves virtual repositories (its routes branch on `fc.virtual`); a
+   *  format without them refuses `type: virtual` at start. */
+  virtual?: boolean
 }
 
 /** What a replicated change says about an artifact, as the format's own rules see it. */
@@ -117,4 +121,6 @@ export interface FormatContext {
   baseUrl (koa: Context): string
   /** Set for a remote repository (type: remote): the shared caching-proxy core. */
   remote?: RemoteRepository
+  /** Set for a virtual repository (type: virtual): its members, in order, with their contexts. */
+  virtual?: VirtualRepository
 }

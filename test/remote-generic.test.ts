@@ -156,11 +156,11 @@ test.serial('credentials go to the upstream (basic and token) and never into the
   t.is((JSON.parse(listed.stdout) as Array<{ name: string, auth?: unknown }>).find(r => r.name === 'basic')?.auth, '[redacted]')
 })
 
-test.serial('a config naming an unset environment variable, a virtual or upstream-less remote is refused clearly', async t => {
+test.serial('a config naming an unset environment variable, a member-less virtual or upstream-less remote is refused clearly', async t => {
   const dir = await makeTempDir(t)
   const cases: Array<[string, RegExp]> = [
     ['- { name: r, format: generic, type: remote, upstream: "http://x/", auth: { token: "${AKMESH_TEST_UNSET}" } }', /repositories\[0\]\.auth\.token: environment variable AKMESH_TEST_UNSET is not set/],
-    ['- { name: r, format: generic, type: virtual }', /repositories\[0\]\.type: virtual repositories are not built yet/],
+    ['- { name: r, format: generic, type: virtual }', /repositories\[0\]\.members: a virtual repository needs members/],
     ['- { name: r, format: generic, type: remote }', /repositories\[0\]\.upstream: a remote repository needs upstream/],
     ['- { name: r, format: generic, type: remote, upstream: "http://u:p@x/" }', /must not carry credentials; put them under auth/],
     ['- { name: r, format: generic, upstream: "http://x/" }', /only remote repositories \(type: remote\) have an upstream/],

@@ -8,12 +8,12 @@
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { requireClient, run } from './helpers/clients.ts'
 import { hookTeardowns } from './helpers/nginx.ts'
 import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
-import { clientEnv, npmClient, runNode, writePackage, writeProject } from './helpers/npm-client.ts'
+import { clientEnv, makeTarball, npmClient, publishBody, runNode, writePackage, writeProject } from './helpers/npm-client.ts'
 import { packageTree, type TreePackage } from './helpers/npm-tree.ts'
 import { tgzBytes } from './helpers/archives.ts'
 import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from './helpers/verdaccio.ts'
@@ -69,6 +69,8 @@ test.before(async () => {
 repositories:
   - { name: npm, format: npm, type: remote, upstream: "${v.url}/", metadataTtl: 1s }
   - { name: bad, format: npm, type: remote, upstream: "${bad.url}/", metadataTtl: 0s }
+  - { name: npm-local, format: npm }
+  - { name: npm-all, format: npm, type: virtual, members: [npm, npm-local], defaultLocal: npm-local }
 `
   })
 })
@@ -124,6 +126,31 @@ test.serial('npm, yarn and pnpm install a project with 31 dependencies through t
   }
   const installed = tree.filter(x => x.tag == null && !['fx-30', 'fx-31'].includes(x.manifest.name))
   for (const x of installed) t.is(v.count('GET', tarballUrl(x)), 1, `${tarballUrl(x)} fetched from Verdaccio once`)
+})
+
+test.serial('dependency confusion through a virtual of the remote and a local repository: a local internal-lib is served, never the upstream\'s higher version; remote-only packages still install', async t => {
+  if (!needsVerdaccio(t)) return
+  const root = await makeTempDir(t)
+  const upstreamTgz = await makeTarball(root, { name: 'internal-lib', version: '9.0.0', main: 'index.js' })
+  await v.publish({ name: 'internal-lib', version: '9.0.0', main: 'index.js', license: 'MIT', dependencies: {} }, upstreamTgz)
+  const localTgz = await makeTarball(root, { name: 'internal-lib', version: '1.0.0' })
+  const put = await fetch(`${node.url}/npm-local/internal-lib`, {
+    method: 'PUT', headers: { authorization: `Bearer ${node.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(publishBody('internal-lib', '1.0.0', localTgz))
+  })
+  t.is(put.status, 201, await put.text())
+  const before = v.requests().filter(r => r.includes('internal-lib')).length
+  const doc = await (await fetch(`${node.url}/npm-all/internal-lib`)).json() as { versions: Record<string, unknown>, 'dist-tags': Record<string, string> }
+  t.deepEqual(Object.keys(doc.versions), ['1.0.0'])
+  t.is(doc['dist-tags'].latest, '1.0.0')
+  const npm = await npmClient(t, node, null)
+  if (npm == null) return
+  const dir = await writeProject(t)
+  const r = await npm.run(['install', 'internal-lib', 'fx-00@1', '--registry', `${node.url}/npm-all/`], { cwd: dir })
+  t.is(r.code, 0, r.stderr)
+  t.is(JSON.parse(await readFile(join(dir, 'node_modules/internal-lib/package.json'), 'utf8')).version, '1.0.0')
+  t.truthy(JSON.parse(await readFile(join(dir, 'node_modules/fx-00/package.json'), 'utf8')).version)
+  // The upstream was never asked for the name a local member has.
+  t.is(v.requests().filter(r => r.includes('internal-lib')).length, before)
 })
 
 test.serial('the same install works with Verdaccio stopped: fresh node_modules and npm cache, everything from the node', async t => {

@@ -52,33 +52,7 @@ export function remoteGenericRoutes (router: RepoRoutes, fc: FormatContext, remo
       ctx.body = { repo: fc.repo.name, path, cached: true, upstream: remote.upstream, files: fc.artifacts.listNames(fc.repo.name, path === '' ? '' : path + '/') }
       return
     }
-    if (await serveCached(ctx, fc, remote, path)) return
-    const url = remote.client.urlOf(genericRemote.upstreamPath(path))
-    if (ctx.method === 'HEAD') { headFromUpstream(ctx, await remote.head(path, url)); return }
-    // A range or conditional request is answered from the cache once the whole file is in.
-    const streams = ctx.get('range') === '' && ctx.get('if-none-match') === '' && ctx.get('if-modified-since') === ''
-    const answer = await remote.content(path, url, {
-      expect: (res) => genericRemote.expectedDigests(path, res),
-      commit: (blob, res) => { record(fc, path, blob.cid, res) },
-      toClient: streams
-    })
-    // Headers go out with the first bytes: a fetch failing before them is answered 502/504, and
-    // a file complete before them (a small one) is served from the cache with its CID as ETag.
-    const cachedFirst = !answer.first || !streams ||
-      await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
-    if (cachedFirst) {
-      await answer.done
-      if (!await serveCached(ctx, fc, remote, path)) throw notFound(`${path} not found in ${fc.repo.name}`)
-      return
-    }
-    const res = answer.response
-    ctx.status = 200
-    ctx.compress = false
-    ctx.set('Content-Type', res.headers.get('content-type') ?? 'application/octet-stream')
-    if (res.length != null) ctx.length = res.length
-    upstreamValidators(ctx, res.headers.get('etag'), res.headers.get('last-modified'))
-    ctx.set('X-Akmesh-Cache', 'miss')
-    ctx.body = answer.stream
+    await sendRemoteFile(ctx, fc, remote, path)
   })
 
   router.delete('{/*path}', 'write', async (ctx) => {
@@ -87,6 +61,39 @@ export function remoteGenericRoutes (router: RepoRoutes, fc: FormatContext, remo
     fc.artifacts.remove(fc.repo.name, path, VERSION) // evicts the cached copy; the next GET fetches again
     ctx.status = 204
   })
+}
+
+/** GET/HEAD of `path` from a remote repository: from the cache, or fetched from the upstream
+ *  (NotFound if the upstream has no such file). A virtual repository calls this for its remote
+ *  members. */
+export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: RemoteRepository, path: string): Promise<void> {
+  if (await serveCached(ctx, fc, remote, path)) return
+  const url = remote.client.urlOf(genericRemote.upstreamPath(path))
+  if (ctx.method === 'HEAD') { headFromUpstream(ctx, await remote.head(path, url)); return }
+  // A range or conditional request is answered from the cache once the whole file is in.
+  const streams = ctx.get('range') === '' && ctx.get('if-none-match') === '' && ctx.get('if-modified-since') === ''
+  const answer = await remote.content(path, url, {
+    expect: (res) => genericRemote.expectedDigests(path, res),
+    commit: (blob, res) => { record(fc, path, blob.cid, res) },
+    toClient: streams
+  })
+  // Headers go out with the first bytes: a fetch failing before them is answered 502/504, and
+  // a file complete before them (a small one) is served from the cache with its CID as ETag.
+  const cachedFirst = !answer.first || !streams ||
+    await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
+  if (cachedFirst) {
+    await answer.done
+    if (!await serveCached(ctx, fc, remote, path)) throw notFound(`${path} not found in ${fc.repo.name}`)
+    return
+  }
+  const res = answer.response
+  ctx.status = 200
+  ctx.compress = false
+  ctx.set('Content-Type', res.headers.get('content-type') ?? 'application/octet-stream')
+  if (res.length != null) ctx.length = res.length
+  upstreamValidators(ctx, res.headers.get('etag'), res.headers.get('last-modified'))
+  ctx.set('X-Akmesh-Cache', 'miss')
+  ctx.body = answer.stream
 }
 
 /** Serves `path` from the cache if it is there (and checks in the background that the upstream

@@ -17,13 +17,16 @@ import { distTagRoutes } from './tags.ts'
 import { userRoutes } from './user-routes.ts'
 import { validateNpmArtifact } from './names.ts'
 import { npmRemote, remoteDistTagRoutes, remotePackageRoutes } from './remote-routes.ts'
+import { virtualNpmRoutes } from './virtual.ts'
 
 export const npmFormat: FormatHandler = {
   name: 'npm',
   validateArtifact: validateNpmArtifact,
   remote: npmRemote,
+  virtual: true,
 
   routes (router, fc) {
+    if (fc.virtual != null) { virtualNpmRoutes(router, fc, fc.virtual); return }
     userRoutes(router, fc)
     searchRoutes(router, fc) // on a remote repository: what is cached
     if (fc.remote != null) remoteDistTagRoutes(router, fc, fc.remote)

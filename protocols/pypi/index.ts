@@ -15,6 +15,7 @@ import { pypiRemote, remotePypiRoutes } from './remote.ts'
 import { projectList, projectPage } from './simple.ts'
 import { handleUpload } from './upload.ts'
 import { setYank } from './yank.ts'
+import { virtualPypiRoutes } from './virtual.ts'
 
 /** An HTTP reason phrase may hold only visible ASCII, spaces and tabs (RFC 9112 §4). */
 const reasonPhrase = (message: string) => message.replace(/[^\t\x20-\x7e]/g, '?').slice(0, 300)
@@ -23,8 +24,10 @@ export const pypiFormat: FormatHandler = {
   name: 'pypi',
   validateArtifact: validatePypiArtifact,
   remote: pypiRemote,
+  virtual: true,
 
   routes (router, fc) {
+    if (fc.virtual != null) { virtualPypiRoutes(router, fc, fc.virtual); return }
     if (fc.remote != null) { remotePypiRoutes(router, fc, fc.remote); return }
     router.post(['/', '/legacy', '/legacy/'], 'write', async (ctx) => { await handleUpload(ctx, fc) })
 

@@ -59,8 +59,12 @@ export function remotePypiRoutes (router: RepoRoutes, fc: FormatContext, remote:
 }
 
 async function serveDistribution (ctx: Context, fc: FormatContext, remote: RemoteRepository): Promise<void> {
-  const project = canonicalName(String(ctx.params.project))
-  const filename = String(ctx.params.filename)
+  await serveRemoteFile(ctx, fc, remote, canonicalName(String(ctx.params.project)), String(ctx.params.filename))
+}
+
+/** A distribution or its `.metadata` file: from the cache, or fetched (and cached) from the
+ *  upstream; also how a virtual repository reads a remote member. */
+export async function serveRemoteFile (ctx: Context, fc: FormatContext, remote: RemoteRepository, project: string, filename: string): Promise<void> {
   if (await serveCached(ctx, fc, project, filename)) return
   const isMetadata = filename.endsWith(METADATA_SUFFIX)
   const distName = isMetadata ? filename.slice(0, -METADATA_SUFFIX.length) : filename
