@@ -12,13 +12,13 @@ import { PackumentCache, renderDocument, type RenderedDocument } from './packume
 import { publishVersion } from './publish.ts'
 import { removePackage, removeTarball, updatePackument } from './update.ts'
 
-function packagePath (ctx: Context, fc: FormatContext): PackagePath | undefined {
+export function packagePath (ctx: Context, fc: FormatContext): PackagePath | undefined {
   const raw = ctx.path.slice(fc.repo.name.length + 2) // strip "/<repo>/"
   return raw === '' ? undefined : parsePackagePath(raw)
 }
 
 /** Sends a JSON document with a content-derived ETag, so unchanged packuments cost a 304. */
-function sendJson (ctx: Context, doc: RenderedDocument, type: string): void {
+export function sendJson (ctx: Context, doc: RenderedDocument, type: string): void {
   ctx.type = type
   ctx.set('Vary', 'Accept')
   ctx.set('Cache-Control', 'max-age=0, must-revalidate')

@@ -9,9 +9,9 @@ import { actorOf, type FormatContext, type RepoRoutes } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
 import { firstMember, type VirtualMember, type VirtualRepository } from '../shared/virtual/virtual-repository.ts'
 import { isPlainObject, readJsonBody } from './body.ts'
-import { parsePackagePath, type PackagePath } from './names.ts'
 import { ABBREVIATED_TYPE } from './packument.ts'
-import { renderDocument, type RenderedDocument } from './packument-cache.ts'
+import { renderDocument } from './packument-cache.ts'
+import { packagePath, sendJson } from './package-routes.ts'
 import { publishVersion } from './publish.ts'
 import { userRoutes } from './user-routes.ts'
 import { npmMemberSource, tarballNotFound, type MemberPackument, type NpmMemberSource } from './virtual-member.ts'
@@ -95,17 +95,4 @@ function refuseWrite (fc: FormatContext, virtual: VirtualRepository) {
   return methodNotAllowed(`${fc.repo.name} is a virtual repository: only npm publish goes through it${virtual.defaultLocal != null ? ` (to ${virtual.defaultLocal})` : ''}; change a published package on the member that holds it`)
 }
 
-function packagePath (ctx: Context, fc: FormatContext): PackagePath | undefined {
-  const raw = ctx.path.slice(fc.repo.name.length + 2)
-  return raw === '' ? undefined : parsePackagePath(raw)
-}
 
-function sendJson (ctx: Context, doc: RenderedDocument, type: string): void {
-  ctx.type = type
-  ctx.set('Vary', 'Accept')
-  ctx.set('Cache-Control', 'max-age=0, must-revalidate')
-  ctx.set('ETag', doc.etag)
-  ctx.status = 200
-  if (ctx.fresh) { ctx.status = 304; return }
-  ctx.body = doc.body
-}

@@ -1,24 +1,16 @@
 // An upstream's Simple API documents read into the model: PEP 691 JSON or PEP 503 HTML, as the
 // upstream chose from our Accept. What is not a simple page (an HTML error page, JSON of another
 // shape, another content type) is refused before anything is cached.
-import type { Yank } from './release.ts'
 import { canonicalName } from './names.ts'
-import { HTML_TYPE, JSON_TYPE } from './simple-render.ts'
+import { HTML_TYPE, JSON_TYPE, type IndexFile } from './simple-render.ts'
 
 /** What pip sends (pip/_internal/index/collector.py): JSON first, HTML as the fallback. */
 export const UPSTREAM_ACCEPT = `${JSON_TYPE}, ${HTML_TYPE};q=0.1, text/html;q=0.01`
 
 /** One file as the upstream lists it, URL still the upstream's. */
-export interface UpstreamFile {
-  filename: string
+export type UpstreamFile = Omit<IndexFile, 'url'> & {
   /** Absolute, without the #hash fragment. */
   url: URL
-  hashes: Record<string, string>
-  requiresPython: string | null
-  coreMetadata: false | Record<string, string>
-  yanked: Yank
-  size?: number
-  uploadTime?: string
 }
 
 export interface UpstreamProject {

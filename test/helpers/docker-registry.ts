@@ -12,7 +12,8 @@ import { join } from 'node:path'
 import type { ExecutionContext } from 'ava'
 import { run } from './clients.ts'
 import { freePort } from './nginx.ts'
-import { makeTempDir, waitFor } from './node.ts'
+import { makeTempDir } from './node.ts'
+import { stopProcess, untilListening } from './upstream-process.ts'
 
 export const DOCKER_REGISTRY = process.env.DOCKER_REGISTRY ?? '/usr/bin/docker-registry'
 const SERVICE = 'akmesh-test-registry'
@@ -68,18 +69,9 @@ ${auth}`)
       proc = p
       p.stdout?.on('data', (b: Buffer) => { access += b.toString() })
       p.stderr?.on('data', (b: Buffer) => { stderr += b.toString() })
-      await waitFor(async () => {
-        if (p.exitCode != null) throw new Error(`docker-registry exited with ${p.exitCode}: ${stderr}`)
-        return await fetch(`${url}/v2/`).then(() => true, () => false)
-      }, `docker-registry listening on ${url}`, 15_000)
+      await untilListening(p, 'docker-registry', async () => await fetch(`${url}/v2/`).then(() => true, () => false), 15_000, () => stderr)
     },
-    stop: async () => {
-      const p = proc
-      if (p == null || p.exitCode != null || p.signalCode != null) return
-      const exited = new Promise(resolve => p.once('exit', resolve))
-      p.kill('SIGTERM')
-      await exited
-    }
+    stop: async () => { await stopProcess(proc) }
   }
   await registry.start()
   t.teardown(async () => { await registry.stop() })

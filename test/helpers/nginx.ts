@@ -5,7 +5,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { ExecutionContext } from 'ava'
-import { makeTempDir, waitFor } from './node.ts'
+import { makeTempDir } from './node.ts'
+import { stopProcess, untilListening } from './upstream-process.ts'
 
 export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx'
 
@@ -96,18 +97,9 @@ http {
       const p = spawn(NGINX, ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', join(prefix, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
       proc = p
       p.stderr?.on('data', (b: Buffer) => { stderr += b.toString() })
-      await waitFor(async () => {
-        if (p.exitCode != null) throw new Error(`nginx exited with ${p.exitCode}: ${stderr}`)
-        return await fetch(url, { method: 'HEAD' }).then(() => true, () => false)
-      }, `nginx listening on ${url}`, 15_000)
+      await untilListening(p, 'nginx', async () => await fetch(url, { method: 'HEAD' }).then(() => true, () => false), 15_000, () => stderr)
     },
-    stop: async () => {
-      const p = proc
-      if (p == null || p.exitCode != null || p.signalCode != null) return
-      const exited = new Promise(resolve => p.once('exit', resolve))
-      p.kill('SIGTERM')
-      await exited
-    }
+    stop: async () => { await stopProcess(proc) }
   }
   await nginx.start()
   t.teardown(async () => { await nginx.stop() })

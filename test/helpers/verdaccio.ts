@@ -9,8 +9,9 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ExecutionContext } from 'ava'
 import { freePort } from './nginx.ts'
-import { makeTempDir, ROOT, waitFor } from './node.ts'
+import { makeTempDir, ROOT } from './node.ts'
 import { publishBody } from './npm-client.ts'
+import { stopProcess, untilListening } from './upstream-process.ts'
 
 export const VERDACCIO = process.env.VERDACCIO ?? join(ROOT, '.ci/verdaccio/node_modules/verdaccio/bin/verdaccio')
 
@@ -83,18 +84,9 @@ log: { type: stdout, format: json, level: http }
         }
       })
       p.stderr?.on('data', (b: Buffer) => { output += b.toString() })
-      await waitFor(async () => {
-        if (p.exitCode != null) throw new Error(`verdaccio exited with ${p.exitCode}: ${output.slice(-3000)}`)
-        return await fetch(`${url}/-/ping`).then(r => r.ok, () => false)
-      }, `verdaccio listening on ${url}`, 30_000)
+      await untilListening(p, 'verdaccio', async () => await fetch(`${url}/-/ping`).then(r => r.ok, () => false), 30_000, () => output)
     },
-    stop: async () => {
-      const p = proc
-      if (p == null || p.exitCode != null || p.signalCode != null) return
-      const exited = new Promise(resolve => p.once('exit', resolve))
-      p.kill('SIGTERM')
-      await exited
-    }
+    stop: async () => { await stopProcess(proc) }
   }
   await v.start()
   t.teardown(async () => { await v.stop() })
