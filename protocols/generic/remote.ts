@@ -75,7 +75,8 @@ export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: R
   const answer = await remote.content(path, url, {
     expect: (res) => genericRemote.expectedDigests(path, res),
     commit: (blob, res) => { record(fc, path, blob.cid, res) },
-    toClient: streams
+    toClient: streams,
+    isCached: () => (fc.artifacts.get(fc.repo.name, path, VERSION)?.files.length ?? 0) > 0
   })
   // Headers go out with the first bytes: a fetch failing before them is answered 502/504, and
   // a file complete before them (a small one) is served from the cache with its CID as ETag.

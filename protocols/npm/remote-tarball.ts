@@ -75,7 +75,8 @@ export async function fetchTarball (ctx: Context, fc: FormatContext, remote: Rem
   const answer = await remote.content(`tarball:${name}@${version}`, url, {
     expect: () => expect,
     commit: (blob, res) => { record(fc, name, doc, blob.cid, res) },
-    toClient: streams
+    toClient: streams,
+    isCached: () => fc.artifacts.fileByName(fc.repo.name, name, filename) != null
   })
   // As in generic/remote.ts: a fetch failing before the first bytes is a 502/504; a small tarball
   // complete before them is served from the cache.

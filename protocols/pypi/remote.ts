@@ -95,7 +95,8 @@ export async function serveRemoteFile (ctx: Context, fc: FormatContext, remote: 
   const answer = await remote.content(key, url, {
     expect: () => ({ sha256 }),
     commit: (blob, res) => { record(fc, { project, displayName: page.project.displayName, filename, dist, entry }, blob, res) },
-    toClient: streams
+    toClient: streams,
+    isCached: () => fc.artifacts.fileByName(fc.repo.name, project, filename) != null
   })
   // Headers go out with the first bytes: a fetch failing before them (a wrong sha256 on a small
   // file) is answered 502, and a file complete before them is served from the cache.

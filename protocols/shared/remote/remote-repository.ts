@@ -34,6 +34,10 @@ export interface ContentRequest<T> {
   /** Whether the caller streams the bytes to its client as they arrive. */
   toClient: boolean
   upstream?: UpstreamOptions
+  /** Whether the content is in the cache now. Asked when no fetch of the key is in flight: a
+   *  caller that missed the cache just before another request's fetch committed (it was waiting
+   *  for metadata) must not fetch again. True: `done` resolves at once (to undefined). */
+  isCached?: () => boolean
 }
 
 /** The first caller gets the upstream response and a stream; later ones wait for `done`. */
@@ -73,6 +77,7 @@ export class RemoteRepository {
   async content<T> (key: string, url: URL, req: ContentRequest<T>): Promise<ContentAnswer<T>> {
     const running = this.#content.get(key)
     if (running != null) return { first: false, done: running as Promise<T> }
+    if (req.isCached?.() === true) return { first: false, done: Promise.resolve(undefined as T) }
     this.#gate(key)
     const started = (async () => {
       const res = await this.#ok(key, await this.client.request(url, req.upstream))
