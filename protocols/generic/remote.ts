@@ -9,6 +9,7 @@ import { sendBlob } from '../http/blob-response.ts'
 import { encodePath } from '../http/encode.ts'
 import type { RemoteFormat } from '../shared/remote/hooks.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { UpstreamClient, type UpstreamResponse } from '../shared/remote/upstream-client.ts'
 import { CHECKSUM_HEADERS, filePath } from './request-path.ts'
 
@@ -70,31 +71,23 @@ export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: R
   if (await serveCached(ctx, fc, remote, path)) return
   const url = remote.client.urlOf(genericRemote.upstreamPath(path))
   if (ctx.method === 'HEAD') { headFromUpstream(ctx, await remote.head(path, url)); return }
-  // A range or conditional request is answered from the cache once the whole file is in.
-  const streams = ctx.get('range') === '' && ctx.get('if-none-match') === '' && ctx.get('if-modified-since') === ''
+  const streams = streamsToClient(ctx)
   const answer = await remote.content(path, url, {
     expect: (res) => genericRemote.expectedDigests(path, res),
     commit: (blob, res) => { record(fc, path, blob.cid, res) },
     toClient: streams,
     isCached: () => (fc.artifacts.get(fc.repo.name, path, VERSION)?.files.length ?? 0) > 0
   })
-  // Headers go out with the first bytes: a fetch failing before them is answered 502/504, and
-  // a file complete before them (a small one) is served from the cache with its CID as ETag.
-  const cachedFirst = !answer.first || !streams ||
-    await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
-  if (cachedFirst) {
-    await answer.done
-    if (!await serveCached(ctx, fc, remote, path)) throw notFound(`${path} not found in ${fc.repo.name}`)
-    return
-  }
-  const res = answer.response
-  ctx.status = 200
-  ctx.compress = false
-  ctx.set('Content-Type', res.headers.get('content-type') ?? 'application/octet-stream')
-  if (res.length != null) ctx.length = res.length
-  upstreamValidators(ctx, res.headers.get('etag'), res.headers.get('last-modified'))
-  ctx.set('X-Akmesh-Cache', 'miss')
-  ctx.body = answer.stream
+  await respondWithContent(ctx, answer, {
+    streams,
+    fromCache: async () => {
+      if (!await serveCached(ctx, fc, remote, path)) throw notFound(`${path} not found in ${fc.repo.name}`)
+    },
+    headers: (res) => {
+      upstreamValidators(ctx, res.headers.get('etag'), res.headers.get('last-modified'))
+      return { 'Content-Type': res.headers.get('content-type') ?? 'application/octet-stream' }
+    }
+  })
 }
 
 /** Serves `path` from the cache if it is there (and checks in the background that the upstream

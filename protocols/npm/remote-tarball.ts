@@ -8,6 +8,7 @@ import type { DigestName } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { UpstreamClient, type UpstreamResponse } from '../shared/remote/upstream-client.ts'
 import { tarballFilename, versionFromFilename } from './names.ts'
 import { tarballPath, upstreamPackument, type VersionDocument } from './remote-packument.ts'
@@ -71,28 +72,20 @@ export async function fetchTarball (ctx: Context, fc: FormatContext, remote: Rem
     ctx.set('X-Akmesh-Cache', 'miss')
     return
   }
-  const streams = ctx.get('range') === '' && ctx.get('if-none-match') === ''
+  const streams = streamsToClient(ctx)
   const answer = await remote.content(`tarball:${name}@${version}`, url, {
     expect: () => expect,
     commit: (blob, res) => { record(fc, name, doc, blob.cid, res) },
     toClient: streams,
     isCached: () => fc.artifacts.fileByName(fc.repo.name, name, filename) != null
   })
-  // As in generic/remote.ts: a fetch failing before the first bytes is a 502/504; a small tarball
-  // complete before them is served from the cache.
-  const cachedFirst = !answer.first || !streams ||
-    await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
-  if (cachedFirst) {
-    await answer.done
-    if (!await serveCachedTarball(ctx, fc, name, filename)) throw notFound(`${name}/-/${filename} not found in ${fc.repo.name}`)
-    return
-  }
-  ctx.status = 200
-  ctx.compress = false
-  ctx.type = 'application/octet-stream'
-  if (answer.response.length != null) ctx.length = answer.response.length
-  ctx.set('X-Akmesh-Cache', 'miss')
-  ctx.body = answer.stream
+  await respondWithContent(ctx, answer, {
+    streams,
+    fromCache: async () => {
+      if (!await serveCachedTarball(ctx, fc, name, filename)) throw notFound(`${name}/-/${filename} not found in ${fc.repo.name}`)
+    },
+    headers: () => ({ 'Content-Type': 'application/octet-stream' })
+  })
 }
 
 /** Records a fetched tarball as its version row: the upstream's version document (without its

@@ -6,6 +6,7 @@
 import type { Context } from 'koa'
 import type { FormatContext } from '../format.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { getBlob, servableBlob } from './blobs.ts'
 import { sha256Of } from './names.ts'
 import { completeCachedManifests } from './remote-manifests.ts'
@@ -28,8 +29,7 @@ export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: Re
     ctx.set('X-Akmesh-Cache', 'miss')
     return
   }
-  // A range or conditional request is answered from the cache once the whole blob is in.
-  const streams = ctx.get('range') === '' && ctx.get('if-none-match') === '' && ctx.get('if-modified-since') === ''
+  const streams = streamsToClient(ctx)
   const answer = await remote.content(key, url, {
     expect: () => ({ sha256: hex }),
     commit: (blob) => { fc.blobLinks.link(fc.repo.name, name, blob.cid); completeCachedManifests(fc, name) },
@@ -37,20 +37,9 @@ export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: Re
     // Registries send blobs from storage or a CDN elsewhere; the sha256 vouches for the bytes.
     upstream: { ...pullOf(name), crossOriginRedirects: true }
   })
-  // Headers go out with the first bytes: a fetch failing before them is answered 502/504, and a
-  // blob complete before them (a small one) is served from the cache.
-  const cachedFirst = !answer.first || !streams ||
-    await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
-  if (cachedFirst) {
-    await answer.done
-    return await getBlob(ctx, fc, name, digest)
-  }
-  const res = answer.response
-  ctx.status = 200
-  ctx.compress = false
-  ctx.set('Content-Type', 'application/octet-stream')
-  if (res.length != null) ctx.length = res.length
-  ctx.set('Docker-Content-Digest', digest)
-  ctx.set('X-Akmesh-Cache', 'miss')
-  ctx.body = answer.stream
+  await respondWithContent(ctx, answer, {
+    streams,
+    fromCache: async () => { await getBlob(ctx, fc, name, digest) },
+    headers: () => ({ 'Content-Type': 'application/octet-stream', 'Docker-Content-Digest': digest })
+  })
 }

@@ -10,6 +10,7 @@ import type { FormatContext, RepoRoutes } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import type { RemoteFormat } from '../shared/remote/hooks.ts'
 import { STALE_WARNING, type RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { UpstreamClient, type UpstreamResponse } from '../shared/remote/upstream-client.ts'
 import { canonicalName, normalVersion, splitDistFilename, type DistFilename } from './names.ts'
 import { METADATA_SUFFIX, type ReleaseMetadata } from './release.ts'
@@ -90,30 +91,20 @@ export async function serveRemoteFile (ctx: Context, fc: FormatContext, remote: 
     ctx.set('X-Akmesh-Cache', 'miss')
     return
   }
-  // A range or conditional request is answered from the cache once the whole file is in.
-  const streams = ctx.get('range') === '' && ctx.get('if-none-match') === '' && ctx.get('if-modified-since') === ''
+  const streams = streamsToClient(ctx)
   const answer = await remote.content(key, url, {
     expect: () => ({ sha256 }),
     commit: (blob, res) => { record(fc, { project, displayName: page.project.displayName, filename, dist, entry }, blob, res) },
     toClient: streams,
     isCached: () => fc.artifacts.fileByName(fc.repo.name, project, filename) != null
   })
-  // Headers go out with the first bytes: a fetch failing before them (a wrong sha256 on a small
-  // file) is answered 502, and a file complete before them is served from the cache.
-  const cachedFirst = !answer.first || !streams ||
-    await Promise.race([answer.flowing.then(() => false), answer.done.then(() => true)])
-  if (cachedFirst) {
-    await answer.done
-    if (!await serveCached(ctx, fc, project, filename)) throw notFound(`${filename} not found in ${fc.repo.name}`)
-    return
-  }
-  ctx.status = 200
-  ctx.compress = false
-  ctx.set('Content-Type', contentType)
-  if (answer.response.length != null) ctx.length = answer.response.length
-  ctx.set('X-Checksum-Sha256', sha256)
-  ctx.set('X-Akmesh-Cache', 'miss')
-  ctx.body = answer.stream
+  await respondWithContent(ctx, answer, {
+    streams,
+    fromCache: async () => {
+      if (!await serveCached(ctx, fc, project, filename)) throw notFound(`${filename} not found in ${fc.repo.name}`)
+    },
+    headers: () => ({ 'Content-Type': contentType, 'X-Checksum-Sha256': sha256 })
+  })
 }
 
 async function serveCached (ctx: Context, fc: FormatContext, project: string, filename: string): Promise<boolean> {
