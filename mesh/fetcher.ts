@@ -20,19 +20,14 @@ import { BlobClient } from './transfer.ts'
 import { describeError } from './errors.ts'
 import { OncePer } from './once-per.ts'
 import { Fetch, RELAY_HOPS, type TransferRecord } from './fetch-state.ts'
+import { RetryQueue } from './retry-queue.ts'
 
-/** Blobs fetched at once in the background for mirrored repositories. */
-const MIRROR_CONCURRENCY = 2
-/** A failed mirror fetch is tried again after this (sooner when a peer connects). */
-const MIRROR_RETRY_MS = 30_000
 /** How long a fetch waits for a relaying peer's first chunk before giving up (in the background:
  *  a waiting client gives up after `waitMs`). */
 const RELAY_WAIT_MS = 20_000
 /** Default of the peering file's `blobWaitMs`: how long a client waits for a blob no reachable
  *  peer offers before its 503. */
 export const DEFAULT_WAIT_MS = 5_000
-/** A fetch that failed while a client waited is retried when a peer connects, for this long. */
-const WANTED_MS = 10 * 60_000
 /** The same blob failing again is logged at most this often. */
 const FAILURE_LOG_MS = 60_000
 /** Recent transfers kept for the admin API. */
@@ -72,10 +67,7 @@ export class BlobFetcher implements RemoteBlobs {
   readonly #history: TransferRecord[] = []
   readonly #controller = new AbortController()
   #prober: ReturnType<typeof setInterval> | undefined
-  #retrier: ReturnType<typeof setInterval> | undefined
-  /** Fetches that failed and are tried again: when (mirrors: periodically; a blob a client asked
-   *  for: Infinity, only when a peer connects) and until when. */
-  readonly #failed = new Map<string, { at: number, until: number }>()
+  readonly #retries: RetryQueue
   readonly #waitMs: () => number
   readonly #failureLogged = new OncePer(FAILURE_LOG_MS)
   /** How many transfers were started (tests observe coalescing through it). */
@@ -88,6 +80,13 @@ export class BlobFetcher implements RemoteBlobs {
     this.#profiles = init.profiles
     this.#log = init.log.child({ component: 'mesh:fetch' })
     this.#waitMs = init.waitMs ?? (() => DEFAULT_WAIT_MS)
+    this.#retries = new RetryQueue({
+      fetch: async (cid) => await this.fetch(cid),
+      absent: (cid) => this.#store.describe(cid)?.present === false,
+      running: (cid) => this.#entries.has(cid),
+      signal: this.#controller.signal,
+      log: this.#log
+    })
   }
 
   /** Resumes fetches a restart interrupted and starts idle-link probes. */
@@ -103,44 +102,23 @@ export class BlobFetcher implements RemoteBlobs {
     }
     this.#prober = setInterval(() => { void this.#probeIdle() }, PROBE_INTERVAL_MS)
     this.#prober.unref?.()
-    this.#retrier = setInterval(() => { this.#retryMirrors(false) }, MIRROR_RETRY_MS / 3)
-    this.#retrier.unref?.()
+    this.#retries.start()
     // A peer that just connected may hold what failed for want of a source.
     this.#libp2p.addEventListener('peer:identify', this.#onPeer)
   }
 
   readonly #onPeer = (evt: CustomEvent<{ peerId: PeerId }>): void => {
-    const n = [...this.#failed.keys()].filter(cid => !this.#entries.has(cid)).length
+    const n = this.#retries.waiting()
     if (n > 0) this.#log.info({ peer: evt.detail.peerId.toString(), blobs: n }, 'a peer connected: retrying failed fetches')
-    this.#retryMirrors(true)
-  }
-
-  #retryMirrors (all: boolean): void {
-    const now = Date.now()
-    for (const [cid, { at, until }] of this.#failed) {
-      if (until < now) { this.#failed.delete(cid); continue }
-      if (!all && at > now) continue
-      if (this.#entries.has(cid)) continue // running again already (a client asked)
-      this.#failed.delete(cid)
-      this.#retryNow(cid, until)
-    }
-  }
-
-  /** A failed fetch once more, in the background; if it fails again it stays wanted. */
-  #retryNow (cid: string, until: number): void {
-    if (until === Infinity) { this.mirror(cid); return }
-    this.fetch(cid).catch(() => {
-      if (!this.#controller.signal.aborted && this.#store.describe(cid)?.present === false) this.#failed.set(cid, { at: Infinity, until })
-    })
+    this.#retries.retry(true)
   }
 
   /** Stops every transfer; partial files stay for the next start. */
   async stop (): Promise<void> {
     clearInterval(this.#prober)
-    clearInterval(this.#retrier)
+    this.#retries.stop()
     this.#libp2p.removeEventListener('peer:identify', this.#onPeer)
     this.#controller.abort()
-    this.#mirrorQueue.length = 0
     await Promise.allSettled([...this.#entries.values()].map(async e => await e.done))
   }
 
@@ -179,9 +157,7 @@ export class BlobFetcher implements RemoteBlobs {
       await this.#firstChunk(cid, e)
     } catch (err) {
       // Someone wanted it: when a peer connects (perhaps its holder, back), fetch it again.
-      if (!this.#controller.signal.aborted && this.#store.describe(cid)?.present === false && !this.#failed.has(cid)) {
-        this.#failed.set(cid, { at: Infinity, until: Date.now() + WANTED_MS })
-      }
+      this.#retries.wanted(cid)
       throw err
     } finally {
       e.fetch.readers.delete(waiting)
@@ -392,31 +368,8 @@ export class BlobFetcher implements RemoteBlobs {
     }
   }
 
-  readonly #mirrorQueue: string[] = []
-  #mirroring = 0
-
-  /** Fetches `cid` in the background (the `mirror` policy), at most MIRROR_CONCURRENCY at once;
-   *  a failure is logged and tried again later (MIRROR_RETRY_MS, or when a peer connects). */
-  mirror (cid: string): void {
-    const d = this.#store.describe(cid)
-    if (d == null || d.present || this.#mirrorQueue.includes(cid)) return
-    this.#mirrorQueue.push(cid)
-    this.#drainMirror()
-  }
-
-  #drainMirror (): void {
-    while (this.#mirroring < MIRROR_CONCURRENCY && this.#mirrorQueue.length > 0 && !this.#controller.signal.aborted) {
-      const cid = this.#mirrorQueue.shift() as string
-      this.#mirroring++
-      this.fetch(cid)
-        .catch(() => {
-          // Logged (with its cause) where every fetch ends, in #start.
-          if (this.#controller.signal.aborted) return
-          if (this.#store.describe(cid)?.present === false) this.#failed.set(cid, { at: Date.now() + MIRROR_RETRY_MS, until: Infinity })
-        })
-        .finally(() => { this.#mirroring--; this.#drainMirror() })
-    }
-  }
+  /** Fetches `cid` in the background (the `mirror` policy); see ./retry-queue.ts. */
+  mirror (cid: string): void { this.#retries.mirror(cid) }
 
   /** Measures one idle link whose throughput is stale (mesh/profiles.ts). */
   async #probeIdle (): Promise<void> {
