@@ -114,8 +114,7 @@ export class ArtifactIndex {
 
   /** Invalidates caches of (repo, name) after a write made outside this class (remote apply). */
   invalidate (repo: string, name: string): void {
-    const key = `${repo}\0${name}`
-    this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1)
+    for (const key of [`${repo}\0${name}`, repo]) this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1)
   }
 
   /** Runs `fn` in a transaction (a savepoint if nested) and, once the outermost one commits,
@@ -262,6 +261,11 @@ export class ArtifactIndex {
 
   generation (repo: string, name: string): number {
     return this.#generations.get(`${repo}\0${name}`) ?? 0
+  }
+
+  /** Changes whenever anything in `repo` changes (for caches of repository-wide listings). */
+  repositoryGeneration (repo: string): number {
+    return this.#generations.get(repo) ?? 0
   }
 
   /** Appends a local change. The mesh orders changes by `at`, so it never goes backwards (even

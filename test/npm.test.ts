@@ -3,7 +3,8 @@
 import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
 import { requireClient, run } from './helpers/clients.ts'
-import { makeTempDir, startTestNode, type TestNode } from './helpers/node.ts'
+import { rawPublish } from './helpers/mesh.ts'
+import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { clientEnv, npmClient, runNode, writePackage, writeProject, type NpmClient } from './helpers/npm-client.ts'
 
 interface Published {
@@ -138,6 +139,7 @@ test('packuments: abbreviated on request, full otherwise, with ETag revalidation
   const again = await fetch(url, { headers: { 'if-none-match': etag as string, 'cache-control': 'max-age=0' } })
   t.is(again.status, 304)
 
+
   // The plain `@scope/name` form and a single version by tag resolve too.
   const byTag = await fetch(`${s.node.url}/npm/${s.pub.scoped}/latest`)
   t.is(byTag.status, 200)
@@ -145,4 +147,33 @@ test('packuments: abbreviated on request, full otherwise, with ETag revalidation
   const tarball = await fetch(doc.versions['2.1.0'].dist.tarball)
   t.is(tarball.status, 200)
   t.is(tarball.headers.get('x-checksum-sha1'), doc.versions['2.1.0'].dist.shasum)
+})
+
+test('an unchanged packument is gzipped once and the bytes kept; a new version replaces them', async (t) => {
+  const s = await setup(t)
+  if (s == null) return
+  const name = `gz-kept-${s.pub.nonce}`
+  const root = await makeTempDir(t, 'akmesh-gz-')
+  // Enough versions for a document over the compression threshold (1 KiB).
+  for (let i = 0; i <= 8; i++) await rawPublish(s.node, root, name, `1.0.${i}`)
+  const url = `${s.node.url}/npm/${name}`
+  // Kept bytes are a buffer, sent with a Content-Length; a response compressed on the fly is
+  // streamed (chunked, no length). They are made in the background after the first GET.
+  const kept = async (version: string) => await waitFor(async () => {
+    const res = await fetch(url, { headers: { 'accept-encoding': 'gzip' } })
+    const doc = await res.json() as any
+    const ok = res.headers.get('content-encoding') === 'gzip' && res.headers.get('content-length') != null && doc['dist-tags'].latest === version
+    return ok ? { res, doc } : undefined
+  }, `the kept gzip bytes of ${name}@${version}`) as { res: Response, doc: any }
+  const first = await kept('1.0.8')
+  t.regex(first.res.headers.get('vary') ?? '', /Accept-Encoding/i)
+  const plain = await fetch(url, { headers: { 'accept-encoding': 'identity' } })
+  t.is(plain.headers.get('content-encoding'), null)
+  t.deepEqual(await plain.json(), first.doc)
+  t.is(plain.headers.get('etag'), first.res.headers.get('etag'))
+
+  await rawPublish(s.node, root, name, '1.1.0')
+  const second = await kept('1.1.0')
+  t.is(Object.keys(second.doc.versions).length, 10)
+  t.not(second.res.headers.get('etag'), first.res.headers.get('etag'))
 })

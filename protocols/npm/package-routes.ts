@@ -5,10 +5,10 @@ import type { Context } from 'koa'
 import { badRequest, notFound } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type RepoRoutes } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
+import { RenderCache, renderJson, sendRendered, type RenderedDocument } from '../http/rendered.ts'
 import { isPlainObject, readJsonBody } from './body.ts'
 import { parsePackagePath, type PackagePath } from './names.ts'
 import { ABBREVIATED_TYPE, loadPackage, modifiedAt, renderAbbreviated, renderFull, renderVersion, resolveSpec } from './packument.ts'
-import { PackumentCache, renderDocument, type RenderedDocument } from './packument-cache.ts'
 import { publishVersion } from './publish.ts'
 import { removePackage, removeTarball, updatePackument } from './update.ts'
 
@@ -17,19 +17,13 @@ export function packagePath (ctx: Context, fc: FormatContext): PackagePath | und
   return raw === '' ? undefined : parsePackagePath(raw)
 }
 
-/** Sends a JSON document with a content-derived ETag, so unchanged packuments cost a 304. */
-export function sendJson (ctx: Context, doc: RenderedDocument, type: string): void {
-  ctx.type = type
-  ctx.set('Vary', 'Accept')
-  ctx.set('Cache-Control', 'max-age=0, must-revalidate')
-  ctx.set('ETag', doc.etag)
-  if (doc.lastModified != null) ctx.lastModified = new Date(doc.lastModified)
-  ctx.status = 200
-  if (ctx.fresh) { ctx.status = 304; return }
-  ctx.body = doc.body
+/** Sends a JSON document with a content-derived ETag, so unchanged packuments cost a 304;
+ *  `reuse` for a cached one (its gzip bytes are kept with it). */
+export function sendJson (ctx: Context, doc: RenderedDocument, type: string, reuse = false): void {
+  sendRendered(ctx, doc, { type, vary: 'Accept', cacheControl: 'max-age=0, must-revalidate', reuse })
 }
 
-function getPackument (ctx: Context, fc: FormatContext, cache: PackumentCache, name: string): void {
+function getPackument (ctx: Context, fc: FormatContext, cache: RenderCache, name: string): void {
   const forWrite = ctx.query.write === 'true'
   // application/json first, so `*/*` gets the full document; npm and pnpm ask for the
   // abbreviated one with a higher q-value.
@@ -39,9 +33,9 @@ function getPackument (ctx: Context, fc: FormatContext, cache: PackumentCache, n
   const key = `${abbreviated ? 'a' : 'f'}\0${baseUrl}\0${name}`
   const doc = cache.get(key, generation, () => {
     const p = loadPackage(fc, name)
-    return renderDocument(abbreviated ? renderAbbreviated(p, baseUrl) : renderFull(p, baseUrl), modifiedAt(p))
+    return renderJson(abbreviated ? renderAbbreviated(p, baseUrl) : renderFull(p, baseUrl), modifiedAt(p))
   })
-  sendJson(ctx, doc, abbreviated ? ABBREVIATED_TYPE : 'application/json')
+  sendJson(ctx, doc, abbreviated ? ABBREVIATED_TYPE : 'application/json', true)
   if (forWrite) ctx.set('Cache-Control', 'no-store')
 }
 
@@ -53,7 +47,7 @@ async function getTarball (ctx: Context, fc: FormatContext, name: string, filena
 }
 
 export function packageRoutes (router: RepoRoutes, fc: FormatContext): void {
-  const cache = new PackumentCache()
+  const cache = new RenderCache()
   // ?write=true fetches the document a write will be based on: writers only.
   router.get('{/*rest}', (ctx) => ctx.query.write === 'true' ? 'write' : 'read', (ctx) => {
     const path = packagePath(ctx, fc)
@@ -63,7 +57,7 @@ export function packageRoutes (router: RepoRoutes, fc: FormatContext): void {
       case 'version': {
         const a = resolveSpec(loadPackage(fc, path.name), path.spec)
         if (a == null) throw notFound(`version not found: ${path.name}@${path.spec}`)
-        return sendJson(ctx, renderDocument(renderVersion(a, fc.baseUrl(ctx))), 'application/json')
+        return sendJson(ctx, renderJson(renderVersion(a, fc.baseUrl(ctx))), 'application/json')
       }
       case 'tarball': return getTarball(ctx, fc, path.name, path.filename)
       default: throw notFound(`no such resource: ${ctx.path}`)

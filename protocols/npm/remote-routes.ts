@@ -6,11 +6,12 @@ import type { Context } from 'koa'
 import semver from 'semver'
 import { methodNotAllowed, notFound, type RegistryError } from '../../store/errors.ts'
 import type { FormatContext, RepoRoutes } from '../format.ts'
+import { RenderCache, renderJson, type RenderedDocument } from '../http/rendered.ts'
 import type { RemoteFormat } from '../shared/remote/hooks.ts'
 import { STALE_WARNING, type RemoteRepository } from '../shared/remote/remote-repository.ts'
 import { parsePackagePath, splitPackageName } from './names.ts'
+import { sendJson } from './package-routes.ts'
 import { ABBREVIATED_TYPE } from './packument.ts'
-import { PackumentCache, renderDocument, type RenderedDocument } from './packument-cache.ts'
 import { abbreviate, cachedRowsPackument, refusePackument, rewritePackument, upstreamPackument, type Packument } from './remote-packument.ts'
 import { fetchTarball, serveCachedTarball } from './remote-tarball.ts'
 
@@ -53,7 +54,7 @@ export function remoteDistTagRoutes (router: RepoRoutes, fc: FormatContext, remo
 
 /** Everything under /<repo>/<package name>. */
 export function remotePackageRoutes (router: RepoRoutes, fc: FormatContext, remote: RemoteRepository): void {
-  const cache = new PackumentCache()
+  const cache = new RenderCache()
   const refuse = refuser(fc, remote)
 
   /** The packument as served, rendered once per upstream fetch and per change of what is cached. */
@@ -65,26 +66,19 @@ export function remotePackageRoutes (router: RepoRoutes, fc: FormatContext, remo
       fetched = await upstreamPackument(remote, name)
     } catch (err) {
       const rows = cachedRowsPackument(fc, name, baseUrl, err as RegistryError)
-      return { doc: renderDocument(abbreviated ? abbreviate(rows) : rows), stale: true }
+      return { doc: renderJson(abbreviated ? abbreviate(rows) : rows), stale: true }
     }
     const key = `${abbreviated ? 'a' : 'f'}\0${baseUrl}\0${name}\0${fetched.fetchedAt}`
     const doc = cache.get(key, generation, () => {
       const full = rewritePackument(fetched.upstream, baseUrl, fc.artifacts.versions(fc.repo.name, name), fc.log)
-      return renderDocument(abbreviated ? abbreviate(full) : full, modified(full))
+      return renderJson(abbreviated ? abbreviate(full) : full, modified(full))
     })
     return { doc, stale: fetched.stale }
   }
 
-  function send (ctx: Context, served: Served, type: string): void {
-    ctx.type = type
-    ctx.set('Vary', 'Accept')
-    ctx.set('Cache-Control', 'max-age=0, must-revalidate')
+  function send (ctx: Context, served: Served, type: string, reuse = false): void {
     if (served.stale) ctx.set('Warning', STALE_WARNING)
-    ctx.set('ETag', served.doc.etag)
-    if (served.doc.lastModified != null) ctx.lastModified = new Date(served.doc.lastModified)
-    ctx.status = 200
-    if (ctx.fresh) { ctx.status = 304; return }
-    ctx.body = served.doc.body
+    sendJson(ctx, served.doc, type, reuse && !served.stale)
   }
 
   router.get('{/*rest}', 'read', async (ctx) => {
@@ -94,7 +88,7 @@ export function remotePackageRoutes (router: RepoRoutes, fc: FormatContext, remo
     switch (path.kind) {
       case 'packument': {
         const abbreviated = ctx.accepts('application/json', ABBREVIATED_TYPE) === ABBREVIATED_TYPE
-        return send(ctx, await packument(ctx, path.name, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json')
+        return send(ctx, await packument(ctx, path.name, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json', true)
       }
       case 'version': {
         const served = await packument(ctx, path.name, false)
@@ -104,7 +98,7 @@ export function remotePackageRoutes (router: RepoRoutes, fc: FormatContext, remo
           : semver.maxSatisfying(Object.keys(doc.versions), path.spec))
         const found = version == null ? undefined : doc.versions[version]
         if (found == null) throw notFound(`version not found: ${path.name}@${path.spec}`)
-        return send(ctx, { doc: renderDocument(found), stale: served.stale }, 'application/json')
+        return send(ctx, { doc: renderJson(found), stale: served.stale }, 'application/json')
       }
       case 'tarball':
         if (await serveCachedTarball(ctx, fc, path.name, path.filename)) return

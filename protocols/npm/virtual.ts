@@ -7,10 +7,10 @@ import semver from 'semver'
 import { badRequest, methodNotAllowed, notFound, RegistryError } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type RepoRoutes } from '../format.ts'
 import { requestAbortSignal } from '../http/blob-response.ts'
+import { renderJson } from '../http/rendered.ts'
 import { firstMember, type VirtualMember, type VirtualRepository } from '../shared/virtual/virtual-repository.ts'
 import { isPlainObject, readJsonBody } from './body.ts'
 import { ABBREVIATED_TYPE } from './packument.ts'
-import { renderDocument } from './packument-cache.ts'
 import { packagePath, sendJson } from './package-routes.ts'
 import { publishVersion } from './publish.ts'
 import { userRoutes } from './user-routes.ts'
@@ -53,7 +53,7 @@ export function virtualNpmRoutes (router: RepoRoutes, fc: FormatContext, virtual
       case 'packument': {
         const { full } = await merged(ctx, path.name)
         const abbreviated = ctx.accepts('application/json', ABBREVIATED_TYPE) === ABBREVIATED_TYPE
-        return sendJson(ctx, renderDocument(abbreviated ? abbreviate(full) : full), abbreviated ? ABBREVIATED_TYPE : 'application/json')
+        return sendJson(ctx, renderJson(abbreviated ? abbreviate(full) : full), abbreviated ? ABBREVIATED_TYPE : 'application/json')
       }
       case 'version': {
         const { full } = await merged(ctx, path.name)
@@ -61,7 +61,7 @@ export function virtualNpmRoutes (router: RepoRoutes, fc: FormatContext, virtual
         const tags = full['dist-tags'] as Record<string, string>
         const v = tags[path.spec] ?? (semver.valid(path.spec) != null ? semver.clean(path.spec) : semver.maxSatisfying(Object.keys(versions), path.spec))
         if (v == null || versions[v] == null) throw notFound(`version not found: ${path.name}@${path.spec}`)
-        return sendJson(ctx, renderDocument(versions[v]), 'application/json')
+        return sendJson(ctx, renderJson(versions[v]), 'application/json')
       }
       case 'tarball': {
         // The first member with the file is the one whose version document won the merge.

@@ -9,6 +9,7 @@ import type { Context } from 'koa'
 import { notFound } from '../../store/errors.ts'
 import type { FormatHandler } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
+import { RenderCache } from '../http/rendered.ts'
 import { canonicalName, validatePypiArtifact } from './names.ts'
 import { METADATA_SUFFIX } from './release.ts'
 import { pypiRemote, remotePypiRoutes } from './remote.ts'
@@ -31,11 +32,12 @@ export const pypiFormat: FormatHandler = {
     if (fc.remote != null) { remotePypiRoutes(router, fc, fc.remote); return }
     router.post(['/', '/legacy', '/legacy/'], 'write', async (ctx) => { await handleUpload(ctx, fc) })
 
+    const rendered = new RenderCache()
     router.get('/simple', 'read', (ctx) => {
       if (!ctx.path.endsWith('/')) { ctx.redirect(`${fc.baseUrl(ctx)}/simple/`); ctx.status = 301; return }
-      projectList(ctx, fc)
+      projectList(ctx, fc, rendered)
     })
-    router.get('/simple/:project', 'read', (ctx) => { projectPage(ctx, fc, String(ctx.params.project)) })
+    router.get('/simple/:project', 'read', (ctx) => { projectPage(ctx, fc, rendered, String(ctx.params.project)) })
 
     router.get('/packages/:project/:filename', 'read', async (ctx: Context) => {
       const project = canonicalName(String(ctx.params.project))

@@ -2,8 +2,8 @@
 // (rows of a local repository, an upstream's index, the members of a virtual repository):
 // PEP 503 HTML or PEP 691 JSON chosen by Accept, with hashes, Requires-Python (PEP 503),
 // yanking (PEP 592), core metadata (PEP 658/714), sizes and upload times (PEP 700).
-import { createHash } from 'node:crypto'
 import type { Context } from 'koa'
+import { RenderedDocument, sendRendered } from '../http/rendered.ts'
 import type { Yank } from './release.ts'
 
 export const JSON_TYPE = 'application/vnd.pypi.simple.v1+json'
@@ -56,14 +56,9 @@ export const escapeHtml = (s: string) => s.replace(/[&<>"']/g, c => HTML_ESCAPES
 
 /** Sends a rendered index with a validator: pip revalidates (Cache-Control: no-cache) so a yank
  *  or a new upload is seen at once, and an unchanged page costs a 304. */
-export function sendIndex (ctx: Context, rep: Representation, body: string): void {
-  ctx.vary('Accept')
-  ctx.set('Cache-Control', 'no-cache')
-  ctx.set('ETag', `"${createHash('sha256').update(rep.type).update(body).digest('hex').slice(0, 32)}"`)
-  ctx.status = 200
-  if (ctx.fresh) { ctx.status = 304; return }
-  ctx.set('Content-Type', rep.type)
-  ctx.body = body
+export function sendIndex (ctx: Context, rep: Representation, body: string | RenderedDocument): void {
+  const cached = typeof body !== 'string'
+  sendRendered(ctx, cached ? body : new RenderedDocument(body), { type: rep.type, vary: 'Accept', cacheControl: 'no-cache', reuse: cached })
 }
 
 export function renderProjectList (rep: Representation, names: string[]): string {

@@ -4,13 +4,16 @@ import { compare } from '@renovatebot/pep440'
 import type { Context } from 'koa'
 import { notFound } from '../../store/errors.ts'
 import type { FormatContext } from '../format.ts'
+import { RenderCache, RenderedDocument } from '../http/rendered.ts'
 import { canonicalName, isValidProjectName } from './names.ts'
 import { effectiveYank, releaseOf } from './release.ts'
 import { negotiate, renderProject, renderProjectList, sendIndex, uploadTime, type IndexFile, type IndexProject } from './simple-render.ts'
 
-export function projectList (ctx: Context, fc: FormatContext): void {
+/** GET /simple/: rendered once per change of the repository (per representation and base URL). */
+export function projectList (ctx: Context, fc: FormatContext, cache: RenderCache): void {
   const rep = negotiate(ctx)
-  sendIndex(ctx, rep, renderProjectList(rep, projectNames(fc)))
+  const key = `list\0${rep.type}\0${fc.baseUrl(ctx)}`
+  sendIndex(ctx, rep, cache.get(key, fc.artifacts.repositoryGeneration(fc.repo.name), () => new RenderedDocument(renderProjectList(rep, projectNames(fc)))))
 }
 
 /** The projects with rows in this repository (published, or cached from an upstream). */
@@ -58,12 +61,17 @@ export function normalisedProject (ctx: Context, fc: FormatContext, requested: s
   return undefined
 }
 
-/** GET /simple/<project>/ */
-export function projectPage (ctx: Context, fc: FormatContext, requested: string): void {
+/** GET /simple/<project>/: rendered once per change of the project. */
+export function projectPage (ctx: Context, fc: FormatContext, cache: RenderCache, requested: string): void {
   const project = normalisedProject(ctx, fc, requested)
   if (project == null) return
-  const page = localProject(fc, fc.baseUrl(ctx), project)
-  if (page == null) throw notFound(`no project "${project}" in ${fc.repo.name}`)
   const rep = negotiate(ctx)
-  sendIndex(ctx, rep, renderProject(rep, page))
+  const baseUrl = fc.baseUrl(ctx)
+  const key = `page\0${rep.type}\0${baseUrl}\0${project}`
+  const doc = cache.get(key, fc.artifacts.generation(fc.repo.name, project), () => {
+    const page = localProject(fc, baseUrl, project)
+    if (page == null) throw notFound(`no project "${project}" in ${fc.repo.name}`)
+    return new RenderedDocument(renderProject(rep, page))
+  })
+  sendIndex(ctx, rep, doc)
 }
