@@ -26,7 +26,8 @@ export async function ensureNginx (): Promise<string> {
   return bin
 }
 
-export async function startNginx (root: string): Promise<Nginx> {
+/** `gzip`: compress JSON responses as a registry front would (level 1, nginx's default). */
+export async function startNginx (root: string, opts: { gzip?: boolean } = {}): Promise<Nginx> {
   const bin = await ensureNginx()
   const prefix = tempDir('nginx')
   const port = await freePort()
@@ -45,7 +46,8 @@ http {
   tcp_nopush on;
   keepalive_timeout 65;
   default_type application/octet-stream;
-  client_body_temp_path ${join(prefix, 'tmp/body')};
+  types { application/json json; }
+${opts.gzip === true ? '  gzip on;\n  gzip_min_length 1024;\n  gzip_types application/json;\n' : ''}  client_body_temp_path ${join(prefix, 'tmp/body')};
   proxy_temp_path ${join(prefix, 'tmp/proxy')};
   fastcgi_temp_path ${join(prefix, 'tmp/fastcgi')};
   uwsgi_temp_path ${join(prefix, 'tmp/uwsgi')};
