@@ -1,0 +1,91 @@
+// `akmesh export --lockfile`: the set of artifacts a lockfile pins, resolved through a running
+// node's remote or virtual repository (which fetches and caches what it lacks), for
+// exportBundle's artifact selection. Every entry is resolved before anything is written; any
+// problem (not upstream, other bytes than the lockfile pins, a git/file entry) fails the export
+// with every problem named, unless --allow-missing, which skips those entries and lists them.
+import { readFile } from 'node:fs/promises'
+import { basename } from 'node:path'
+import type { DB } from '../../store/db.ts'
+import type { NodeAt } from './lockfiles/node-http.ts'
+import { parseNpmLockfile } from './lockfiles/npm.ts'
+import { resolveNpm } from './lockfiles/npm-resolve.ts'
+import { resolvePypi } from './lockfiles/pypi-resolve.ts'
+import { parseRequirements } from './lockfiles/requirements.ts'
+import { LockfileError, type LockfileEntry, type LockfileProblem, type ParsedLockfile, type ResolvedArtifact } from './lockfiles/types.ts'
+import type { SelectedArtifact } from './select.ts'
+
+export interface RepositoryView { name: string, format: string, type?: string, members?: string[] }
+
+/** Which parser reads a lockfile, by its name (package-lock.json, npm-shrinkwrap.json,
+ *  requirements*.txt). */
+export async function readLockfile (file: string): Promise<ParsedLockfile> {
+  const name = basename(file)
+  const text = await readFile(file, 'utf8')
+  if (name.endsWith('.json')) return parseNpmLockfile(text, file)
+  if (name.endsWith('.txt')) return parseRequirements(text, file)
+  throw new LockfileError(`${file}: unknown lockfile kind (expected package-lock.json, npm-shrinkwrap.json or requirements.txt with --hash options)`)
+}
+
+/** The repository of `--repo` a lockfile of `format` resolves through, and the repositories its
+ *  rows land in (a virtual repository's members). */
+export function repositoryFor (format: string, file: string, named: string[], repositories: RepositoryView[]): { repo: string, rows: string[] } {
+  const fits = named.map(n => {
+    const r = repositories.find(x => x.name === n)
+    if (r == null) throw new LockfileError(`--repo ${n}: no such repository in the config`)
+    return r
+  }).filter(r => r.format === format)
+  if (fits.length !== 1) {
+    throw new LockfileError(`${file} is a ${format} lockfile: --repo must name exactly one ${format} repository (remote or virtual) to resolve it through; ` +
+      `it names ${fits.length === 0 ? 'none' : fits.map(r => r.name).join(', ')}`)
+  }
+  const r = fits[0]
+  return { repo: r.name, rows: r.type === 'virtual' ? [...(r.members ?? [])] : [r.name] }
+}
+
+export interface LockfileSelection { artifacts: SelectedArtifact[], skipped: LockfileProblem[], entries: number }
+
+/** Resolves every entry (a few at a time); throws a LockfileError naming every problem unless
+ *  `allowMissing`, when problem entries are skipped and returned. */
+export async function resolveLockfiles (node: NodeAt, lockfiles: Array<{ parsed: ParsedLockfile, repo: string, rows: string[] }>, opts: { allowMissing?: boolean, signal?: AbortSignal } = {}): Promise<LockfileSelection> {
+  const problems: LockfileProblem[] = lockfiles.flatMap(l => l.parsed.problems)
+  const artifacts: SelectedArtifact[] = []
+  const work = lockfiles.flatMap(l => l.parsed.entries.map(entry => ({ entry, repo: l.repo, rows: l.rows })))
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < work.length) {
+      const { entry, repo, rows } = work[next++]
+      const r = await resolveEntry(node, repo, entry, opts.signal)
+      if ('problem' in r) problems.push(r)
+      else artifacts.push({ repos: rows, name: r.name, version: r.version })
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(4, work.length) }, worker))
+  if (problems.length > 0 && opts.allowMissing !== true) {
+    throw new LockfileError(`${problems.length} lockfile entr${problems.length === 1 ? 'y' : 'ies'} cannot be bundled, nothing written:\n  ${problems.map(p => `${p.problem}: ${p.message}`).join('\n  ')}\n` +
+      '(pass --allow-missing to bundle the rest and list these)', problems)
+  }
+  return { artifacts, skipped: problems, entries: work.length }
+}
+
+async function resolveEntry (node: NodeAt, repo: string, entry: LockfileEntry, signal?: AbortSignal): Promise<ResolvedArtifact | LockfileProblem> {
+  switch (entry.kind) {
+    case 'npm': return await resolveNpm(node, repo, entry, signal)
+    case 'pypi': return await resolvePypi(node, repo, entry, signal)
+  }
+}
+
+/** Waits until the node has signed every local change of these artifacts (what it cached just
+ *  now): export carries signed manifests only. */
+export async function untilSigned (db: DB, self: string, artifacts: SelectedArtifact[], opts: { timeoutMs?: number, signal?: AbortSignal } = {}): Promise<void> {
+  const unsigned = db.prepare<[string, string, string, string], { n: number }>(
+    `SELECT COUNT(*) AS n FROM changes c WHERE c.origin IS NULL AND c.repo = ? AND c.name = ? AND c.version = ?
+       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.origin = ? AND m.seq = c.seq)`)
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000)
+  for (;;) {
+    const waiting = artifacts.filter(a => a.repos.some(r => unsigned.get(r, a.name, a.version, self)?.n !== 0))
+    if (waiting.length === 0) return
+    if (Date.now() > deadline) throw new LockfileError(`the node has not signed what it cached for ${waiting.slice(0, 5).map(a => `${a.name}@${a.version}`).join(', ')} yet (is it running on this data directory?)`)
+    opts.signal?.throwIfAborted()
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
