@@ -5,13 +5,18 @@
 // and bundles exactly that set; node B, whose npm remote is offline and whose PyPI upstream is a
 // closed port, imports it, and `npm ci` and `pip install --require-hashes -r` succeed against B
 // with A stopped. A wrong integrity, an entry the upstream lacks and a git dependency each fail
-// the export by name with nothing written; --allow-missing bundles the rest and lists them.
+// the export by name with nothing written; --allow-missing bundles the rest and lists them. An
+// image list (name:tag, name@digest) through a remote OCI repository in front of a real
+// docker-registry: B, offline, serves `skopeo copy` of exactly the listed images.
 import test from 'ava'
 import * as dagCbor from '@ipld/dag-cbor'
 import { existsSync } from 'node:fs'
 import { copyFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { exportBundle, importBundle, readBundle } from './helpers/bundle.ts'
+import { startRegistry, type Registry } from './helpers/docker-registry.ts'
+import { addImage, addLayer, blobPath, layoutRef, writeLayout, type Image } from './helpers/oci-image.ts'
+import { skopeoEnv } from './helpers/skopeo.ts'
 import { requireClient, run } from './helpers/clients.ts'
 import { identity } from './helpers/mesh.ts'
 import { freePort, hookTeardowns } from './helpers/nginx.ts'
@@ -26,6 +31,7 @@ import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from '.
 interface Setup {
   v: Verdaccio
   up: PypiUpstream
+  registry: Registry
   a: TestNode
   b: TestNode
   tree: TreePackage[]
@@ -58,6 +64,7 @@ test.before(async () => {
   await up.project('akm-lib', [{ dist: lib, metadata: true }])
   await up.project('akm-app', [{ dist: app, metadata: true }])
   await up.project('akm-extra', [{ dist: extra }])
+  const registry = await startRegistry(t)
 
   // One mesh, two sites that never connect.
   const [ia, ib] = [await identity(t), await identity(t)]
@@ -68,6 +75,7 @@ test.before(async () => {
 repositories:
   - { name: npm, format: npm, type: remote, upstream: "${v.url}/" }
   - { name: pypi, format: pypi, type: remote, upstream: "${up.nginx.url}/simple/" }
+  - { name: oci, format: oci, type: remote, upstream: "${registry.url}" }
 `
   })
   const closed = await freePort()
@@ -78,6 +86,7 @@ repositories:
 repositories:
   - { name: npm, format: npm, type: remote, upstream: "http://127.0.0.1:${closed}/", offline: true }
   - { name: pypi, format: pypi, type: remote, upstream: "http://127.0.0.1:${closed}/simple/" }
+  - { name: oci, format: oci, type: remote, upstream: "http://127.0.0.1:${closed}", offline: true }
 `
   })
 
@@ -102,7 +111,7 @@ repositories:
     `akm-lib==1.0 --hash=sha256:${sha256(lib.bytes)}`,
     ''
   ].join('\n'))
-  s = { v, up, a, b, tree, py: { lib, app, extra }, project, requirements }
+  s = { v, up, registry, a, b, tree, py: { lib, app, extra }, project, requirements }
 })
 
 function needsVerdaccio (t: { fail: (m: string) => void, pass: () => void }): boolean {
@@ -112,7 +121,9 @@ function needsVerdaccio (t: { fail: (m: string) => void, pass: () => void }): bo
   return false
 }
 
-const lockfileArgs = (...files: string[]) => [...files.flatMap(f => ['--lockfile', f]), '--repo', 'npm,pypi', '--url', s.a.url, '--token', s.a.adminToken]
+/** The config file startTestNode wrote for A (the export needs its repositories). */
+const configOf = (node: TestNode) => join(node.dataDir, '..', `${node.dataDir.split('/').pop() as string}.yaml`)
+const lockfileArgs = (...files: string[]) => [...files.flatMap(f => ['--lockfile', f]), '--repo', 'npm,pypi,oci', '--config', configOf(s.a), '--url', s.a.url, '--token', s.a.adminToken]
 
 /** `repo name@version` of every artifact manifest in a bundle. */
 async function bundled (file: string): Promise<string[]> {
@@ -225,4 +236,52 @@ test.serial('a wrong integrity in the lockfile, an entry the upstream lacks and 
   const py = await exportBundle(s.a.dataDir, join(dir, 'py.car'), lockfileArgs(reqs))
   t.not(py.code, 0)
   t.regex(py.stderr, /integrity: .*requirements\.txt line 1 \(akm-lib==1\.0\): integrity mismatch: none of the 1 file\(s\) of akm-lib 1\.0 on the index/)
+})
+
+test.serial('an image list through a remote OCI repository: the listed images (tag, digest) and nothing else; skopeo copy from B with no upstream', async t => {
+  if (!needsVerdaccio(t)) return
+  const skopeo = await requireClient(t, 'skopeo')
+  if (skopeo == null) return
+  const cl = await skopeoEnv(t, [s.a, s.b])
+  const root = await makeTempDir(t, 'akmesh-lockoci-')
+  const push = async (name: string, tag: string, seed: string): Promise<Image> => {
+    const layout = join(root, `${name.replace(/\//g, '_')}-${tag}`)
+    const image = await addImage(layout, [await addLayer(layout, { 'etc/os-release': `ID=${seed}\n`, 'bin/tool': { random: 150_000 } })])
+    await writeLayout(layout, { [tag]: image.manifest })
+    const r = await cl.skopeo(['copy', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${s.registry.host}/${name}:${tag}`])
+    if (r.code !== 0) throw new Error(r.stderr)
+    return image
+  }
+  const app = await push('air/app', '1', 'app')
+  const tool = await push('air/tool', '2', 'tool')
+  const unlisted = await push('air/other', '1', 'other')
+  // Cached on A, not listed: stays out.
+  t.is((await cl.skopeo(['copy', '--src-tls-verify=false', `docker://${new URL(s.a.url).host}/oci/air/other:1`, `oci:${join(root, 'pulled-other')}:1`])).code, 0)
+
+  const list = join(root, 'images.txt')
+  await writeFile(list, `# images for the far site\n${s.registry.host}/air/app:1\nair/tool@${tool.manifest.digest}\n`)
+  const out = join(root, 'oci.car')
+  const r = await exportBundle(s.a.dataDir, out, lockfileArgs(list))
+  t.is(r.code, 0, r.stderr)
+  const names = await bundled(out)
+  t.deepEqual(names, [`oci air/app@${app.manifest.digest}`, `oci air/tool@${tool.manifest.digest}`])
+  t.false(names.some(n => n.includes(unlisted.manifest.digest)))
+  const imported = await importBundle(s.b.dataDir, out, { node: s.b })
+  t.is(imported.code, 0, imported.stderr)
+
+  const b = new URL(s.b.url).host
+  const appOut = join(root, 'b-app')
+  const copied = await cl.skopeo(['copy', '--src-tls-verify=false', `docker://${b}/oci/air/app:1`, `oci:${appOut}:1`])
+  t.is(copied.code, 0, copied.stderr)
+  t.is((await layoutRef(appOut, '1')).digest, app.manifest.digest)
+  for (const l of app.layers) t.true(existsSync(blobPath(appOut, l.digest)))
+  const toolOut = join(root, 'b-tool')
+  const byDigest = await cl.skopeo(['copy', '--src-tls-verify=false', `docker://${b}/oci/air/tool@${tool.manifest.digest}`, `oci:${toolOut}:2`])
+  t.is(byDigest.code, 0, byDigest.stderr)
+  t.not((await cl.skopeo(['copy', '--src-tls-verify=false', `docker://${b}/oci/air/other:1`, `oci:${join(root, 'b-other')}:1`])).code, 0, 'not listed, not on B')
+
+  await writeFile(list, `air/app@sha256:${'0'.repeat(64)}\n`)
+  const wrong = await exportBundle(s.a.dataDir, join(root, 'wrong.car'), lockfileArgs(list))
+  t.not(wrong.code, 0)
+  t.regex(wrong.stderr, /missing: .*images\.txt line 1 \(air\/app@sha256:0{64}\): oci and its upstream have no manifest air\/app@sha256:0{64}/)
 })

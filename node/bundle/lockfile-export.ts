@@ -9,29 +9,32 @@ import type { DB } from '../../store/db.ts'
 import type { NodeAt } from './lockfiles/node-http.ts'
 import { parseNpmLockfile } from './lockfiles/npm.ts'
 import { resolveNpm } from './lockfiles/npm-resolve.ts'
+import { parseImageList } from './lockfiles/oci-images.ts'
+import { ociRowName, resolveImage } from './lockfiles/oci-resolve.ts'
 import { resolvePypi } from './lockfiles/pypi-resolve.ts'
 import { parseRequirements } from './lockfiles/requirements.ts'
 import { LockfileError, type LockfileEntry, type LockfileProblem, type ParsedLockfile, type ResolvedArtifact } from './lockfiles/types.ts'
 import type { SelectedArtifact } from './select.ts'
 
-export interface RepositoryView { name: string, format: string, type?: string, members?: string[] }
+export interface RepositoryView { name: string, format: string, type?: string, members?: string[], dockerHubLibrary?: boolean }
 
-/** Which parser reads a lockfile, by its name (package-lock.json, npm-shrinkwrap.json,
- *  requirements*.txt). */
+/** Which parser reads a lockfile, by what it holds: JSON is a package-lock.json (or
+ *  npm-shrinkwrap.json), text with `--hash=` options a requirements.txt, other text a list of
+ *  image references (one a line). */
 export async function readLockfile (file: string): Promise<ParsedLockfile> {
-  const name = basename(file)
   const text = await readFile(file, 'utf8')
-  if (name.endsWith('.json')) return parseNpmLockfile(text, file)
-  if (name.endsWith('.txt')) return parseRequirements(text, file)
-  throw new LockfileError(`${file}: unknown lockfile kind (expected package-lock.json, npm-shrinkwrap.json or requirements.txt with --hash options)`)
+  if (text.trimStart().startsWith('{')) return parseNpmLockfile(text, file)
+  if (/--hash[=\s]/.test(text)) return parseRequirements(text, file)
+  if (basename(file).endsWith('.toml')) throw new LockfileError(`${file}: pylock.toml is not supported yet; export a requirements.txt with hashes (pip-compile --generate-hashes, uv export)`)
+  return parseImageList(text, file)
 }
 
 /** The repository of `--repo` a lockfile of `format` resolves through, and the repositories its
  *  rows land in (a virtual repository's members). */
-export function repositoryFor (format: string, file: string, named: string[], repositories: RepositoryView[]): { repo: string, rows: string[] } {
+export function repositoryFor (format: string, file: string, named: string[], repositories: RepositoryView[]): { repo: string, rows: RepositoryView[] } {
   const fits = named.map(n => {
     const r = repositories.find(x => x.name === n)
-    if (r == null) throw new LockfileError(`--repo ${n}: no such repository in the config`)
+    if (r == null) throw new LockfileError(`--repo ${n}: no such repository in the config (pass the node's config file: --config, or $AKMESH_CONFIG)`)
     return r
   }).filter(r => r.format === format)
   if (fits.length !== 1) {
@@ -39,14 +42,15 @@ export function repositoryFor (format: string, file: string, named: string[], re
       `it names ${fits.length === 0 ? 'none' : fits.map(r => r.name).join(', ')}`)
   }
   const r = fits[0]
-  return { repo: r.name, rows: r.type === 'virtual' ? [...(r.members ?? [])] : [r.name] }
+  const rows = r.type === 'virtual' ? (r.members ?? []).map(m => repositories.find(x => x.name === m)).filter(x => x != null) : [r]
+  return { repo: r.name, rows }
 }
 
 export interface LockfileSelection { artifacts: SelectedArtifact[], skipped: LockfileProblem[], entries: number }
 
 /** Resolves every entry (a few at a time); throws a LockfileError naming every problem unless
  *  `allowMissing`, when problem entries are skipped and returned. */
-export async function resolveLockfiles (node: NodeAt, lockfiles: Array<{ parsed: ParsedLockfile, repo: string, rows: string[] }>, opts: { allowMissing?: boolean, signal?: AbortSignal } = {}): Promise<LockfileSelection> {
+export async function resolveLockfiles (node: NodeAt, lockfiles: Array<{ parsed: ParsedLockfile, repo: string, rows: RepositoryView[] }>, opts: { allowMissing?: boolean, signal?: AbortSignal } = {}): Promise<LockfileSelection> {
   const problems: LockfileProblem[] = lockfiles.flatMap(l => l.parsed.problems)
   const artifacts: SelectedArtifact[] = []
   const work = lockfiles.flatMap(l => l.parsed.entries.map(entry => ({ entry, repo: l.repo, rows: l.rows })))
@@ -54,9 +58,9 @@ export async function resolveLockfiles (node: NodeAt, lockfiles: Array<{ parsed:
   const worker = async (): Promise<void> => {
     while (next < work.length) {
       const { entry, repo, rows } = work[next++]
-      const r = await resolveEntry(node, repo, entry, opts.signal)
-      if ('problem' in r) problems.push(r)
-      else artifacts.push({ repos: rows, name: r.name, version: r.version })
+      const found = await resolveEntry(node, repo, entry, opts.signal)
+      if ('problem' in found) { problems.push(found); continue }
+      for (const r of Array.isArray(found) ? found : [found]) artifacts.push({ at: rows.map(row => ({ repo: row.name, name: rowName(row, r.name) })), version: r.version })
     }
   }
   await Promise.all(Array.from({ length: Math.min(4, work.length) }, worker))
@@ -67,10 +71,14 @@ export async function resolveLockfiles (node: NodeAt, lockfiles: Array<{ parsed:
   return { artifacts, skipped: problems, entries: work.length }
 }
 
-async function resolveEntry (node: NodeAt, repo: string, entry: LockfileEntry, signal?: AbortSignal): Promise<ResolvedArtifact | LockfileProblem> {
+/** The name a repository keeps an artifact's rows under. */
+const rowName = (repo: RepositoryView, name: string): string => repo.format === 'oci' ? ociRowName(repo, name) : name
+
+async function resolveEntry (node: NodeAt, repo: string, entry: LockfileEntry, signal?: AbortSignal): Promise<ResolvedArtifact | ResolvedArtifact[] | LockfileProblem> {
   switch (entry.kind) {
     case 'npm': return await resolveNpm(node, repo, entry, signal)
     case 'pypi': return await resolvePypi(node, repo, entry, signal)
+    case 'oci': return await resolveImage(node, repo, entry, signal)
   }
 }
 
@@ -82,9 +90,9 @@ export async function untilSigned (db: DB, self: string, artifacts: SelectedArti
        AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.origin = ? AND m.seq = c.seq)`)
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000)
   for (;;) {
-    const waiting = artifacts.filter(a => a.repos.some(r => unsigned.get(r, a.name, a.version, self)?.n !== 0))
+    const waiting = artifacts.filter(a => a.at.some(r => unsigned.get(r.repo, r.name, a.version, self)?.n !== 0))
     if (waiting.length === 0) return
-    if (Date.now() > deadline) throw new LockfileError(`the node has not signed what it cached for ${waiting.slice(0, 5).map(a => `${a.name}@${a.version}`).join(', ')} yet (is it running on this data directory?)`)
+    if (Date.now() > deadline) throw new LockfileError(`the node has not signed what it cached for ${waiting.slice(0, 5).map(a => `${a.at[0]?.name}@${a.version}`).join(', ')} yet (is it running on this data directory?)`)
     opts.signal?.throwIfAborted()
     await new Promise(resolve => setTimeout(resolve, 100))
   }

@@ -22,12 +22,13 @@ export interface SelectOptions {
   lacks?: Inventory
   /** Bundle manifests whose blobs are not here (listed as absent) instead of failing. */
   allowMissing?: boolean
-  /** Only these artifacts (a lockfile's set, lockfile-export.ts): every manifest of each version,
-   *  in any of the repositories named (a virtual repository's members hold its rows). */
+  /** Only these artifacts (a lockfile's set, lockfile-export.ts): every manifest of each version. */
   artifacts?: SelectedArtifact[]
 }
 
-export interface SelectedArtifact { repos: string[], name: string, version: string }
+/** One version, and where its rows may be: a virtual repository's members hold its rows, and a
+ *  member may cache it under another name (OCI's `library/` of Docker Hub). */
+export interface SelectedArtifact { at: Array<{ repo: string, name: string }>, version: string }
 
 export interface Selection {
   mode: SelectionMode
@@ -56,7 +57,7 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
     const unknown = [...origins ?? []].filter(o => !held.some(m => m.origin === o))
     if (unknown.length > 0) throw badRequest(`--origin ${unknown.join(', ')}: this node holds no manifest of ${unknown.length === 1 ? 'that origin' : 'those origins'} (a peer ID, as /-/mesh/status lists under watermarks)`)
     const base = opts.since?.watermarks ?? {}
-    const wanted = opts.artifacts == null ? undefined : new Set(opts.artifacts.flatMap(a => a.repos.map(r => artifactKey(r, a.name, a.version))))
+    const wanted = opts.artifacts == null ? undefined : new Set(opts.artifacts.flatMap(a => a.at.map(r => artifactKey(r.repo, r.name, a.version))))
     const lacks = opts.lacks == null ? undefined : new Map(Object.entries(opts.lacks.manifests).map(([o, s]) => [o, new Set(s)]))
     const chosen = held.filter(m =>
       (repos == null || repos.has(m.repo)) &&
@@ -66,8 +67,8 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
       (wanted == null || wanted.has(artifactKey(m.repo, m.name, m.version))))
     if (opts.artifacts != null) {
       const found = new Set(chosen.map(m => artifactKey(m.repo, m.name, m.version)))
-      const none = opts.artifacts.filter(a => !a.repos.some(r => found.has(artifactKey(r, a.name, a.version))))
-      if (none.length > 0) throw conflict(`no signed manifest of ${none.slice(0, 5).map(a => `${a.name}@${a.version}`).join(', ')}${none.length > 5 ? ', ...' : ''} in ${[...new Set(none.flatMap(a => a.repos))].join(', ')}`)
+      const none = opts.artifacts.filter(a => !a.at.some(r => found.has(artifactKey(r.repo, r.name, a.version))))
+      if (none.length > 0) throw conflict(`no signed manifest of ${none.slice(0, 5).map(a => `${a.at[0]?.name}@${a.version}`).join(', ')}${none.length > 5 ? ', ...' : ''} in ${[...new Set(none.flatMap(a => a.at.map(r => r.repo)))].join(', ')}`)
     }
 
     const theirs = new Set(opts.lacks?.blobs ?? [])

@@ -1,6 +1,6 @@
 // What a lockfile names, per format, and what can go wrong resolving it. Each lockfile kind has
-// its parser here (npm.ts, requirements.ts); each format its resolver (npm-resolve.ts,
-// pypi-resolve.ts), which makes through the running node the requests the real client would.
+// its parser here (npm.ts, requirements.ts, oci-images.ts); each format its resolver
+// (npm-resolve.ts, pypi-resolve.ts, oci-resolve.ts), which makes through the running node the requests the real client would.
 
 /** One npm package version a lockfile pins. */
 export interface NpmEntry {
@@ -23,7 +23,17 @@ export interface PypiEntry {
   sha256: string[]
 }
 
-export type LockfileEntry = NpmEntry | PypiEntry
+/** One OCI image an image list names: by tag, or pinned by digest (`name:tag@sha256:...` too). */
+export interface OciEntry {
+  kind: 'oci'
+  where: string
+  /** The image name below the repository (a registry host in the reference is dropped). */
+  name: string
+  tag?: string
+  digest?: string
+}
+
+export type LockfileEntry = NpmEntry | PypiEntry | OciEntry
 
 /** Why an entry cannot go into the bundle. `missing`: the upstream (through the node) does not
  *  have it; `integrity`: it has other bytes than the lockfile pins; `unsupported`: the entry is not
@@ -43,4 +53,4 @@ export class LockfileError extends Error {
 }
 
 /** A parsed lockfile: its registry entries, and the entries that cannot be bundled. */
-export interface ParsedLockfile { file: string, format: 'npm' | 'pypi', entries: LockfileEntry[], problems: LockfileProblem[] }
+export interface ParsedLockfile { file: string, format: 'npm' | 'pypi' | 'oci', entries: LockfileEntry[], problems: LockfileProblem[] }
