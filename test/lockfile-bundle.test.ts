@@ -76,6 +76,8 @@ repositories:
   - { name: npm, format: npm, type: remote, upstream: "${v.url}/" }
   - { name: pypi, format: pypi, type: remote, upstream: "${up.nginx.url}/simple/" }
   - { name: oci, format: oci, type: remote, upstream: "${registry.url}" }
+  - { name: npm-local, format: npm }
+  - { name: npm-all, format: npm, type: virtual, members: [npm-local, npm], defaultLocal: npm-local }
 `
   })
   const closed = await freePort()
@@ -124,6 +126,8 @@ function needsVerdaccio (t: { fail: (m: string) => void, pass: () => void }): bo
 /** The config file startTestNode wrote for A (the export needs its repositories). */
 const configOf = (node: TestNode) => join(node.dataDir, '..', `${node.dataDir.split('/').pop() as string}.yaml`)
 const lockfileArgs = (...files: string[]) => [...files.flatMap(f => ['--lockfile', f]), '--repo', 'npm,pypi,oci', '--config', configOf(s.a), '--url', s.a.url, '--token', s.a.adminToken]
+/** The same through the virtual npm repository (its rows land in its remote member). */
+const virtualArgs = (...files: string[]) => lockfileArgs(...files).map(a => a === 'npm,pypi,oci' ? 'npm-all,pypi' : a)
 
 /** `repo name@version` of every artifact manifest in a bundle. */
 async function bundled (file: string): Promise<string[]> {
@@ -198,7 +202,7 @@ test.serial('export --lockfile from A fetches what is missing and bundles exactl
   await s.a.restart()
 })
 
-test.serial('a wrong integrity in the lockfile, an entry the upstream lacks and a git dependency fail the export by name, nothing written; --allow-missing bundles the rest and lists them', async t => {
+test.serial('a wrong integrity in the lockfile, an entry the upstream lacks and a git dependency fail the export by name, nothing written; --allow-missing (through a virtual repository) bundles the rest and lists them', async t => {
   if (!needsVerdaccio(t)) return
   const doc = JSON.parse(await readFile(s.project.lock, 'utf8')) as { packages: Record<string, Record<string, unknown>> }
   const victim = Object.keys(doc.packages).find(k => k.endsWith('node_modules/lk-03')) as string
@@ -225,7 +229,7 @@ test.serial('a wrong integrity in the lockfile, an entry the upstream lacks and 
   t.regex(two.stderr, /unsupported: node_modules\/from-git: git\+ssh:\S+ is not a registry package/)
   t.false(existsSync(out))
 
-  const allowed = await exportBundle(s.a.dataDir, out, [...lockfileArgs(bad), '--allow-missing'])
+  const allowed = await exportBundle(s.a.dataDir, out, [...virtualArgs(bad), '--allow-missing'])
   t.is(allowed.code, 0, allowed.stderr)
   t.regex(allowed.stdout, /skipped \(missing\) node_modules\/lk-nope/)
   t.regex(allowed.stdout, /skipped \(unsupported\) node_modules\/from-git/)
