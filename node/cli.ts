@@ -252,7 +252,7 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
   .option('--since-last', 'only what is new since the last export --to the same destination')
   .option('--lacks <inventory>', 'only what the site that wrote this inventory file (akmesh inventory) lacks')
   .option('--volume-size <size>', 'split into volumes of at most this size (e.g. 700MB, 4GB)', byteSize)
-  .option('--lockfile <file>', 'only what this lockfile pins (package-lock.json, requirements.txt with hashes; repeatable), resolved and fetched through the running node (--url) in the --repo of its format', (v: string, was: string[] = []) => [...was, v])
+  .option('--lockfile <file>', 'only what this lockfile pins (package-lock.json, requirements.txt with hashes, pylock.toml, a list of image references; repeatable), resolved and fetched through the running node (--url) in the --repo of its format', (v: string, was: string[] = []) => [...was, v])
   .option('--url <url>', 'with --lockfile: the node running on this data directory (default $AKMESH_URL)')
   .option('--token <token>', 'with --lockfile: a token for --url (default $AKMESH_TOKEN; an admin token also checks that --url is this node)')
   .option('--allow-missing', 'bundle manifests even if this node lacks some of their blobs (listed as absent); with --lockfile, also skip (and list) entries that cannot be bundled')

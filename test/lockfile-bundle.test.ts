@@ -235,6 +235,23 @@ test.serial('a wrong integrity in the lockfile, an entry the upstream lacks and 
   t.regex(allowed.stdout, /skipped \(unsupported\) node_modules\/from-git/)
   t.deepEqual(await bundled(out), await lockedSet(s.project.lock))
 
+  // pylock.toml (PEP 751): the index packages by their files' hashes; a VCS package is named.
+  const pylock = join(dir, 'pylock.toml')
+  await writeFile(pylock, [
+    'lock-version = "1.0"', 'created-by = "hand"', '',
+    '[[packages]]', 'name = "Akm.App"', 'version = "1.0"',
+    '[[packages.wheels]]', `name = "${s.py.app.filename}"`, 'url = "https://files.example.invalid/a.whl"', `hashes = { sha256 = "${sha256(s.py.app.bytes)}" }`, '',
+    '[[packages]]', 'name = "akm-lib"', 'version = "1.0"',
+    '[[packages.wheels]]', `name = "${s.py.lib.filename}"`, `hashes = { sha256 = "${sha256(s.py.lib.bytes)}" }`, '',
+    '[[packages]]', 'name = "from-vcs"', 'vcs = { type = "git", url = "https://example.invalid/x.git", commit-id = "0123456789abcdef" }', ''
+  ].join('\n'))
+  const locked = await exportBundle(s.a.dataDir, join(dir, 'pylock.car'), lockfileArgs(pylock))
+  t.not(locked.code, 0)
+  t.regex(locked.stderr, /unsupported: .*pylock\.toml \[\[packages\]\] from-vcs: a vcs package, not an index package/)
+  const pylockOut = join(dir, 'pylock.car')
+  t.is((await exportBundle(s.a.dataDir, pylockOut, [...lockfileArgs(pylock), '--allow-missing'])).code, 0)
+  t.deepEqual(await bundled(pylockOut), ['pypi akm-app@1.0', 'pypi akm-lib@1.0'])
+
   const reqs = join(dir, 'requirements.txt')
   await writeFile(reqs, `akm-lib==1.0 --hash=sha256:${'0'.repeat(64)}\n`)
   const py = await exportBundle(s.a.dataDir, join(dir, 'py.car'), lockfileArgs(reqs))

@@ -12,6 +12,7 @@ import { resolveNpm } from './lockfiles/npm-resolve.ts'
 import { parseImageList } from './lockfiles/oci-images.ts'
 import { ociRowName, resolveImage } from './lockfiles/oci-resolve.ts'
 import { resolvePypi } from './lockfiles/pypi-resolve.ts'
+import { parsePylock } from './lockfiles/pylock.ts'
 import { parseRequirements } from './lockfiles/requirements.ts'
 import { LockfileError, type LockfileEntry, type LockfileProblem, type ParsedLockfile, type ResolvedArtifact } from './lockfiles/types.ts'
 import type { SelectedArtifact } from './select.ts'
@@ -19,13 +20,13 @@ import type { SelectedArtifact } from './select.ts'
 export interface RepositoryView { name: string, format: string, type?: string, members?: string[], dockerHubLibrary?: boolean }
 
 /** Which parser reads a lockfile, by what it holds: JSON is a package-lock.json (or
- *  npm-shrinkwrap.json), text with `--hash=` options a requirements.txt, other text a list of
- *  image references (one a line). */
+ *  npm-shrinkwrap.json), text with `--hash=` options a requirements.txt, a `.toml` file a
+ *  pylock.toml, other text a list of image references (one a line). */
 export async function readLockfile (file: string): Promise<ParsedLockfile> {
   const text = await readFile(file, 'utf8')
   if (text.trimStart().startsWith('{')) return parseNpmLockfile(text, file)
+  if (basename(file).endsWith('.toml')) return parsePylock(text, file)
   if (/--hash[=\s]/.test(text)) return parseRequirements(text, file)
-  if (basename(file).endsWith('.toml')) throw new LockfileError(`${file}: pylock.toml is not supported yet; export a requirements.txt with hashes (pip-compile --generate-hashes, uv export)`)
   return parseImageList(text, file)
 }
 
