@@ -13,6 +13,10 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { existsSync } from 'node:fs'
 import { copyFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { parseNpmLockfile } from '../node/bundle/lockfiles/npm.ts'
+import { parseImageList } from '../node/bundle/lockfiles/oci-images.ts'
+import { parseRequirements } from '../node/bundle/lockfiles/requirements.ts'
+import type { NpmEntry, OciEntry, PypiEntry } from '../node/bundle/lockfiles/types.ts'
 import { exportBundle, importBundle, readBundle } from './helpers/bundle.ts'
 import { startRegistry, type Registry } from './helpers/docker-registry.ts'
 import { addImage, addLayer, blobPath, layoutRef, writeLayout, type Image } from './helpers/oci-image.ts'
@@ -305,4 +309,32 @@ test.serial('an image list through a remote OCI repository: the listed images (t
   const wrong = await exportBundle(s.a.dataDir, join(root, 'wrong.car'), lockfileArgs(list))
   t.not(wrong.code, 0)
   t.regex(wrong.stderr, /missing: .*images\.txt line 1 \(air\/app@sha256:0{64}\): oci and its upstream have no manifest air\/app@sha256:0{64}/)
+})
+
+test('lockfile parsers: v1 nesting and aliases, links and bundled entries; requirements continuations, markers, unpinned and URL lines; image references with a host', t => {
+  const v1 = parseNpmLockfile(JSON.stringify({
+    lockfileVersion: 1,
+    dependencies: {
+      a: { version: '1.0.0', integrity: 'sha512-x', dependencies: { b: { version: '2.0.0' }, c: { version: '1.0.0', bundled: true } } },
+      alias: { version: 'npm:@s/real@3.0.0' },
+      g: { version: 'git+https://example.invalid/g.git#abc' }
+    }
+  }), 'v1.json')
+  t.deepEqual(v1.entries.map(e => `${e.where} ${(e as NpmEntry).name}@${(e as NpmEntry).version}`), ['node_modules/a a@1.0.0', 'node_modules/a/node_modules/b b@2.0.0', 'node_modules/alias @s/real@3.0.0'])
+  t.deepEqual(v1.problems.map(p => [p.where, p.problem]), [['node_modules/g', 'unsupported']])
+  const v3 = parseNpmLockfile(JSON.stringify({
+    lockfileVersion: 3,
+    packages: { '': { name: 'root' }, 'node_modules/w': { resolved: 'packages/w', link: true }, 'packages/w': { version: '1.0.0' }, 'node_modules/x': { version: '1.0.0', inBundle: true }, 'node_modules/f': { version: '1.0.0', resolved: 'file:../f.tgz' } }
+  }), 'v3.json')
+  t.deepEqual(v3.entries, [])
+  t.deepEqual(v3.problems.map(p => p.where), ['node_modules/w', 'node_modules/f'])
+
+  const h = 'a'.repeat(64)
+  const req = parseRequirements(['# top', `Foo_Bar[extra]==1.0 ; python_version >= "3.8" \\`, `    --hash=sha256:${h} \\`, `    --hash=sha256:${'b'.repeat(64)}`, 'baz>=1.0', `qux @ https://example.invalid/q.whl --hash=sha256:${h}`, '--index-url https://example.invalid/simple', 'nohash==2.0'].join('\n'), 'r.txt')
+  t.deepEqual(req.entries.map(e => [e.where, (e as PypiEntry).project, (e as PypiEntry).version, (e as PypiEntry).sha256.length]), [['r.txt line 2 (Foo_Bar==1.0)', 'foo-bar', '1.0', 2]])
+  t.deepEqual(req.problems.map(p => p.where), ['r.txt line 5', 'r.txt line 6', 'r.txt line 8'])
+
+  const images = parseImageList(`127.0.0.1:5000/air/app:1\nlocalhost/x\nalpine\nbad name\nair/tool:2@sha256:${h}\n`, 'i.txt')
+  t.deepEqual(images.entries.map(e => { const o = e as OciEntry; return `${o.name} ${o.tag ?? '-'} ${o.digest ?? '-'}` }), ['air/app 1 -', 'x latest -', 'alpine latest -', `air/tool 2 sha256:${h}`])
+  t.deepEqual(images.problems.map(p => p.problem), ['unsupported'])
 })

@@ -28,7 +28,7 @@ export async function resolveNpm (node: NodeAt, repo: string, e: NpmEntry, signa
   if (tgz.status === 404) { await tgz.body?.cancel(); return { where: e.where, problem: 'missing', message: `${what}: the tarball is not in ${repo} or its upstream` } }
   if (tgz.status !== 200) throw await nodeFailure(tgz, `${what}: the tarball`)
   const got = await hashBody(tgz, [...new Set(pinned.map(p => p.algorithm))])
-  // SRI: the bytes match if they match the strongest... any listed hash npm checks; all must hold here.
+  // npm checks the strongest hash an SRI string lists; here every listed hash must hold.
   const wrong = pinned.find(p => !got[p.algorithm].equals(p.digest))
   if (wrong != null) {
     return {

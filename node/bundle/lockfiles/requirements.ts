@@ -10,11 +10,21 @@ const REQUIREMENT = /^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*===?\s*([
 export function parseRequirements (text: string, file: string): ParsedLockfile {
   const entries = new Map<string, PypiEntry>()
   const problems: LockfileProblem[] = []
-  const logical = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/)
-  logical.forEach((raw, i) => {
+  // Logical lines (continuations joined), each named by the physical line it starts on.
+  const logical: Array<{ text: string, line: number }> = []
+  let pending: { text: string, line: number } | undefined
+  text.split(/\r?\n/).forEach((physical, i) => {
+    const current = pending ?? { text: '', line: i + 1 }
+    current.text += (current.text === '' ? '' : ' ') + physical.replace(/\\$/, '')
+    if (physical.endsWith('\\')) { pending = current; return }
+    pending = undefined
+    logical.push(current)
+  })
+  if (pending != null) logical.push(pending)
+  logical.forEach(({ text: raw, line: n }) => {
     const line = raw.replace(/(^|\s)#.*$/, '').trim()
     if (line === '') return
-    const where = `${file} line ${i + 1}`
+    const where = `${file} line ${n}`
     if (line.startsWith('-')) {
       // Options on their own line (--index-url, -r other.txt, -e path): nothing to bundle, but
       // -r/-c/-e name requirements this export would silently leave out.
