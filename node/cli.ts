@@ -261,7 +261,7 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
   .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], origin?: string[], to?: string, sinceLast?: boolean, lacks?: string, lockfile?: string[], url?: string, token?: string, volumeSize?: number, allowMissing?: boolean, force?: boolean, json?: boolean }) => {
     if (opts.sinceLast === true && opts.to == null) throw new Error('--since-last needs --to <site> (the destination whose last export it continues)')
     if (opts.sinceLast === true && opts.lacks != null) throw new Error('use either --since-last or --lacks')
-    if (opts.lockfile != null && (opts.sinceLast === true || opts.lacks != null || opts.origin != null)) throw new Error('--lockfile selects exactly what the lockfile pins: not with --since-last, --lacks or --origin')
+    if (opts.lockfile != null && (opts.sinceLast === true || opts.to != null || opts.lacks != null || opts.origin != null)) throw new Error('--lockfile selects exactly what the lockfiles pin: not with --to, --since-last, --lacks or --origin')
     const parts = await bundleParts(opts)
     let lockfiles: import('./bundle/lockfile-export.ts').LockfileSelection | undefined
     if (opts.lockfile != null) {
