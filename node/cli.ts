@@ -252,13 +252,22 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
   .option('--since-last', 'only what is new since the last export --to the same destination')
   .option('--lacks <inventory>', 'only what the site that wrote this inventory file (akmesh inventory) lacks')
   .option('--volume-size <size>', 'split into volumes of at most this size (e.g. 700MB, 4GB)', byteSize)
-  .option('--allow-missing', 'bundle manifests even if this node lacks some of their blobs (listed as absent)')
+  .option('--lockfile <file>', 'only what this lockfile pins (package-lock.json, requirements.txt with hashes, pylock.toml, a list of image references; repeatable), resolved and fetched through the running node (--url) in the --repo of its format', (v: string, was: string[] = []) => [...was, v])
+  .option('--url <url>', 'with --lockfile: the node running on this data directory (default $AKMESH_URL)')
+  .option('--token <token>', 'with --lockfile: a token for --url (default $AKMESH_TOKEN; an admin token also checks that --url is this node)')
+  .option('--allow-missing', 'bundle manifests even if this node lacks some of their blobs (listed as absent); with --lockfile, also skip (and list) entries that cannot be bundled')
   .option('--force', 'overwrite an existing bundle at <file> (and its volumes)')
   .option('--json', 'print the result as JSON')
-  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], origin?: string[], to?: string, sinceLast?: boolean, lacks?: string, volumeSize?: number, allowMissing?: boolean, force?: boolean, json?: boolean }) => {
+  .action(async (file: string, opts: ConfigFlags & { peering?: string, repo?: string[], origin?: string[], to?: string, sinceLast?: boolean, lacks?: string, lockfile?: string[], url?: string, token?: string, volumeSize?: number, allowMissing?: boolean, force?: boolean, json?: boolean }) => {
     if (opts.sinceLast === true && opts.to == null) throw new Error('--since-last needs --to <site> (the destination whose last export it continues)')
     if (opts.sinceLast === true && opts.lacks != null) throw new Error('use either --since-last or --lacks')
+    if (opts.lockfile != null && (opts.sinceLast === true || opts.to != null || opts.lacks != null || opts.origin != null)) throw new Error('--lockfile selects exactly what the lockfiles pin: not with --to, --since-last, --lacks or --origin')
     const parts = await bundleParts(opts)
+    let lockfiles: import('./bundle/lockfile-export.ts').LockfileSelection | undefined
+    if (opts.lockfile != null) {
+      const { lockfileSelection } = await import('./bundle/lockfile-cli.ts')
+      lockfiles = await lockfileSelection(parts, { lockfiles: opts.lockfile, repos: opts.repo ?? [], url: opts.url ?? process.env.AKMESH_URL, token: opts.token ?? process.env.AKMESH_TOKEN, allowMissing: opts.allowMissing, signal: interruptSignal() })
+    }
     const { readExportState, recordExport } = await import('./bundle/export-state.ts')
     const { readInventory } = await import('./bundle/inventory.ts')
     const { exportBundle } = await import('./bundle/export.ts')
@@ -270,11 +279,15 @@ withPeering(withConfig(program.command('export').description('write an air-gap b
     const { db, store } = await openStorage(parts.dataDir)
     try {
       const r = await exportBundle({ db, store, manifests: new ManifestLog(db), mesh: parts.mesh, peerId: parts.self, privateKey: parts.privateKey, nodeName: parts.nodeName, certificates: (peers) => parts.membership.certificates(peers), revocations: () => parts.membership.revocations() },
-        { out: file, repos: opts.repo, origins: opts.origin, since, destination: opts.to, lacks, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
+        { out: file, repos: lockfiles != null ? undefined : opts.repo, origins: opts.origin, since, destination: opts.to, lacks, artifacts: lockfiles?.artifacts, volumeSize: opts.volumeSize, allowMissing: opts.allowMissing, force: opts.force, signal: interruptSignal() })
       if (opts.to != null) await recordExport(parts.dataDir, opts.to, { watermarks: r.selection.watermarks, repos: opts.repo ?? null, origins: opts.origin ?? null, exportedAt: Date.now(), bundle: r.root })
       const { selection, ...shown } = r
-      if (opts.json === true) console.log(JSON.stringify({ ...shown, mode: selection.mode }, null, 2))
+      if (opts.json === true) console.log(JSON.stringify({ ...shown, mode: selection.mode, ...(lockfiles != null ? { lockfile: { entries: lockfiles.entries, artifacts: lockfiles.artifacts.length, skipped: lockfiles.skipped } } : {}) }, null, 2))
       else {
+        if (lockfiles != null) {
+          for (const p of lockfiles.skipped) console.log(`skipped (${p.problem}) ${p.message}`)
+          console.log(`lockfile: ${lockfiles.entries} entries, ${lockfiles.artifacts.length} artifacts bundled${lockfiles.skipped.length > 0 ? `, ${lockfiles.skipped.length} skipped (--allow-missing)` : ''}`)
+        }
         console.log(`exported ${r.manifests} manifests and ${r.blobs} blobs (${r.blobBytes} bytes of blobs${r.absent > 0 ? `; ${r.absent} absent` : ''}) as bundle ${r.root}`)
         for (const f of r.files) console.log(`  ${f}`)
         console.log(`${r.bytes} bytes: ${r.summary}`)

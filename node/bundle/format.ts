@@ -24,7 +24,7 @@ export const BUNDLE_VERSION = 2
 /** The index of a bundle of a million manifests is ~100 MB; refuse anything far beyond. */
 const MAX_INDEX_BYTES = 256 * 1024 * 1024
 
-export type SelectionMode = 'all' | 'repos' | 'origins' | 'since' | 'lacks'
+export type SelectionMode = 'all' | 'repos' | 'origins' | 'since' | 'lacks' | 'artifacts'
 
 export interface BundleManifestEntry { origin: string, seq: number, cid: CID }
 export interface BundleBlobEntry { cid: string, size: number }

@@ -3,11 +3,11 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import type { DB } from '../../store/db.ts'
 
-export interface HeldManifest { origin: string, seq: number, repo: string }
+export interface HeldManifest { origin: string, seq: number, repo: string, name: string, version: string }
 
 /** Every manifest row, ordered by origin then seq (one read, no envelopes). */
 export function heldManifests (db: DB): HeldManifest[] {
-  return db.prepare<[], HeldManifest>('SELECT origin, seq, repo FROM manifests ORDER BY origin, seq').all()
+  return db.prepare<[], HeldManifest>('SELECT origin, seq, repo, name, version FROM manifests ORDER BY origin, seq').all()
 }
 
 /** CIDs of every blob whose bytes are here. */

@@ -22,7 +22,13 @@ export interface SelectOptions {
   lacks?: Inventory
   /** Bundle manifests whose blobs are not here (listed as absent) instead of failing. */
   allowMissing?: boolean
+  /** Only these artifacts (a lockfile's set, lockfile-export.ts): every manifest of each version. */
+  artifacts?: SelectedArtifact[]
 }
+
+/** One version, and where its rows may be: a virtual repository's members hold its rows, and a
+ *  member may cache it under another name (OCI's `library/` of Docker Hub). */
+export interface SelectedArtifact { at: Array<{ repo: string, name: string }>, version: string }
 
 export interface Selection {
   mode: SelectionMode
@@ -51,12 +57,19 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
     const unknown = [...origins ?? []].filter(o => !held.some(m => m.origin === o))
     if (unknown.length > 0) throw badRequest(`--origin ${unknown.join(', ')}: this node holds no manifest of ${unknown.length === 1 ? 'that origin' : 'those origins'} (a peer ID, as /-/mesh/status lists under watermarks)`)
     const base = opts.since?.watermarks ?? {}
+    const wanted = opts.artifacts == null ? undefined : new Set(opts.artifacts.flatMap(a => a.at.map(r => artifactKey(r.repo, r.name, a.version))))
     const lacks = opts.lacks == null ? undefined : new Map(Object.entries(opts.lacks.manifests).map(([o, s]) => [o, new Set(s)]))
     const chosen = held.filter(m =>
       (repos == null || repos.has(m.repo)) &&
       (origins == null || origins.has(m.origin)) &&
       (opts.since == null || m.seq > (base[m.origin] ?? 0)) &&
-      (lacks == null || lacks.get(m.origin)?.has(m.seq) !== true))
+      (lacks == null || lacks.get(m.origin)?.has(m.seq) !== true) &&
+      (wanted == null || wanted.has(artifactKey(m.repo, m.name, m.version))))
+    if (opts.artifacts != null) {
+      const found = new Set(chosen.map(m => artifactKey(m.repo, m.name, m.version)))
+      const none = opts.artifacts.filter(a => !a.at.some(r => found.has(artifactKey(r.repo, r.name, a.version))))
+      if (none.length > 0) throw conflict(`no signed manifest of ${none.slice(0, 5).map(a => `${a.at[0]?.name}@${a.version}`).join(', ')}${none.length > 5 ? ', ...' : ''} in ${[...new Set(none.flatMap(a => a.at.map(r => r.repo)))].join(', ')}`)
+    }
 
     const theirs = new Set(opts.lacks?.blobs ?? [])
     const blobs = new Map<string, number>()
@@ -83,13 +96,16 @@ export function selectBundle (deps: { db: DB, store: FileBlobStore, manifests: M
     }
     // With --origin, only the selected origins: what the bundle speaks for (coverage, --since-last).
     const watermarks: Record<string, number> = {}
-    for (const origin of new Set(held.map(m => m.origin))) if (origins == null || origins.has(origin)) watermarks[origin] = manifests.watermark(origin)
-    const mode: SelectionMode = opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : origins != null ? 'origins' : 'all'
+    // An artifact selection speaks for no origin's whole log: no watermarks (nor coverage warnings).
+    if (wanted == null) for (const origin of new Set(held.map(m => m.origin))) if (origins == null || origins.has(origin)) watermarks[origin] = manifests.watermark(origin)
+    const mode: SelectionMode = wanted != null ? 'artifacts' : opts.lacks != null ? 'lacks' : opts.since != null ? 'since' : repos != null ? 'repos' : origins != null ? 'origins' : 'all'
     // The base tells the importer what it must already hold. A repository filter leaves other
     // repositories' manifests out of every export, so a watermark cannot say that: no base then.
     // An origin filter keeps every manifest of the origins it keeps: their base stands.
-    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...new Set([...absent, ...gone])], base: repos == null ? base : {}, watermarks }
+    return { mode, manifests: chosen, blobs: [...blobs].map(([cid, size]) => ({ cid, size })), absent: [...new Set([...absent, ...gone])], base: repos == null && wanted == null ? base : {}, watermarks }
   })()
 }
+
+const artifactKey = (repo: string, name: string, version: string): string => `${repo}\0${name}\0${version}`
 
 export type { BundleIndex }

@@ -133,11 +133,13 @@ export async function remotePackument (fc: FormatContext, remote: RemoteReposito
   return { doc: rewritePackument(fetched.upstream, baseUrl, fc.artifacts.versions(fc.repo.name, name), fc.log), stale: fetched.stale }
 }
 
-/** The upstream failed (`err`) and no packument of `name` is in memory (the node restarted): the
- *  versions whose tarballs are cached are still installable, so a packument of those is served.
- *  Rethrows `err` for any other failure, or when nothing of `name` is cached. */
+/** The upstream failed (`err`), or the repository is offline, and no packument of `name` is in
+ *  memory (the node restarted, or the rows came from a bundle or a peer): the versions whose
+ *  tarballs are cached are still installable, so a packument of those is served. Rethrows `err`
+ *  for any other failure, or when nothing of `name` is cached. */
 export function cachedRowsPackument (fc: FormatContext, name: string, baseUrl: string, err: RegistryError): Packument {
-  if ((err.code !== 'UpstreamError' && err.code !== 'UpstreamTimeout') || fc.artifacts.versions(fc.repo.name, name).length === 0) throw err
+  const failed = err.code === 'UpstreamError' || err.code === 'UpstreamTimeout' || (err.code === 'NotFound' && fc.remote?.settings.offline === true)
+  if (!failed || fc.artifacts.versions(fc.repo.name, name).length === 0) throw err
   const p = loadPackage(fc, name)
   p.versions = p.versions.map(a => ({ ...a, metadata: cachedVersionDocument(a) }))
   if (p.tags.latest == null) p.tags = { ...p.tags, latest: p.versions[p.versions.length - 1].version }
