@@ -4,6 +4,7 @@
 // clients of one missing blob share one upstream request; the others are served from the cache.
 // A HEAD of a missing blob asks the upstream with HEAD and caches nothing.
 import type { Context } from 'koa'
+import { isRegistryError } from '../../store/errors.ts'
 import type { FormatContext } from '../format.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
 import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
@@ -14,7 +15,13 @@ import { pullOf, upstreamUrl } from './remote-upstream.ts'
 
 export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<void> {
   const hex = sha256Of(digest)
-  if (await servableBlob(fc, name, digest) != null) {
+  // Evicted (store/cache-evict.ts) and no peer has it: fetched from the upstream again.
+  const cached = await servableBlob(fc, name, digest).catch((err: unknown) => {
+    if (isRegistryError(err) && err.code === 'Unavailable') return undefined
+    throw err
+  })
+  if (cached != null) {
+    remote.served(cached.cid)
     ctx.set('X-Akmesh-Cache', 'hit')
     return await getBlob(ctx, fc, name, digest)
   }
