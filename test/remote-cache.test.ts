@@ -1,0 +1,195 @@
+// Cache management of remote repositories, over a real nginx (generic) and a real Verdaccio (npm):
+// a quota evicts the least recently used cached blob, whose next request is fetched from the
+// upstream again (counted there) as the same CID; bytes a local artifact shares are never evicted;
+// `akmesh cache prune --older-than` (a clock given to the admin API, so no waiting) and --dry-run;
+// listings, search and the admin API show cached artifacts with their upstream.
+import test from 'ava'
+import { createHash } from 'node:crypto'
+import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { hookTeardowns, startNginx, type Nginx } from './helpers/nginx.ts'
+import { makeTarball } from './helpers/npm-client.ts'
+import { deterministicBytes } from './helpers/streams.ts'
+import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from './helpers/verdaccio.ts'
+
+const KIB = 1024
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+
+interface Listed { name: string, version: string, cached: boolean, upstream?: string, files: Array<{ cid: string, present: boolean, size: number }>, lastUsedAt?: number | null }
+interface Report { dryRun: boolean, evicted: Array<{ repo: string, cid: string, size: number, artifacts: string[] }>, bytes: number, spared: { local: number } }
+
+let nginx: Nginx
+let v: Verdaccio
+let node: TestNode
+const hook = hookTeardowns()
+test.after.always(async () => { if (process.env.DUMP != null) console.log(node?.output().slice(-8000)); await hook.run() })
+
+test.before(async () => {
+  if (!verdaccioInstalled()) throw new Error(`Verdaccio is not installed at ${VERDACCIO} (.ci/run installs it)`)
+  const { t } = hook
+  nginx = await startNginx(t)
+  v = await startVerdaccio(t)
+  node = await startTestNode(t, {
+    config: `
+repositories:
+  - { name: quota, format: generic, type: remote, upstream: "${nginx.url}/", quota: 250KiB }
+  - { name: aged, format: generic, type: remote, upstream: "${nginx.url}/" }
+  - { name: local, format: generic }
+  - { name: npmr, format: npm, type: remote, upstream: "${v.url}/" }
+`,
+    // No peer holds an evicted blob here: ask the mesh briefly before the upstream.
+    peering: { blobWaitMs: 200 }
+  })
+})
+
+const get = async (path: string) => await fetch(`${node.url}/${path}`, { headers: { authorization: `Bearer ${node.adminToken}` } })
+const body = async (path: string): Promise<Buffer> => {
+  const res = await get(path)
+  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`)
+  return Buffer.from(await res.arrayBuffer())
+}
+const admin = async <T>(method: string, path: string): Promise<T> => {
+  const res = await fetch(`${node.url}${path}`, { method, headers: { authorization: `Bearer ${node.adminToken}` } })
+  if (res.status !== 200) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`)
+  return await res.json() as T
+}
+const artifacts = async (repo: string) => (await admin<{ artifacts: Listed[] }>('GET', `/-/artifacts?repo=${repo}`)).artifacts
+const artifact = async (repo: string, name: string) => {
+  const a = (await artifacts(repo)).find(x => x.name === name)
+  if (a == null) throw new Error(`${repo} has no ${name}`)
+  return a
+}
+const cli = async (args: string[]) => await akmesh(['cache', ...args, '--url', node.url, '--token', node.adminToken])
+
+test.serial('over its quota, a remote repository evicts the least recently used blob; the next request fetches it again', async t => {
+  const files = { 'q/a.bin': deterministicBytes(100 * KIB, 'a'), 'q/b.bin': deterministicBytes(100 * KIB, 'b'), 'q/c.bin': deterministicBytes(100 * KIB, 'c') }
+  for (const [path, bytes] of Object.entries(files)) await nginx.put(path, bytes)
+  t.is(sha256(await body('quota/q/a.bin')), sha256(files['q/a.bin']))
+  t.is(sha256(await body('quota/q/b.bin')), sha256(files['q/b.bin']))
+  const hit = await get('quota/q/a.bin') // a is now used later than b
+  t.is(hit.headers.get('x-akmesh-cache'), 'hit')
+  await hit.arrayBuffer()
+  // 300 KiB > 250 KiB: b goes (the least recently used; c, just fetched, is never the one).
+  t.is(sha256(await body('quota/q/c.bin')), sha256(files['q/c.bin']))
+  const evicted = await waitFor(async () => { const b = await artifact('quota', 'q/b.bin'); return b.files[0].present ? undefined : b }, 'b evicted') as Listed
+  t.true((await artifact('quota', 'q/a.bin')).files[0].present)
+  t.true((await artifact('quota', 'q/c.bin')).files[0].present)
+  t.true(evicted.cached, 'the row stays, still marked cached')
+  await waitFor(() => node.output().includes('cache quota exceeded: evicted least recently used blobs'), 'the eviction logged')
+  const line = node.output().split('\n').find(l => l.includes('cache quota exceeded')) as string
+  t.regex(line, /"artifacts":\["q\/b\.bin"\]/)
+  t.regex(line, /"level":30/, 'logged at info')
+
+  // Evicted: fetched from nginx again, verified to be the same blob.
+  t.is(await nginx.count('GET', '/q/b.bin'), 1)
+  const again = await get('quota/q/b.bin')
+  t.is(again.status, 200)
+  t.is(sha256(new Uint8Array(await again.arrayBuffer())), sha256(files['q/b.bin']))
+  t.is(await nginx.count('GET', '/q/b.bin'), 2, 'the evicted file was asked upstream again')
+  await waitFor(async () => (await artifact('quota', 'q/b.bin')).files[0].present, 'b present again')
+  t.is((await artifact('quota', 'q/b.bin')).files[0].cid, evicted.files[0].cid)
+  const hitAgain = await get('quota/q/b.bin')
+  t.is(hitAgain.headers.get('x-akmesh-cache'), 'hit')
+  t.is(sha256(new Uint8Array(await hitAgain.arrayBuffer())), sha256(files['q/b.bin']))
+  t.is(await nginx.count('GET', '/q/a.bin'), 1, 'a (used after b) was never asked again')
+})
+
+test.serial('bytes a local artifact also uses are never evicted, by quota or prune', async t => {
+  const shared = deterministicBytes(120 * KIB, 'shared')
+  const put = await fetch(`${node.url}/local/s/shared.bin`, { method: 'PUT', body: shared, headers: { authorization: `Bearer ${node.adminToken}` } })
+  t.is(put.status, 201)
+  await nginx.put('s/shared.bin', shared)
+  await nginx.put('s/other1.bin', deterministicBytes(100 * KIB, 'o1'))
+  await nginx.put('s/other2.bin', deterministicBytes(100 * KIB, 'o2'))
+  t.is(sha256(await body('quota/s/shared.bin')), sha256(shared))
+  const cid = (await artifact('quota', 's/shared.bin')).files[0].cid
+  t.is((await artifact('local', 's/shared.bin')).files[0].cid, cid, 'the cached and the local file are one blob')
+  await body('quota/s/other1.bin')
+  await body('quota/s/other2.bin')
+  // 250 KiB: two of the 100 KiB files; the shared blob is not the cache's bytes.
+  await waitFor(async () => (await artifacts('quota')).filter(a => a.name !== 's/shared.bin' && a.files[0].present).length <= 2, 'quota enforced')
+  t.true((await artifact('quota', 's/other2.bin')).files[0].present)
+  t.true((await artifact('quota', 's/shared.bin')).files[0].present, 'the shared blob (least recently used) stayed')
+
+  const r = await admin<Report>('POST', '/-/cache/prune?older-than=0s&repo=quota')
+  t.false(r.evicted.some(e => e.cid === cid))
+  t.true(r.spared.local >= 1)
+  t.true((await artifact('quota', 's/shared.bin')).files[0].present)
+  t.is(sha256(await body('local/s/shared.bin')), sha256(shared))
+  t.false((await artifacts('quota')).some(a => a.name !== 's/shared.bin' && a.files[0].present), 'everything else was pruned')
+})
+
+test.serial('cache prune --older-than evicts what was not used for that long; --dry-run only lists', async t => {
+  await nginx.put('p/old.bin', deterministicBytes(64 * KIB, 'old'))
+  await nginx.put('p/new.bin', deterministicBytes(64 * KIB, 'new'))
+  await body('aged/p/old.bin')
+  await body('aged/p/new.bin')
+  const cached = (await admin<{ artifacts: Array<{ name: string, lastUsedAt: number }> }>('GET', '/-/cache?repo=aged')).artifacts
+  const used = Object.fromEntries(cached.map(a => [a.name, a.lastUsedAt]))
+  t.true(used['p/old.bin'] < used['p/new.bin'], `old used before new: ${JSON.stringify(used)}`)
+  // As of one hour after new.bin's last use, older than 1h is exactly what was used before it.
+  const asOf = used['p/new.bin'] + 3_600_000
+  const dry = await admin<Report>('POST', `/-/cache/prune?older-than=1h&repo=aged&dry-run=1&now=${asOf}`)
+  t.deepEqual(dry.evicted.map(e => e.artifacts), [['p/old.bin']])
+  t.true((await artifact('aged', 'p/old.bin')).files[0].present, 'a dry run evicts nothing')
+  const r = await admin<Report>('POST', `/-/cache/prune?older-than=1h&repo=aged&now=${asOf}`)
+  t.deepEqual(r.evicted.map(e => e.artifacts), [['p/old.bin']])
+  t.is(r.bytes, 64 * KIB)
+  t.false((await artifact('aged', 'p/old.bin')).files[0].present)
+  t.true((await artifact('aged', 'p/new.bin')).files[0].present)
+
+  // The CLI, through the running node.
+  const dryCli = await cli(['prune', '--older-than', '0s', '--repo', 'aged', '--dry-run'])
+  t.is(dryCli.code, 0, dryCli.stderr)
+  t.regex(dryCli.stdout, /would evict aged p\/new\.bin 65536 bytes/)
+  t.regex(dryCli.stdout, /would evict 1 cached blob\(s\), 65536 bytes freed \(dry run\)/)
+  const listed = await cli(['list', '--repo', 'aged'])
+  t.regex(listed.stdout, /aged\s+p\/old\.bin {2}0 of 65536 bytes here, last used .*, from http:\/\/127\.0\.0\.1:\d+\/p\/old\.bin/)
+  const pruned = await cli(['prune', '--older-than', '0s', '--repo', 'aged'])
+  t.is(pruned.code, 0, pruned.stderr)
+  t.regex(pruned.stdout, /evicted 1 cached blob\(s\), 65536 bytes freed;/)
+  const bad = await cli(['prune', '--older-than', '0s', '--repo', 'local'])
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /local is not a remote repository of this node/)
+  // Beside a running node, only the node may evict.
+  const direct = await akmesh(['cache', 'prune', '--older-than', '1d', '--data', node.dataDir])
+  t.not(direct.code, 0)
+  t.regex(direct.stderr, /has .* open \(a running node\?\): pass --url/)
+
+  // Both were evicted: fetched again on request.
+  t.is(sha256(await body('aged/p/old.bin')), sha256(deterministicBytes(64 * KIB, 'old')))
+  t.is(await nginx.count('GET', '/p/old.bin'), 2)
+})
+
+test.serial('listings, search and the admin API mark cached artifacts with their upstream; an evicted npm tarball is fetched again', async t => {
+  const root = await makeTempDir(t)
+  const tgz = await makeTarball(root, { name: 'cached-pkg', version: '1.0.0', description: 'from upstream' })
+  await v.publish({ name: 'cached-pkg', version: '1.0.0', description: 'from upstream' }, tgz)
+  const doc = await (await get('npmr/cached-pkg')).json() as { versions: Record<string, { dist: { tarball: string } }> }
+  const tarballPath = new URL(doc.versions['1.0.0'].dist.tarball).pathname.slice(1)
+  t.is(sha256(await body(tarballPath)), sha256(tgz))
+
+  const [npmRow] = await artifacts('npmr')
+  t.like(npmRow, { name: 'cached-pkg', version: '1.0.0', cached: true })
+  t.regex(npmRow.upstream as string, new RegExp(`^${v.url}/cached-pkg/-/cached-pkg-1\\.0\\.0\\.tgz$`))
+  t.false((await artifact('local', 's/shared.bin')).cached, 'a local artifact is not marked cached')
+
+  const search = await (await get('npmr/-/v1/search?text=cached-pkg')).json() as { objects: Array<{ package: { name: string, cached?: boolean, upstream?: string } }> }
+  t.like(search.objects[0].package, { name: 'cached-pkg', cached: true, upstream: npmRow.upstream })
+
+  const folder = await (await get('quota/q/')).json() as { entries: Array<{ path: string, cached: boolean, upstream: string, held: boolean }> }
+  const a = folder.entries.find(e => e.path === 'q/a.bin')
+  t.like(a, { cached: true, upstream: `${nginx.url}/q/a.bin` })
+
+  const inventory = await akmesh(['inventory', '--data', node.dataDir])
+  t.is(inventory.code, 0, inventory.stderr)
+  const inv = JSON.parse(inventory.stdout) as { cached: Array<{ repo: string, upstreams: string[], artifacts: number }> }
+  t.like(inv.cached.find(c => c.repo === 'npmr'), { artifacts: 1, upstreams: [npmRow.upstream] })
+
+  const r = await admin<Report>('POST', '/-/cache/prune?older-than=0s&repo=npmr')
+  t.deepEqual(r.evicted.map(e => e.artifacts), [['cached-pkg@1.0.0']])
+  const tgzGets = () => v.requests().filter(l => l.startsWith('GET ') && l.endsWith('.tgz')).length
+  t.is(tgzGets(), 1)
+  t.is(sha256(await body(tarballPath)), sha256(tgz))
+  t.is(tgzGets(), 2, 'the evicted tarball was fetched from Verdaccio again')
+  t.true((await artifact('npmr', 'cached-pkg')).files[0].present)
+})
