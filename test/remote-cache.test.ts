@@ -193,3 +193,26 @@ test.serial('listings, search and the admin API mark cached artifacts with their
   t.is(tgzGets(), 2, 'the evicted tarball was fetched from Verdaccio again')
   t.true((await artifact('npmr', 'cached-pkg')).files[0].present)
 })
+
+test.serial('on a stopped node, cache list and prune work on its data directory; last use survives the stop', async t => {
+  await nginx.put('stop/late.bin', deterministicBytes(32 * KIB, 'late'))
+  await body('aged/stop/late.bin')
+  await body('aged/stop/late.bin')
+  const configFile = `${node.dataDir}.yaml`
+  await node.stop()
+  try {
+    const flags = ['--config', configFile, '--data', node.dataDir]
+    const listed = await akmesh(['cache', 'list', '--repo', 'aged', ...flags])
+    t.is(listed.code, 0, listed.stderr)
+    t.regex(listed.stdout, /aged\s+stop\/late\.bin {2}32768 bytes, last used /, 'the last use was written at stop')
+    const pruned = await akmesh(['cache', 'prune', '--older-than', '0s', '--repo', 'aged', '--json', ...flags])
+    t.is(pruned.code, 0, pruned.stderr)
+    const r = JSON.parse(pruned.stdout) as Report
+    // p/old.bin, fetched again at the end of the prune test, goes too.
+    t.deepEqual(r.evicted.map(e => e.artifacts).sort(), [['p/old.bin'], ['stop/late.bin']])
+    t.is(r.bytes, 64 * KIB + 32 * KIB)
+  } finally { await node.restart() }
+  t.false((await artifact('aged', 'stop/late.bin')).files[0].present)
+  t.is(sha256(await body('aged/stop/late.bin')), sha256(deterministicBytes(32 * KIB, 'late')))
+  t.is(await nginx.count('GET', '/stop/late.bin'), 2)
+})
