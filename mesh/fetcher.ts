@@ -171,6 +171,10 @@ export class BlobFetcher implements RemoteBlobs {
   /** Starts (or joins) the fetch of `cid`; resolves once its first chunk is verified (rejects
    *  Unavailable if no source serves it), so a client gets a 503 before any header. Until then
    *  the transfer fetches in streaming order, first chunk first. */
+  reachable (): boolean {
+    return this.#libp2p.getPeers().length > 0
+  }
+
   async ready (cid: string): Promise<void> {
     const e = this.#start(cid)
     const waiting = { pos: 0 }

@@ -35,9 +35,7 @@ repositories:
   - { name: aged, format: generic, type: remote, upstream: "${nginx.url}/" }
   - { name: local, format: generic }
   - { name: npmr, format: npm, type: remote, upstream: "${v.url}/" }
-`,
-    // No peer holds an evicted blob here: ask the mesh briefly before the upstream.
-    peering: { blobWaitMs: 200 }
+`
   })
 })
 

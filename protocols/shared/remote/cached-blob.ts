@@ -8,6 +8,8 @@ import type { BlobInfo, BlobStore } from '../../../store/types.ts'
 /** The blob, present or streaming from a peer; undefined if it is not known here or no peer
  *  serves it (fetch it from the upstream). */
 export async function cachedBlob (store: BlobStore, cid: string): Promise<BlobInfo | undefined> {
+  // Alone (no peer connected): straight to the upstream, rather than blobWaitMs for no one.
+  if (!store.has(cid) && store.remote?.reachable?.() === false) return undefined
   try {
     return await store.locate(cid)
   } catch (err) {
