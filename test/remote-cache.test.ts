@@ -6,8 +6,10 @@
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
-import { hookTeardowns, startNginx, type Nginx } from './helpers/nginx.ts'
+import { hookTeardowns, type Nginx } from './helpers/nginx.ts'
 import { makeTarball } from './helpers/npm-client.ts'
+import { makeWheel } from './helpers/pypi-dists.ts'
+import { startPypiUpstream, type PypiUpstream } from './helpers/pypi-upstream.ts'
 import { deterministicBytes } from './helpers/streams.ts'
 import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from './helpers/verdaccio.ts'
 
@@ -18,6 +20,7 @@ interface Listed { name: string, version: string, cached: boolean, upstream?: st
 interface Report { dryRun: boolean, evicted: Array<{ repo: string, cid: string, size: number, artifacts: string[] }>, bytes: number, spared: { local: number } }
 
 let nginx: Nginx
+let pypi: PypiUpstream
 let v: Verdaccio
 let node: TestNode
 const hook = hookTeardowns()
@@ -26,7 +29,9 @@ test.after.always(async () => { if (process.env.DUMP != null) console.log(node?.
 test.before(async () => {
   if (!verdaccioInstalled()) throw new Error(`Verdaccio is not installed at ${VERDACCIO} (.ci/run installs it)`)
   const { t } = hook
-  nginx = await startNginx(t)
+  // One nginx: generic files, and a PEP 503/691 tree under /simple/.
+  pypi = await startPypiUpstream(t)
+  nginx = pypi.nginx
   v = await startVerdaccio(t)
   node = await startTestNode(t, {
     config: `
@@ -35,6 +40,7 @@ repositories:
   - { name: aged, format: generic, type: remote, upstream: "${nginx.url}/" }
   - { name: local, format: generic }
   - { name: npmr, format: npm, type: remote, upstream: "${v.url}/" }
+  - { name: pyr, format: pypi, type: remote, upstream: "${nginx.url}/simple/", metadataTtl: 0s }
 `
   })
 })
@@ -190,6 +196,36 @@ test.serial('listings, search and the admin API mark cached artifacts with their
   t.is(sha256(await body(tarballPath)), sha256(tgz))
   t.is(tgzGets(), 2, 'the evicted tarball was fetched from Verdaccio again')
   t.true((await artifact('npmr', 'cached-pkg')).files[0].present)
+})
+
+test.serial('an evicted PyPI file: the project page still answers with its hash, the file is fetched again', async t => {
+  const wheel = await makeWheel('akm-cached', '1.0')
+  await pypi.project('akm-cached', [{ dist: wheel }])
+  const page = async () => {
+    const res = await get('pyr/simple/akm-cached/')
+    t.is(res.status, 200)
+    return await res.text()
+  }
+  const href = /href="([^"]+)"/.exec(await page())?.[1] as string
+  const fileUrl = new URL(href, `${node.url}/pyr/simple/akm-cached/`)
+  const download = async () => {
+    const res = await fetch(fileUrl, { headers: { authorization: `Bearer ${node.adminToken}` } })
+    if (res.status !== 200) throw new Error(`GET ${fileUrl}: ${res.status} ${await res.text()}`)
+    return Buffer.from(await res.arrayBuffer())
+  }
+  t.is(sha256(await download()), sha256(wheel.bytes))
+  const [row] = await artifacts('pyr')
+  t.like(row, { name: 'akm-cached', cached: true })
+  t.regex(row.upstream as string, /\/files\/akm_cached-1\.0-py3-none-any\.whl$/)
+
+  const r = await admin<Report>('POST', '/-/cache/prune?older-than=0s&repo=pyr')
+  t.is(r.evicted.length, 1)
+  t.false((await artifact('pyr', 'akm-cached')).files[0].present)
+  t.regex(await page(), new RegExp(`#sha256=${sha256(wheel.bytes)}`), 'the page is built while the file is evicted')
+  t.is(await pypi.gets(wheel.filename), 1)
+  t.is(sha256(await download()), sha256(wheel.bytes))
+  t.is(await pypi.gets(wheel.filename), 2, 'the evicted file was asked upstream again')
+  t.true((await artifact('pyr', 'akm-cached')).files[0].present)
 })
 
 test.serial('on a stopped node, cache list and prune work on its data directory; last use survives the stop', async t => {
