@@ -6,6 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander'
 import type { Config } from '../config/schema.ts'
 import type { EvictionReport } from '../store/cache-evict.ts'
 import type { CachedArtifact } from '../store/cache-list.ts'
+import type { CacheSummary } from './cache.ts'
 import type { ConfigFlags } from './config.ts'
 
 interface Helpers {
@@ -58,15 +59,16 @@ export function registerCacheCommands (program: Command, { withConfig, resolveCo
     .action(async (opts: NodeFlags) => {
       const config = await resolveConfig(opts)
       const node = nodeOf(opts)
-      const artifacts = node != null
-        ? (await call(node, 'GET', `/-/cache${opts.repo != null ? `?repo=${encodeURIComponent(opts.repo)}` : ''}`) as { artifacts: CachedArtifact[] }).artifacts
-        : await withStoppedNode(config, async (k) => k.cached(opts.repo))
-      if (opts.json === true) { console.log(JSON.stringify(artifacts, null, 2)); return }
+      const { artifacts, repositories } = node != null
+        ? await call(node, 'GET', `/-/cache${opts.repo != null ? `?repo=${encodeURIComponent(opts.repo)}` : ''}`) as { artifacts: CachedArtifact[], repositories: CacheSummary[] }
+        : await withStoppedNode(config, async (k) => ({ artifacts: k.cached(opts.repo), repositories: k.summary().filter(s => opts.repo == null || s.repo === opts.repo) }))
+      if (opts.json === true) { console.log(JSON.stringify({ repositories, artifacts }, null, 2)); return }
       for (const a of artifacts) {
         const used = a.lastUsedAt == null ? 'never served' : `last used ${new Date(a.lastUsedAt).toISOString()}`
         const held = a.presentBytes === a.bytes ? `${a.bytes} bytes` : `${a.presentBytes} of ${a.bytes} bytes here`
         console.log(`${a.repo.padEnd(16)} ${a.version === '' ? a.name : `${a.name}@${a.version}`}  ${held}, ${used}, from ${a.upstream}`)
       }
+      for (const s of repositories) console.log(`${s.repo}: ${s.blobs} cached blob(s), ${s.bytes} bytes here${s.quota != null ? ` (quota ${s.quota} bytes)` : ''}`)
       console.log(`${artifacts.length} cached artifact(s), ${artifacts.reduce((n, a) => n + a.presentBytes, 0)} bytes here`)
     })
 }

@@ -36,6 +36,8 @@ export interface PruneRequest {
   now?: number
 }
 
+export interface CacheSummary { repo: string, quota: number | null, blobs: number, bytes: number }
+
 export class CacheKeeper {
   readonly use: CacheUse
   readonly listing: CacheListing
@@ -93,6 +95,14 @@ export class CacheKeeper {
     })
   }
 
+  /** Per remote repository: its quota, and the cached blobs and bytes held here (for status). */
+  summary (): CacheSummary[] {
+    return this.#remote.map(repo => {
+      const blobs = this.#evictor.cachedBlobs(repo)
+      return { repo, quota: this.#quotas.get(repo) ?? null, blobs: blobs.length, bytes: blobs.reduce((n, b) => n + b.size, 0) }
+    })
+  }
+
   cached (repo?: string): CachedArtifact[] {
     this.use.flush()
     return this.listing.cached(this.#repos(repo))
@@ -121,7 +131,8 @@ export function cacheRoutes (keeper: CacheKeeper): Router {
   const router = new Router({ prefix: '/-' })
   router.get('/cache', (ctx) => {
     requireAdmin(ctx)
-    ctx.body = { artifacts: keeper.cached(stringParam(ctx.query.repo, 'repo')) }
+    const repo = stringParam(ctx.query.repo, 'repo')
+    ctx.body = { repositories: keeper.summary().filter(s => repo == null || s.repo === repo), artifacts: keeper.cached(repo) }
   })
   router.post('/cache/prune', async (ctx) => {
     requireAdmin(ctx)

@@ -36,7 +36,7 @@ export interface HttpParts {
   /** The member table of /-/mesh/status (mesh/member-report.ts). */
   members?: { view: () => Promise<MemberReportView> }
   /** Cache bookkeeping of remote repositories (node/cache.ts): last use, quotas. */
-  cache?: { hooksFor: (repo: string) => CacheHooks }
+  cache?: { hooksFor: (repo: string) => CacheHooks, summary?: () => unknown }
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -77,7 +77,7 @@ export function buildApp (parts: HttpParts): Koa {
       : { status: 'ready' }
   })
   app.use(root.routes())
-  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers, parts.members).routes())
+  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers, parts.members, parts.cache).routes())
 
   const uploads = new UploadSessions(parts.store, { idleMs: config.limits.uploadIdleSeconds * 1000 })
   const blobLinks = new BlobLinks(parts.db)

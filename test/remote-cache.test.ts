@@ -184,6 +184,11 @@ test.serial('listings, search and the admin API mark cached artifacts with their
   const a = folder.entries.find(e => e.path === 'q/a.bin')
   t.like(a, { cached: true, upstream: `${nginx.url}/q/a.bin` })
 
+  const status = await admin<{ cache: Array<{ repo: string, quota: number | null, blobs: number, bytes: number }> }>('GET', '/-/mesh/status')
+  t.like(status.cache.find(c => c.repo === 'quota'), { quota: 250 * KIB })
+  t.like(status.cache.find(c => c.repo === 'npmr'), { quota: null, blobs: 1, bytes: tgz.length })
+  t.regex((await cli(['list', '--repo', 'npmr'])).stdout, new RegExp(`npmr: 1 cached blob\\(s\\), ${tgz.length} bytes here\n`))
+
   const inventory = await akmesh(['inventory', '--data', node.dataDir])
   t.is(inventory.code, 0, inventory.stderr)
   const inv = JSON.parse(inventory.stdout) as { cached: Array<{ repo: string, upstreams: string[], artifacts: number }> }
