@@ -64,6 +64,8 @@ export class CacheEvictor {
         'SELECT a.repo, a.name, a.version, a.metadata FROM files f JOIN artifacts a ON a.id = f.artifact_id WHERE f.cid = ?'),
       links: db.prepare<[string], { repo: string }>('SELECT repo FROM blob_links WHERE cid = ?'),
       row: db.prepare<[string], { created_at: number, present: number }>('SELECT created_at, present FROM blobs WHERE cid = ?'),
+      // Last uses of blobs gc has deleted since.
+      forget: db.prepare('DELETE FROM cache_use WHERE cid NOT IN (SELECT cid FROM blobs)'),
       setAbsent: db.prepare('UPDATE blobs SET present = 0 WHERE cid = ? AND present = 1')
     }
   }
@@ -82,7 +84,8 @@ export class CacheEvictor {
     const blobs = this.cachedBlobs(repo)
     if (blobs.reduce((n, b) => n + b.size, 0) <= quota) return report
     // Bytes a local artifact also uses are not the cache's: they stay whatever the quota says.
-    const own = blobs.filter(b => this.#refusal(b.cid) !== 'local')
+    const unsigned = unsignedBlobs(this.#d)
+    const own = blobs.filter(b => this.#refusal(b.cid, unsigned) !== 'local')
     let held = own.reduce((n, b) => n + b.size, 0)
     for (const b of own) {
       if (held <= quota) break
@@ -96,12 +99,13 @@ export class CacheEvictor {
   async prune (repos: string[], before: number, dryRun: boolean): Promise<EvictionReport> {
     const report = emptyReport(dryRun)
     const seen = new Set<string>()
+    const unsigned = unsignedBlobs(this.#d)
     for (const repo of repos) {
       for (const b of this.cachedBlobs(repo)) {
         if (b.usedAt >= before || seen.has(b.cid)) continue
         seen.add(b.cid)
         if (dryRun) {
-          const why = this.#refusal(b.cid)
+          const why = this.#refusal(b.cid, unsigned)
           if (why != null) report.spared[why]++
           else this.#add(report, b)
           continue
@@ -109,6 +113,7 @@ export class CacheEvictor {
         await this.#evict(b, report)
       }
     }
+    if (!dryRun) this.#s.forget.run()
     return report
   }
 
@@ -117,12 +122,12 @@ export class CacheEvictor {
     let refused: Refusal | undefined
     const evicted = await store.withBlobLock(b.cid, async () => {
       const now = Date.now()
-      refused = this.#refusal(b.cid)
+      refused = this.#refusal(b.cid, unsignedBlobs(this.#d))
       if (refused != null) return false
       const path = store.pathOf(b.cid)
       let ino: number | undefined
       try { ino = lstatSync(path).ino } catch {}
-      const still = (): boolean => { refused = this.#refusal(b.cid); return refused == null && this.#s.row.get(b.cid)?.present === 1 }
+      const still = (): boolean => { refused = this.#refusal(b.cid, unsignedBlobs(this.#d)); return refused == null && this.#s.row.get(b.cid)?.present === 1 }
       if (ino == null) {
         // The file is already gone (verify calls it missing): the row says so now.
         return this.#d.db.transaction(() => still() && this.#s.setAbsent.run(b.cid).changes === 1).immediate()
@@ -150,13 +155,13 @@ export class CacheEvictor {
   }
 
   /** Why `cid` must keep its bytes, or undefined if only the cache uses them. */
-  #refusal (cid: string): Refusal | undefined {
+  #refusal (cid: string, unsigned: ReadonlySet<string>): Refusal | undefined {
     const { remoteRepos } = this.#d
     for (const r of this.#s.rows.all(cid)) {
       if (!remoteRepos.has(r.repo) || cacheOrigin(JSON.parse(r.metadata) as Record<string, unknown>) == null) return 'local'
     }
     for (const l of this.#s.links.all(cid)) if (!remoteRepos.has(l.repo)) return 'local'
-    if (unsignedBlobs(this.#d).has(cid)) return 'unsigned'
+    if (unsigned.has(cid)) return 'unsigned'
     return undefined
   }
 }
