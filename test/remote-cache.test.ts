@@ -2,9 +2,11 @@
 // a quota evicts the least recently used cached blob, whose next request is fetched from the
 // upstream again (counted there) as the same CID; bytes a local artifact shares are never evicted;
 // `akmesh cache prune --older-than` (a clock given to the admin API, so no waiting) and --dry-run;
-// listings, search and the admin API show cached artifacts with their upstream.
+// listings, search, status, inventory and the admin API show cached artifacts with their upstream;
+// an evicted PyPI file's page is still built; `quota` sizes in the config.
 import test from 'ava'
 import { createHash } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
 import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { hookTeardowns, type Nginx } from './helpers/nginx.ts'
 import { makeTarball } from './helpers/npm-client.ts'
@@ -254,4 +256,28 @@ test.serial('on a stopped node, cache list and prune work on its data directory;
   t.false((await artifact('aged', 'stop/late.bin')).files[0].present)
   t.is(sha256(await body('aged/stop/late.bin')), sha256(deterministicBytes(32 * KIB, 'late')))
   t.is(await nginx.count('GET', '/stop/late.bin'), 2)
+})
+
+test('quota: sizes in bytes, KiB/MiB/GiB and kB/MB/GB; refused on a local repository and when malformed', async t => {
+  const dir = await makeTempDir(t)
+  const repoList = async (repo: string) => {
+    const file = `${dir}/c-${Math.random().toString(36).slice(2)}.yaml`
+    await writeFile(file, `repositories:\n  - ${repo}\n`)
+    return await akmesh(['repo', 'list', '--json', '--config', file, '--data', dir])
+  }
+  const quotaOf = async (q: string) => {
+    const r = await repoList(`{ name: r, format: generic, type: remote, upstream: "http://127.0.0.1:1/", quota: ${q} }`)
+    t.is(r.code, 0, r.stderr)
+    return (JSON.parse(r.stdout) as Array<{ quota: number }>)[0].quota
+  }
+  t.is(await quotaOf('500MiB'), 500 * 2 ** 20)
+  t.is(await quotaOf('10GB'), 10e9)
+  t.is(await quotaOf('1.5GiB'), 1.5 * 2 ** 30)
+  t.is(await quotaOf('4096'), 4096)
+  const bad = await repoList('{ name: r, format: generic, type: remote, upstream: "http://127.0.0.1:1/", quota: lots }')
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /quota.*expected a size such as 500MiB, 10GiB or 10GB, got "lots"/)
+  const local = await repoList('{ name: r, format: generic, quota: 1GiB }')
+  t.not(local.code, 0)
+  t.regex(local.stderr, /quota.*only remote repositories \(type: remote\) have a cache quota/)
 })
