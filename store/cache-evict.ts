@@ -57,9 +57,11 @@ export class CacheEvictor {
     this.#d = deps
     const db = deps.db
     this.#s = {
-      blobs: db.prepare<[string], { cid: string, size: number, used_at: number }>(`SELECT f.cid, b.size, COALESCE(u.used_at, b.created_at) AS used_at
-        FROM files f JOIN artifacts a ON a.id = f.artifact_id JOIN blobs b ON b.cid = f.cid AND b.present = 1
-        LEFT JOIN cache_use u ON u.cid = f.cid WHERE a.repo = ? GROUP BY f.cid ORDER BY used_at, f.cid`),
+      // Named by a row of the repository, or linked into one of its images (an OCI blob whose
+      // manifest is not complete here yet).
+      blobs: db.prepare<[string, string], { cid: string, size: number, used_at: number }>(`SELECT c.cid, b.size, COALESCE(u.used_at, b.created_at) AS used_at
+        FROM (SELECT f.cid FROM files f JOIN artifacts a ON a.id = f.artifact_id WHERE a.repo = ? UNION SELECT l.cid FROM blob_links l WHERE l.repo = ?) c
+        JOIN blobs b ON b.cid = c.cid AND b.present = 1 LEFT JOIN cache_use u ON u.cid = c.cid ORDER BY used_at, c.cid`),
       rows: db.prepare<[string], { repo: string, name: string, version: string, metadata: string }>(
         'SELECT a.repo, a.name, a.version, a.metadata FROM files f JOIN artifacts a ON a.id = f.artifact_id WHERE f.cid = ?'),
       links: db.prepare<[string], { repo: string }>('SELECT repo FROM blob_links WHERE cid = ?'),
@@ -73,7 +75,7 @@ export class CacheEvictor {
   /** Present cached blobs of `repo`, least recently used first. */
   cachedBlobs (repo: string): CachedBlob[] {
     this.#d.use.flush()
-    return this.#s.blobs.all(repo).map(r => ({ repo, cid: r.cid, size: r.size, usedAt: this.#d.use.lastUsed(r.cid) ?? r.used_at }))
+    return this.#s.blobs.all(repo, repo).map(r => ({ repo, cid: r.cid, size: r.size, usedAt: this.#d.use.lastUsed(r.cid) ?? r.used_at }))
       .sort((a, b) => a.usedAt - b.usedAt || (a.cid < b.cid ? -1 : 1))
   }
 

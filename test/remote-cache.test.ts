@@ -1,15 +1,18 @@
-// Cache management of remote repositories, over a real nginx (generic) and a real Verdaccio (npm):
+// Cache management of remote repositories, over a real nginx (generic, and a PEP 503 tree for PyPI),
+// a real Verdaccio (npm) and a real docker-registry (OCI):
 // a quota evicts the least recently used cached blob, whose next request is fetched from the
 // upstream again (counted there) as the same CID; bytes a local artifact shares are never evicted;
 // `akmesh cache prune --older-than` (a clock given to the admin API, so no waiting) and --dry-run;
 // listings, search, status, inventory and the admin API show cached artifacts with their upstream;
-// an evicted PyPI file's page is still built; `quota` sizes in the config.
+// evicted PyPI files and OCI blobs and manifests are fetched again; `quota` sizes in the config.
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { startRegistry, type Registry } from './helpers/docker-registry.ts'
 import { hookTeardowns, type Nginx } from './helpers/nginx.ts'
 import { makeTarball } from './helpers/npm-client.ts'
+import { digestOf } from './helpers/oci-http.ts'
 import { makeWheel } from './helpers/pypi-dists.ts'
 import { startPypiUpstream, type PypiUpstream } from './helpers/pypi-upstream.ts'
 import { deterministicBytes } from './helpers/streams.ts'
@@ -23,6 +26,7 @@ interface Report { dryRun: boolean, evicted: Array<{ repo: string, cid: string, 
 
 let nginx: Nginx
 let pypi: PypiUpstream
+let registry: Registry
 let v: Verdaccio
 let node: TestNode
 const hook = hookTeardowns()
@@ -35,6 +39,7 @@ test.before(async () => {
   pypi = await startPypiUpstream(t)
   nginx = pypi.nginx
   v = await startVerdaccio(t)
+  registry = await startRegistry(t)
   node = await startTestNode(t, {
     config: `
 repositories:
@@ -43,6 +48,7 @@ repositories:
   - { name: local, format: generic }
   - { name: npmr, format: npm, type: remote, upstream: "${v.url}/" }
   - { name: pyr, format: pypi, type: remote, upstream: "${nginx.url}/simple/", metadataTtl: 0s }
+  - { name: ocir, format: oci, type: remote, upstream: "${registry.url}/" }
 `
   })
 })
@@ -64,6 +70,32 @@ const artifact = async (repo: string, name: string) => {
   if (a == null) throw new Error(`${repo} has no ${name}`)
   return a
 }
+/** Pushes an image (config, one layer, manifest) with the registry's own API (it runs without auth). */
+async function pushToRegistry (name: string, tag: string, layer: Uint8Array): Promise<{ digest: string, config: string, layers: string[] }> {
+  const blob = async (bytes: Uint8Array): Promise<string> => {
+    const digest = digestOf(bytes)
+    const started = await fetch(`${registry.url}/v2/${name}/blobs/uploads/`, { method: 'POST' })
+    if (started.status !== 202) throw new Error(`upload start: ${started.status}`)
+    const location = new URL(started.headers.get('location') as string, registry.url)
+    location.searchParams.set('digest', digest)
+    const done = await fetch(location, { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } })
+    if (done.status !== 201) throw new Error(`upload: ${done.status} ${await done.text()}`)
+    return digest
+  }
+  const configBytes = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }))
+  const config = await blob(configBytes)
+  const layerDigest = await blob(layer)
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size: configBytes.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.byteLength }]
+  }))
+  const res = await fetch(`${registry.url}/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } })
+  if (res.status !== 201) throw new Error(`manifest push: ${res.status} ${await res.text()}`)
+  return { digest: digestOf(manifest), config, layers: [layerDigest] }
+}
+
 const cli = async (args: string[]) => await akmesh(['cache', ...args, '--url', node.url, '--token', node.adminToken])
 
 test.serial('over its quota, a remote repository evicts the least recently used blob; the next request fetches it again', async t => {
@@ -233,6 +265,38 @@ test.serial('an evicted PyPI file: the project page still answers with its hash,
   t.is(sha256(await download()), sha256(wheel.bytes))
   t.is(await pypi.gets(wheel.filename), 2, 'the evicted file was asked upstream again')
   t.true((await artifact('pyr', 'akm-cached')).files[0].present)
+})
+
+test.serial('evicted OCI blobs and manifests are fetched from the registry again, verified by digest', async t => {
+  const layer = deterministicBytes(80 * KIB, 'layer')
+  const image = await pushToRegistry('team/app', '1', layer)
+  const pull = async () => {
+    const m = await get('v2/ocir/team/app/manifests/1')
+    t.is(m.status, 200)
+    t.is(m.headers.get('docker-content-digest'), image.digest)
+    await m.arrayBuffer()
+    for (const d of [image.config, ...image.layers]) {
+      const b = await get(`v2/ocir/team/app/blobs/${d}`)
+      t.is(b.status, 200)
+      t.is(digestOf(new Uint8Array(await b.arrayBuffer())), d)
+    }
+  }
+  await pull()
+  const layerPath = `/v2/team/app/blobs/${image.layers[0]}`
+  t.is(registry.count('GET', layerPath), 1)
+  const [row] = await artifacts('ocir')
+  t.like(row, { name: 'team/app', version: image.digest, cached: true })
+  await waitFor(async () => (await artifact('ocir', 'team/app')).files.length === 3, 'the manifest row names its blobs')
+
+  const r = await admin<Report>('POST', '/-/cache/prune?older-than=0s&repo=ocir')
+  t.is(r.evicted.length, 3, 'manifest, config and layer')
+  t.true((await artifact('ocir', 'team/app')).files.every(f => !f.present))
+  await pull()
+  t.is(registry.count('GET', layerPath), 2, 'the evicted layer was asked upstream again')
+  const byDigest = await get(`v2/ocir/team/app/manifests/${image.digest}`)
+  t.is(byDigest.status, 200)
+  t.is(digestOf(new Uint8Array(await byDigest.arrayBuffer())), image.digest)
+  t.true((await artifact('ocir', 'team/app')).files.every(f => f.present))
 })
 
 test.serial('on a stopped node, cache list and prune work on its data directory; last use survives the stop', async t => {

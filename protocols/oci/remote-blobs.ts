@@ -4,11 +4,11 @@
 // clients of one missing blob share one upstream request; the others are served from the cache.
 // A HEAD of a missing blob asks the upstream with HEAD and caches nothing.
 import type { Context } from 'koa'
-import { isRegistryError } from '../../store/errors.ts'
 import type { FormatContext } from '../format.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
 import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
-import { getBlob, servableBlob } from './blobs.ts'
+import { cachedBlob } from '../shared/remote/cached-blob.ts'
+import { getBlob } from './blobs.ts'
 import { sha256Of } from './names.ts'
 import { completeCachedManifests } from './remote-manifests.ts'
 import { pullOf, upstreamUrl } from './remote-upstream.ts'
@@ -16,10 +16,8 @@ import { pullOf, upstreamUrl } from './remote-upstream.ts'
 export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<void> {
   const hex = sha256Of(digest)
   // Evicted (store/cache-evict.ts) and no peer has it: fetched from the upstream again.
-  const cached = await servableBlob(fc, name, digest).catch((err: unknown) => {
-    if (isRegistryError(err) && err.code === 'Unavailable') return undefined
-    throw err
-  })
+  const cid = fc.store.cidBySha256(hex)
+  const cached = cid != null && fc.blobLinks.has(fc.repo.name, name, cid) ? await cachedBlob(fc.store, cid) : undefined
   if (cached != null) {
     remote.served(cached.cid)
     ctx.set('X-Akmesh-Cache', 'hit')
