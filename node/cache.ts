@@ -60,7 +60,11 @@ export class CacheKeeper {
 
   get remoteRepositories (): readonly string[] { return this.#remote }
 
-  start (): void { this.use.start() }
+  /** Starts the last-use flushes and enforces each quota once (it may have been lowered). */
+  start (): void {
+    this.use.start()
+    for (const repo of this.#quotas.keys()) this.#enforce(repo)
+  }
 
   async stop (): Promise<void> {
     await this.#running.catch(() => {})
@@ -73,17 +77,22 @@ export class CacheKeeper {
       served: (cid) => { this.use.touch(cid) },
       fetched: (cid) => {
         this.use.touch(cid)
-        const quota = this.#quotas.get(repo)
-        if (quota == null || this.#queued.has(repo)) return
-        // After the fetch's commit, off its path: the client's stream is not held back.
-        this.#queued.add(repo)
-        void this.#serial(async () => {
-          this.#queued.delete(repo)
-          const r = await this.#evictor.enforceQuota(repo, quota, cid)
-          if (r.evicted.length > 0) this.#logEvicted(r, { repo, quota }, 'cache quota exceeded: evicted least recently used blobs')
-        }).catch((err: Error) => { this.#log.error({ err, repo }, 'cache quota enforcement failed') })
+        this.#enforce(repo, cid)
       }
     }
+  }
+
+  /** Queues a quota check of `repo` (at most one waiting per repository), never evicting `keep`.
+   *  After a fetch's commit it runs off the fetch's path: the client's stream is not held back. */
+  #enforce (repo: string, keep?: string): void {
+    const quota = this.#quotas.get(repo)
+    if (quota == null || this.#queued.has(repo)) return
+    this.#queued.add(repo)
+    void this.#serial(async () => {
+      this.#queued.delete(repo)
+      const r = await this.#evictor.enforceQuota(repo, quota, keep)
+      if (r.evicted.length > 0) this.#logEvicted(r, { repo, quota }, 'cache quota exceeded: evicted least recently used blobs')
+    }).catch((err: Error) => { this.#log.error({ err, repo }, 'cache quota enforcement failed') })
   }
 
   async prune (req: PruneRequest): Promise<EvictionReport> {
