@@ -4,10 +4,11 @@
 // upstream again (counted there) as the same CID; bytes a local artifact shares are never evicted;
 // `akmesh cache prune --older-than` (a clock given to the admin API, so no waiting) and --dry-run;
 // listings, search, status, inventory and the admin API show cached artifacts with their upstream;
-// evicted PyPI files and OCI blobs and manifests are fetched again; `quota` sizes in the config.
+// evicted PyPI files and OCI blobs and manifests are fetched again; a lowered quota is enforced at
+// start; `quota` sizes in the config.
 import test from 'ava'
 import { createHash } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { akmesh, makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { startRegistry, type Registry } from './helpers/docker-registry.ts'
 import { hookTeardowns, type Nginx } from './helpers/nginx.ts'
@@ -303,8 +304,14 @@ test.serial('on a stopped node, cache list and prune work on its data directory;
   await nginx.put('stop/late.bin', deterministicBytes(32 * KIB, 'late'))
   await body('aged/stop/late.bin')
   await body('aged/stop/late.bin')
+  await nginx.put('stop/q1.bin', deterministicBytes(100 * KIB, 'q1'))
+  await nginx.put('stop/q2.bin', deterministicBytes(100 * KIB, 'q2'))
+  await body('quota/stop/q1.bin')
+  await body('quota/stop/q2.bin') // 200 KiB held: under 250 KiB
   const configFile = `${node.dataDir}.yaml`
   await node.stop()
+  // Restarted with a lower quota: enforced at start.
+  await writeFile(configFile, (await readFile(configFile, 'utf8')).replace('quota: 250KiB', 'quota: 150KiB'))
   try {
     const flags = ['--config', configFile, '--data', node.dataDir]
     const listed = await akmesh(['cache', 'list', '--repo', 'aged', ...flags])
@@ -317,6 +324,8 @@ test.serial('on a stopped node, cache list and prune work on its data directory;
     t.deepEqual(r.evicted.map(e => e.artifacts).sort(), [['p/old.bin'], ['stop/late.bin']])
     t.is(r.bytes, 64 * KIB + 32 * KIB)
   } finally { await node.restart() }
+  await waitFor(async () => !(await artifact('quota', 'stop/q1.bin')).files[0].present, 'the lowered quota enforced at start')
+  t.true((await artifact('quota', 'stop/q2.bin')).files[0].present, 'the more recently used one stays')
   t.false((await artifact('aged', 'stop/late.bin')).files[0].present)
   t.is(sha256(await body('aged/stop/late.bin')), sha256(deterministicBytes(32 * KIB, 'late')))
   t.is(await nginx.count('GET', '/stop/late.bin'), 2)
