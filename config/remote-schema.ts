@@ -15,6 +15,21 @@ const upstreamUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or
   .refine(u => { const p = new URL(u); return p.username === '' && p.password === '' },
     { message: 'must not carry credentials; put them under auth (token, or username and password)' })
 
+const UNIT_BYTES: Record<string, number> = {
+  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40
+}
+
+/** A size such as 500MiB, 10GiB (powers of 1024) or 10GB (powers of 1000), or a number of bytes. */
+const quotaSize = z.union([z.number(), z.string()], { error: 'expected a size such as 500MiB, 10GiB or 10GB' }).transform((v, ctx) => {
+  const m = typeof v === 'number' ? null : /^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)$/i.exec(v.trim())
+  const n = typeof v === 'number' ? v : m == null ? NaN : Math.floor(Number(m[1]) * UNIT_BYTES[m[2].toLowerCase()])
+  if (!Number.isSafeInteger(n) || n < 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a size such as 500MiB, 10GiB or 10GB, got ${JSON.stringify(v)}` })
+    return z.NEVER
+  }
+  return n
+})
+
 export const DEFAULT_REMOTE = {
   metadataTtl: 5 * 60_000,
   negativeTtl: 60_000,
@@ -42,6 +57,9 @@ export const remoteFields = {
   negativeTtl: millis().optional(),
   /** Serve only what is cached; never contact the upstream. */
   offline: z.boolean().optional(),
+  /** The most bytes of cached blobs this repository keeps here: past it, after a fetch, the least
+   *  recently used are evicted (their rows stay; a later request fetches them again). */
+  quota: quotaSize.optional(),
   /** OCI: a one-component image name ("alpine") is asked upstream as "library/alpine", the way
    *  Docker Hub names its official images. Off by default (other registries have no such rule). */
   dockerHubLibrary: z.boolean().optional()
@@ -74,15 +92,15 @@ export function remoteSettings (r: RemoteShape & { name: string }): RemoteSettin
   }
 }
 
-type RepoShape = { type?: string, format?: string, upstream?: string, auth?: unknown, dockerHubLibrary?: boolean }
+type RepoShape = { type?: string, format?: string, upstream?: string, auth?: unknown, quota?: number, dockerHubLibrary?: boolean }
 
 /** Cross-field rules: a remote needs an upstream, local and virtual ones take none. */
 export function checkRepositoryType (r: RepoShape, ctx: z.RefinementCtx): void {
   if (r.type === 'remote' && r.upstream == null) {
     ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'a remote repository needs upstream: <http(s) URL>' })
   } else if (r.type !== 'remote') {
-    for (const key of ['upstream', 'auth'] as const) {
-      if (r[key] != null) ctx.addIssue({ code: 'custom', path: [key], message: 'only remote repositories (type: remote) have an upstream' })
+    for (const key of ['upstream', 'auth', 'quota'] as const) {
+      if (r[key] != null) ctx.addIssue({ code: 'custom', path: [key], message: key === 'quota' ? 'only remote repositories (type: remote) have a cache quota' : 'only remote repositories (type: remote) have an upstream' })
     }
   }
   if (r.dockerHubLibrary != null && (r.type !== 'remote' || r.format !== 'oci')) {

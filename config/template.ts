@@ -78,6 +78,7 @@ repositories:
   #   metadataTtl: 5m                       # metadata is asked for again after this
   #   negativeTtl: 1m                       # an upstream 404 is remembered this long
   #   offline: false                        # true: serve only what is cached
+  #   quota: 10GiB                          # cached bytes kept here; past it the least recently used are evicted (refetched on request)
   # A remote OCI repository: a pull-through cache of a registry (its root URL; the registry's
   # token flow is followed with auth's username and password, or anonymously).
   # - name: hub

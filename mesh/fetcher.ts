@@ -146,6 +146,11 @@ export class BlobFetcher implements RemoteBlobs {
     return f?.committed === false ? f.partial : undefined
   }
 
+  /** Whether any peer is connected (none: no fetch can find a source now). */
+  reachable (): boolean {
+    return this.#libp2p.getPeers().length > 0
+  }
+
   /** Starts (or joins) the fetch of `cid`; resolves once its first chunk is verified (rejects
    *  Unavailable if no source serves it), so a client gets a 503 before any header. Until then
    *  the transfer fetches in streaming order, first chunk first. */

@@ -11,6 +11,7 @@ import { SCOPES, type Scope } from '../store/accounts.ts'
 import type { ConfigFlags } from './config.ts'
 import { registerMeshCommands } from './mesh-cli.ts'
 import { registerPeersCommands } from './peers-cli.ts'
+import { registerCacheCommands } from './cache-cli.ts'
 
 // The server, the formats and the config schema load only when a command needs them: --help
 // answers in ~0.1 s instead of ~0.6 s.
@@ -370,6 +371,7 @@ withPeering(withConfig(program.command('import').description('verify an air-gap 
 
 registerMeshCommands(program, { withConfig, withPeering, resolveConfig })
 registerPeersCommands(program, { withConfig, withPeering, resolveConfig })
+registerCacheCommands(program, { withConfig, resolveConfig })
 
 try {
   await program.parseAsync()

@@ -14,7 +14,7 @@ import { RegistryError } from '../store/errors.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
-import { RemoteRepository } from '../protocols/shared/remote/remote-repository.ts'
+import { RemoteRepository, type CacheHooks } from '../protocols/shared/remote/remote-repository.ts'
 import { remoteSettings } from '../config/remote-schema.ts'
 import { VirtualRepository } from '../protocols/shared/virtual/virtual-repository.ts'
 import { allows, authenticate } from './auth.ts'
@@ -35,6 +35,8 @@ export interface HttpParts {
   transfers?: MeshTransfers
   /** The member table of /-/mesh/status (mesh/member-report.ts). */
   members?: { view: () => Promise<MemberReportView> }
+  /** Cache bookkeeping of remote repositories (node/cache.ts): last use, quotas. */
+  cache?: { hooksFor: (repo: string) => CacheHooks, summary?: () => unknown }
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -75,7 +77,7 @@ export function buildApp (parts: HttpParts): Koa {
       : { status: 'ready' }
   })
   app.use(root.routes())
-  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers, parts.members).routes())
+  if (parts.mesh != null) app.use(meshRoutes(parts.mesh, parts.transfers, parts.members, parts.cache).routes())
 
   const uploads = new UploadSessions(parts.store, { idleMs: config.limits.uploadIdleSeconds * 1000 })
   const blobLinks = new BlobLinks(parts.db)
@@ -108,7 +110,8 @@ export function buildApp (parts: HttpParts): Koa {
           settings: remoteSettings(repo),
           store: parts.store,
           limits: config.limits,
-          log: log.child({ component: `remote:${format.name}`, repo: repo.name })
+          log: log.child({ component: `remote:${format.name}`, repo: repo.name }),
+          cache: parts.cache?.hooksFor(repo.name)
         })
         : undefined,
       allows: (ctx, scope) => allows(ctx, repo, scope),

@@ -1,6 +1,6 @@
 // Mesh state on the HTTP front, for operators and tests (admin scope): GET /-/mesh/peers,
 // /-/mesh/status (peer ID, per-origin watermarks, counts, recent distinct rejections, equivocating
-// origins, members and certificate warnings, revocations), /-/mesh/conflicts, /-/mesh/transfers,
+// origins, members and certificate warnings, revocations, remote repositories' caches), /-/mesh/conflicts, /-/mesh/transfers,
 // /-/mesh/revocations; POST /-/mesh/import (manifests of an air-gap bundle, from `akmesh import`),
 // POST /-/mesh/revocations (a revocation signed by the root, from `akmesh mesh publish-revocation`).
 import Router from '@koa/router'
@@ -52,7 +52,7 @@ export function requireAdmin (ctx: Context): void {
   if (!grants(state.principal, 'admin', '*')) throw forbidden(`${state.principal.name} has no admin scope on every repository`)
 }
 
-export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members?: { view: () => Promise<MemberReportView> }): Router {
+export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members?: { view: () => Promise<MemberReportView> }, cache?: { summary?: () => unknown }): Router {
   const router = new Router({ prefix: '/-/mesh' })
   router.use(async (ctx, next) => { requireAdmin(ctx); await next() })
   router.get('/peers', (ctx) => {
@@ -66,7 +66,7 @@ export function meshRoutes (mesh: MeshStatus, transfers?: MeshTransfers, members
   // seen (mesh/member-table.ts); warnings: certificates expiring within 14 days or expired.
   router.get('/status', async (ctx) => {
     const view = members != null ? await members.view() : { members: mesh.membership?.members?.() ?? [], warnings: [] }
-    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), ...view, revocations: mesh.membership?.revoked?.() ?? [] }
+    ctx.body = { peerId: mesh.peerId.toString(), peers: mesh.peers().length, replicating: mesh.replication != null, ...mesh.replication?.status(), ...view, revocations: mesh.membership?.revoked?.() ?? [], cache: cache?.summary?.() ?? [] }
   })
   router.get('/conflicts', (ctx) => {
     const limit = Math.min(Math.max(Number(ctx.query.limit ?? 100) || 100, 1), 1000)

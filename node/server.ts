@@ -20,6 +20,7 @@ import { openDatabase, type DB } from '../store/db.ts'
 import { blake3Implementation } from '../store/hash.ts'
 import { checkReplicatedArtifact } from './artifact-check.ts'
 import { BlobCollector, gcRoutes } from './gc.ts'
+import { CacheKeeper, cacheRoutes } from './cache.ts'
 import { createHttpServer } from './expect-continue.ts'
 import { buildApp } from './http.ts'
 import { Lifecycle } from './lifecycle.ts'
@@ -131,9 +132,16 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
   const collector = await parts.start('blob gc',
     () => new BlobCollector({ db: storage.db, store: storage.store, config: config.gc, self: mesh.libp2p.peerId.toString(), log }),
     (c) => c.stop())
+  // Remote repositories' caches: last use of cached blobs (flushed every minute), quotas, prune.
+  const cache = await parts.start('cache keeper', () => {
+    const k = new CacheKeeper({ db: storage.db, store: storage.store, config, self: mesh.libp2p.peerId.toString(), log })
+    k.start()
+    return k
+  }, (k) => k.stop())
   const app = await parts.start('http app', () => {
-    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members })
+    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members, cache })
     a.use(gcRoutes(collector).routes())
+    a.use(cacheRoutes(cache).routes())
     return a
   })
   const server = createHttpServer(app)

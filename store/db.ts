@@ -181,6 +181,15 @@ export const MIGRATIONS: readonly string[] = [
     detected_at INTEGER NOT NULL,
     PRIMARY KEY (origin, seq, hash)
   ) WITHOUT ROWID;
+  `,
+  `
+  -- When each cached blob (of a remote repository's artifact) was last served here: the order in
+  -- which quota eviction and cache prune drop bytes (store/cache-use.ts). Local to this node,
+  -- never replicated; written in batches, not per request.
+  CREATE TABLE cache_use (
+    cid TEXT PRIMARY KEY,
+    used_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
   `
 ]
 

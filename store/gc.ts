@@ -149,8 +149,9 @@ function safeDecode (decode: ManifestDecoder, envelope: Uint8Array): ManifestFac
   try { return decode(envelope) } catch { return undefined }
 }
 
-/** Blobs named by local changes the signer has not turned into manifests yet. */
-function unsignedBlobs (deps: GcDeps): Set<string> {
+/** Blobs named by local changes the signer has not turned into manifests yet (also spared by
+ *  cache eviction, store/cache-evict.ts). */
+export function unsignedBlobs (deps: Pick<GcDeps, 'db' | 'self'>): Set<string> {
   const signed = deps.self == null
     ? 0
     : deps.db.prepare<[string], { seq: number | null }>('SELECT MAX(seq) AS seq FROM manifests WHERE origin = ?').get(deps.self)?.seq ?? 0

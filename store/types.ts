@@ -39,12 +39,17 @@ export interface RemoteBlobs {
   ready (cid: string): Promise<void>
   /** The bytes (or a range of them) as they arrive. */
   open (cid: string, range?: ByteRange): Readable
+  /** False when no peer is connected (so no peer can serve anything now): a remote repository then
+   *  goes to its upstream at once for a cached blob whose bytes were evicted, without waiting. */
+  reachable? (): boolean
 }
 
 export interface BlobStore {
   /** A present blob, or one known here that `remote` can fetch (resolves once a source is found;
    *  rejects Unavailable if none). Formats look blobs up with this so absent ones stream through. */
   locate (cid: string): Promise<BlobInfo | undefined>
+  /** Where absent blobs come from, if anywhere (the mesh). */
+  readonly remote?: RemoteBlobs
   /** Streams bytes to disk while hashing; visible (has/open) only after fsync + rename. */
   put (source: AsyncIterable<Uint8Array> | Readable, opts?: PutOptions): Promise<BlobInfo>
   stat (cid: string): BlobInfo | undefined

@@ -9,8 +9,10 @@ import { sendBlob } from '../http/blob-response.ts'
 import { encodePath } from '../http/encode.ts'
 import type { RemoteFormat } from '../shared/remote/hooks.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { cachedBlob } from '../shared/remote/cached-blob.ts'
 import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { UpstreamClient, type UpstreamResponse } from '../shared/remote/upstream-client.ts'
+import { folderEntries } from './listing.ts'
 import { CHECKSUM_HEADERS, filePath } from './request-path.ts'
 
 const VERSION = ''
@@ -50,7 +52,8 @@ export function remoteGenericRoutes (router: RepoRoutes, fc: FormatContext, remo
     const { path, folder } = filePath(ctx, fc)
     if (folder) {
       // What is cached, not the upstream's folder (a plain HTTP upstream has no listing format).
-      ctx.body = { repo: fc.repo.name, path, cached: true, upstream: remote.upstream, files: fc.artifacts.listNames(fc.repo.name, path === '' ? '' : path + '/') }
+      const entries = folderEntries(fc, fc.repo.name, path === '' ? '' : path + '/')
+      ctx.body = { repo: fc.repo.name, path, cached: true, upstream: remote.upstream, files: entries.map(e => e.path), entries }
       return
     }
     await sendRemoteFile(ctx, fc, remote, path)
@@ -76,7 +79,7 @@ export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: R
     expect: (res) => genericRemote.expectedDigests(path, res),
     commit: (blob, res) => { record(fc, path, blob.cid, res) },
     toClient: streams,
-    isCached: () => (fc.artifacts.get(fc.repo.name, path, VERSION)?.files.length ?? 0) > 0
+    isCached: () => { const f = fc.artifacts.get(fc.repo.name, path, VERSION)?.files[0]; return f != null && fc.store.has(f.cid) }
   })
   await respondWithContent(ctx, answer, {
     streams,
@@ -90,17 +93,20 @@ export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: R
   })
 }
 
-/** Serves `path` from the cache if it is there (and checks in the background that the upstream
- *  has not changed it). */
+/** Serves `path` from the cache if it is there, its bytes here or at a peer (and checks in the
+ *  background that the upstream has not changed it). */
 async function serveCached (ctx: Context, fc: FormatContext, remote: RemoteRepository, path: string): Promise<boolean> {
   const artifact = fc.artifacts.get(fc.repo.name, path, VERSION)
   if (artifact == null || artifact.files.length === 0) return false
   const [file] = fc.artifacts.filesWithBlobs(artifact)
+  const blob = await cachedBlob(fc.store, file.cid)
+  if (blob == null) return false // evicted, and no peer has it: fetched from the upstream again
+  remote.served(file.cid)
   const md = artifact.metadata as Partial<CachedFileMetadata>
   remote.revalidate(path, remote.client.urlOf(genericRemote.upstreamPath(path)),
     { etag: md.upstreamEtag ?? undefined, lastModified: md.upstreamLastModified ?? undefined, size: file.blob.size }, () => {})
   const lastModified = md.upstreamLastModified != null ? Date.parse(md.upstreamLastModified) : NaN
-  sendBlob(ctx, fc.store, (await fc.store.locate(file.cid)) ?? file.blob, {
+  sendBlob(ctx, fc.store, blob, {
     contentType: md.contentType ?? undefined,
     filename: file.filename,
     lastModified: Number.isNaN(lastModified) ? artifact.updatedAt : lastModified,

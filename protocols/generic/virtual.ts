@@ -5,6 +5,7 @@
 import { badRequest, methodNotAllowed, notFound } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type RepoRoutes } from '../format.ts'
 import { firstMember, type VirtualRepository } from '../shared/virtual/virtual-repository.ts'
+import { folderEntries, type FolderEntry } from './listing.ts'
 import { putFile, sendLocalFile } from './local-file.ts'
 import { sendRemoteFile } from './remote.ts'
 import { filePath } from './request-path.ts'
@@ -21,9 +22,11 @@ export function virtualGenericRoutes (router: RepoRoutes, fc: FormatContext, vir
     if (folder) {
       // What the members hold (for remote members: what is cached), merged.
       const prefix = path === '' ? '' : path + '/'
-      const files = new Set<string>()
-      for (const m of virtual.members) if (m.fc.allows(ctx, 'read')) for (const f of m.fc.artifacts.listNames(m.name, prefix)) files.add(f)
-      ctx.body = { repo: fc.repo.name, path, members: virtual.members.map(m => m.name), files: [...files].sort() }
+      // The first member holding a path is the one that serves it.
+      const entries = new Map<string, FolderEntry>()
+      for (const m of virtual.members) if (m.fc.allows(ctx, 'read')) for (const e of folderEntries(m.fc, m.name, prefix, m.name)) if (!entries.has(e.path)) entries.set(e.path, e)
+      const files = [...entries.keys()].sort()
+      ctx.body = { repo: fc.repo.name, path, members: virtual.members.map(m => m.name), files, entries: files.map(f => entries.get(f) as FolderEntry) }
       return
     }
     const members = virtual.membersFor(ctx, path, m => m.fc.artifacts.get(m.name, path, '') != null)

@@ -8,16 +8,18 @@ import type { DigestName } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { cachedBlob } from '../shared/remote/cached-blob.ts'
 import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { UpstreamClient, type UpstreamResponse } from '../shared/remote/upstream-client.ts'
 import { tarballFilename, versionFromFilename } from './names.ts'
 import { tarballPath, upstreamPackument, type VersionDocument } from './remote-packument.ts'
 
-/** Serves a cached tarball; false if it is not cached. */
+/** Serves a cached tarball; false if it is not cached, or evicted and no peer has it. */
 export async function serveCachedTarball (ctx: Context, fc: FormatContext, name: string, filename: string): Promise<boolean> {
   const file = fc.artifacts.fileByName(fc.repo.name, name, filename)
-  const blob = file == null ? undefined : await fc.store.locate(file.cid)
+  const blob = file == null ? undefined : await cachedBlob(fc.store, file.cid)
   if (blob == null) return false
+  fc.remote?.served(blob.cid)
   sendBlob(ctx, fc.store, blob, { contentType: 'application/octet-stream', headers: { 'X-Akmesh-Cache': 'hit' } })
   return true
 }
@@ -77,7 +79,7 @@ export async function fetchTarball (ctx: Context, fc: FormatContext, remote: Rem
     expect: () => expect,
     commit: (blob, res) => { record(fc, name, doc, blob.cid, res) },
     toClient: streams,
-    isCached: () => fc.artifacts.fileByName(fc.repo.name, name, filename) != null
+    isCached: () => { const f = fc.artifacts.fileByName(fc.repo.name, name, filename); return f != null && fc.store.has(f.cid) }
   })
   await respondWithContent(ctx, answer, {
     streams,

@@ -4,6 +4,7 @@
 // description or keywords. There is no popularity data: scores are constant.
 import { badRequest } from '../../store/errors.ts'
 import type { FormatContext, RepoRoutes } from '../format.ts'
+import { cacheOrigin } from '../../store/cache-origin.ts'
 import { loadPackage, packageMaintainers } from './packument.ts'
 
 const MAX_SIZE = 250
@@ -37,11 +38,19 @@ function searchResult (fc: FormatContext, name: string) {
       date: new Date(latest.createdAt).toISOString(),
       links,
       publisher: user == null ? undefined : { username: user.name, email: user.email },
-      maintainers: packageMaintainers(p).map(u => ({ username: u.name, email: u.email }))
+      maintainers: packageMaintainers(p).map(u => ({ username: u.name, email: u.email })),
+      // akmesh's own: a remote repository's cached package, and the upstream it came from.
+      ...cachedFrom(m)
     },
     score: { final: 1, detail: { quality: 1, popularity: 1, maintenance: 1 } },
     searchScore: 1
   }
+}
+
+/** `cached` and `upstream` for a package cached from an upstream; nothing for a local one. */
+function cachedFrom (metadata: Record<string, unknown>): { cached?: true, upstream?: string } {
+  const o = cacheOrigin(metadata)
+  return o == null ? {} : { cached: true, upstream: o.upstream }
 }
 
 function matchesAll (r: ReturnType<typeof searchResult>, words: string[]): boolean {

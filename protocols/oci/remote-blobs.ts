@@ -7,14 +7,19 @@ import type { Context } from 'koa'
 import type { FormatContext } from '../format.ts'
 import type { RemoteRepository } from '../shared/remote/remote-repository.ts'
 import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
-import { getBlob, servableBlob } from './blobs.ts'
+import { cachedBlob } from '../shared/remote/cached-blob.ts'
+import { getBlob } from './blobs.ts'
 import { sha256Of } from './names.ts'
 import { completeCachedManifests } from './remote-manifests.ts'
 import { pullOf, upstreamUrl } from './remote-upstream.ts'
 
 export async function getRemoteBlob (ctx: Context, fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<void> {
   const hex = sha256Of(digest)
-  if (await servableBlob(fc, name, digest) != null) {
+  // Evicted (store/cache-evict.ts) and no peer has it: fetched from the upstream again.
+  const cid = fc.store.cidBySha256(hex)
+  const cached = cid != null && fc.blobLinks.has(fc.repo.name, name, cid) ? await cachedBlob(fc.store, cid) : undefined
+  if (cached != null) {
+    remote.served(cached.cid)
     ctx.set('X-Akmesh-Cache', 'hit')
     return await getBlob(ctx, fc, name, digest)
   }

@@ -12,6 +12,7 @@ import { RegistryError, upstreamError } from '../../store/errors.ts'
 import type { BlobInfo } from '../../store/types.ts'
 import type { FormatContext } from '../format.ts'
 import { STALE_WARNING, type RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { cachedBlob } from '../shared/remote/cached-blob.ts'
 import { UpstreamClient } from '../shared/remote/upstream-client.ts'
 import { linkedBlob } from './blobs.ts'
 import { ociError } from './errors.ts'
@@ -72,7 +73,8 @@ export async function getRemoteManifest (ctx: Context, fc: FormatContext, remote
   const { doc, stale } = answer
   const digest = sha256(doc.body)
   const mediaType = doc.contentType.split(';')[0].trim().toLowerCase()
-  if (fc.artifacts.get(fc.repo.name, name, digest) == null) {
+  // Not recorded yet, or its bytes were evicted (store/cache-evict.ts): stored (again).
+  if (!manifestHeld(fc, name, digest)) {
     const blob = await fc.store.put(Readable.from([doc.body]), { expect: { sha256: sha256Of(digest) } })
     record(fc, name, digest, parseManifest(doc.body, mediaType), blob, UpstreamClient.describe(url))
   }
@@ -88,7 +90,7 @@ export async function getRemoteManifest (ctx: Context, fc: FormatContext, remote
 
 async function byDigest (ctx: Context, fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<void> {
   const hex = sha256Of(digest)
-  if (resolveManifest(fc, name, digest) != null) return await getManifest(ctx, fc, name, digest)
+  if (await manifestServable(fc, name, digest)) return await getManifest(ctx, fc, name, digest)
   const url = upstreamUrl(remote, name, `manifests/${digest}`)
   const answer = await remote.content(`manifest ${name}@${digest}`, url, {
     expect: () => ({ sha256: hex }),
@@ -105,6 +107,21 @@ async function byDigest (ctx: Context, fc: FormatContext, remote: RemoteReposito
   })
   await answer.done
   await getManifest(ctx, fc, name, digest)
+}
+
+/** Whether the manifest is recorded with its bytes here. */
+function manifestHeld (fc: FormatContext, name: string, digest: string): boolean {
+  const cid = resolveManifest(fc, name, digest)?.files.find(f => f.filename === MANIFEST_FILE)?.cid
+  return cid != null && fc.store.has(cid)
+}
+
+/** Whether the manifest is recorded with its bytes here or at a peer (evicted and at no peer:
+ *  fetched from the upstream again). */
+async function manifestServable (fc: FormatContext, name: string, digest: string): Promise<boolean> {
+  const cid = resolveManifest(fc, name, digest)?.files.find(f => f.filename === MANIFEST_FILE)?.cid
+  if (cid == null || await cachedBlob(fc.store, cid) == null) return false
+  fc.remote?.served(cid)
+  return true
 }
 
 /** Records a fetched manifest as a manifest artifact (as a push would), with whatever it

@@ -96,7 +96,8 @@ export async function remoteProjectFiles (fc: FormatContext, baseUrl: string, pr
 async function announcedHashes (fc: FormatContext, project: string, f: UpstreamFile): Promise<Record<string, string>> {
   const cached = fc.artifacts.fileByName(fc.repo.name, project, f.filename)
   if (cached == null) return f.hashes
-  const blob = await fc.store.locate(cached.cid)
+  // The row's description, not the bytes: they may be evicted (store/cache-evict.ts).
+  const blob = fc.store.describe(cached.cid)
   if (blob == null || f.hashes.sha256 === blob.sha256) return f.hashes
   if (f.hashes.sha256 != null) {
     fc.log.warn({ project, filename: f.filename, cached: blob.sha256, upstream: f.hashes.sha256 },

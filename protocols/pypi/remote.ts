@@ -10,6 +10,7 @@ import type { FormatContext, RepoRoutes } from '../format.ts'
 import { sendBlob } from '../http/blob-response.ts'
 import type { RemoteFormat } from '../shared/remote/hooks.ts'
 import { STALE_WARNING, type RemoteRepository } from '../shared/remote/remote-repository.ts'
+import { cachedBlob } from '../shared/remote/cached-blob.ts'
 import { respondWithContent, streamsToClient } from '../shared/remote/respond.ts'
 import { UpstreamClient, type UpstreamResponse } from '../shared/remote/upstream-client.ts'
 import { canonicalName, normalVersion, splitDistFilename, type DistFilename } from './names.ts'
@@ -96,7 +97,7 @@ export async function serveRemoteFile (ctx: Context, fc: FormatContext, remote: 
     expect: () => ({ sha256 }),
     commit: (blob, res) => { record(fc, { project, displayName: page.project.displayName, filename, dist, entry }, blob, res) },
     toClient: streams,
-    isCached: () => fc.artifacts.fileByName(fc.repo.name, project, filename) != null
+    isCached: () => { const f = fc.artifacts.fileByName(fc.repo.name, project, filename); return f != null && fc.store.has(f.cid) }
   })
   await respondWithContent(ctx, answer, {
     streams,
@@ -109,8 +110,10 @@ export async function serveRemoteFile (ctx: Context, fc: FormatContext, remote: 
 
 async function serveCached (ctx: Context, fc: FormatContext, project: string, filename: string): Promise<boolean> {
   const file = fc.artifacts.fileByName(fc.repo.name, project, filename)
-  const blob = file == null ? undefined : await fc.store.locate(file.cid)
+  // Evicted and no peer has it: fetched from the upstream again.
+  const blob = file == null ? undefined : await cachedBlob(fc.store, file.cid)
   if (blob == null) return false
+  fc.remote?.served(blob.cid)
   sendBlob(ctx, fc.store, blob, {
     filename,
     contentType: filename.endsWith(METADATA_SUFFIX) ? 'text/plain; charset=utf-8' : 'application/octet-stream',

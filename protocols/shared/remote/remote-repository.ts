@@ -24,6 +24,15 @@ export interface RemoteRepositoryParts {
   store: BlobStore
   limits: { uploadBytes: number, metadataBytes: number }
   log: Logger
+  /** Cache bookkeeping (node/cache.ts): last use for LRU eviction, and the quota after a fetch. */
+  cache?: CacheHooks
+}
+
+export interface CacheHooks {
+  /** A cached blob was served (cheap: noted in memory). */
+  served (cid: string): void
+  /** Content was fetched and recorded as `cid`: may evict other cached blobs of the repository. */
+  fetched (cid: string): void
 }
 
 export interface ContentRequest<T> {
@@ -73,6 +82,9 @@ export class RemoteRepository {
 
   get upstream (): string { return this.settings.upstream.href }
 
+  /** Tells the cache bookkeeping a cached blob was served (its last use, for LRU eviction). */
+  served (cid: string): void { this.#p.cache?.served(cid) }
+
   /** Fetches content not cached yet: joins a fetch of the same key in flight, else asks upstream. */
   async content<T> (key: string, url: URL, req: ContentRequest<T>): Promise<ContentAnswer<T>> {
     const running = this.#content.get(key)
@@ -84,7 +96,11 @@ export class RemoteRepository {
       return { res, fetch: fetchIntoStore(this.#p.store, res, {
         expect: req.expect(res),
         maxBytes: this.#p.limits.uploadBytes,
-        commit: async (blob) => await req.commit(blob, res),
+        commit: async (blob) => {
+          const result = await req.commit(blob, res)
+          this.#p.cache?.fetched(blob.cid)
+          return result
+        },
         toClient: req.toClient,
         log: this.#p.log
       }) }
