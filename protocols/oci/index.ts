@@ -16,6 +16,7 @@ import { OciError, ociError, ociErrorBody } from './errors.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
 import { type Route, validateOciArtifact } from './names.ts'
 import { ociRemote, remoteDispatch } from './remote.ts'
+import { virtualDispatch } from './virtual.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
@@ -102,6 +103,7 @@ export const ociFormat: FormatHandler = {
       const route = routeOf(ctx, fc)
       if (route == null) throw ociError('NAME_UNKNOWN', `no OCI endpoint at ${ctx.path}`)
       if (fc.remote != null) await remoteDispatch(ctx, fc, fc.remote, route)
+      else if (fc.virtual != null) await virtualDispatch(ctx, fc, fc.virtual, route, lookup)
       else await dispatch(ctx, fc, route, lookup)
     }))
   },
@@ -139,5 +141,6 @@ export const ociFormat: FormatHandler = {
   },
 
   errorBody: ociErrorBody,
-  remote: ociRemote
+  remote: ociRemote,
+  virtual: true
 }
