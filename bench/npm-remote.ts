@@ -63,7 +63,17 @@ async function publish (reg: Registry, p: TreePackage): Promise<void> {
   if (!res.ok) throw new Error(`publish ${name}@${version} upstream: ${res.status} ${await res.text()}`)
 }
 
-async function install (reg: Registry, dependencies: Record<string, string>): Promise<{ ms: number, installed: number }> {
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds (pid: number | undefined): number {
+  if (pid == null) return NaN
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ 100)
+  } catch { return NaN }
+}
+
+async function install (reg: Registry, dependencies: Record<string, string>): Promise<{ ms: number, installed: number, cpu: number }> {
+  const cpu0 = cpuSeconds(reg.pid)
   const dir = tempDir('npm-remote-install')
   const project = join(dir, 'project')
   const cache = join(dir, 'cache')
@@ -76,8 +86,9 @@ async function install (reg: Registry, dependencies: Record<string, string>): Pr
     '--registry', reg.registry, '--cache', cache, '--userconfig', userconfig
   ], { cwd: project, env: { ...process.env, npm_config_userconfig: userconfig } }))
   const lock = JSON.parse(readFileSync(join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, unknown> }
+  const cpu = cpuSeconds(reg.pid) - cpu0
   rmSync(dir, { recursive: true, force: true })
-  return { ms, installed: Object.keys(lock.packages).filter(p => p !== '').length }
+  return { ms, cpu, installed: Object.keys(lock.packages).filter(p => p !== '').length }
 }
 
 await main(async () => {
@@ -87,7 +98,7 @@ await main(async () => {
   log(`upstream Verdaccio at ${upstream.registry}: ${tree.length} packages published in ${fmt(publishMs / 1000)} s`)
   const dependencies = Object.fromEntries(tree.filter(p => p.tag == null).map(p => [p.manifest.name, `^${p.manifest.version}`]))
 
-  const times = new Map<string, { cold: number[], warm: number[] }>(PROXIES.map(p => [p.name, { cold: [], warm: [] }]))
+  const times = new Map<string, Record<'cold' | 'warm' | 'coldCpu' | 'warmCpu', number[]>>(PROXIES.map(p => [p.name, { cold: [], warm: [], coldCpu: [], warmCpu: [] }]))
   let installed = 0
   for (let i = 0; i < RUNS; i++) {
     // Alternate the order so neither proxy always runs on a warmer machine.
@@ -98,19 +109,26 @@ await main(async () => {
         const warm = await install(reg, dependencies)
         installed = cold.installed
         if (warm.installed !== cold.installed) throw new Error(`${proxy.name}: ${cold.installed} packages cold, ${warm.installed} warm`)
-        times.get(proxy.name)!.cold.push(cold.ms)
-        times.get(proxy.name)!.warm.push(warm.ms)
-        log(`${proxy.name} run ${i + 1}/${RUNS}: cold ${fmt(cold.ms / 1000)} s, warm ${fmt(warm.ms / 1000)} s, ${cold.installed} packages`)
+        const t = times.get(proxy.name)!
+        t.cold.push(cold.ms)
+        t.warm.push(warm.ms)
+        t.coldCpu.push(cold.cpu)
+        t.warmCpu.push(warm.cpu)
+        log(`${proxy.name} run ${i + 1}/${RUNS}: cold ${fmt(cold.ms / 1000)} s (proxy CPU ${fmt(cold.cpu)} s), warm ${fmt(warm.ms / 1000)} s (proxy CPU ${fmt(warm.cpu)} s), ${cold.installed} packages`)
       } finally { await reg.stop() }
     }
   }
 
   console.log(`\nnpm install through a caching proxy of one upstream Verdaccio: ${installed} packages (${Object.keys(dependencies).length} direct), clean npm cache and no lockfile every install, anonymous reads, ${RUNS} runs each`)
-  const rows = [['proxy', 'cold runs (s)', 'cold median', 'warm runs (s)', 'warm median']]
-  for (const [name, t] of times) rows.push([name, t.cold.map(x => fmt(x / 1000)).join(' '), fmt(median(t.cold) / 1000), t.warm.map(x => fmt(x / 1000)).join(' '), fmt(median(t.warm) / 1000)])
+  const rows = [['proxy', 'cold runs (s)', 'cold median', 'cold proxy CPU', 'warm runs (s)', 'warm median', 'warm proxy CPU']]
+  for (const [name, t] of times) {
+    rows.push([name, t.cold.map(x => fmt(x / 1000)).join(' '), fmt(median(t.cold) / 1000), fmt(median(t.coldCpu)),
+      t.warm.map(x => fmt(x / 1000)).join(' '), fmt(median(t.warm) / 1000), fmt(median(t.warmCpu))])
+  }
   table(rows)
+  console.log('(proxy CPU: median CPU seconds the proxy process used during the install; less noisy than wall time on a shared machine)')
   const a = times.get('akmesh remote')!
   const v = times.get('verdaccio proxy')!
-  console.log(`\nratio akmesh/verdaccio (median, lower is better for akmesh): cold ${ratio(median(a.cold), median(v.cold))}, warm ${ratio(median(a.warm), median(v.warm))}`)
+  console.log(`\nratio akmesh/verdaccio (median, lower is better for akmesh): wall cold ${ratio(median(a.cold), median(v.cold))}, warm ${ratio(median(a.warm), median(v.warm))}; proxy CPU cold ${ratio(median(a.coldCpu), median(v.coldCpu))}, warm ${ratio(median(a.warmCpu), median(v.warmCpu))}`)
   await upstream.stop()
 })

@@ -117,6 +117,26 @@ test.serial('npm, yarn and pnpm install a project with 34 dependencies through t
   t.is(v.requests().filter(r => r.includes(INTERNAL.name)).length, 0)
 })
 
+test.serial('the request forms yarn and pnpm use: weighted Accept for abbreviated documents, encoded scoped names, HEAD of a tarball', async t => {
+  if (!needsVerdaccio(t)) return
+  const accept = 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*'
+  for (const path of ['@vc%2fscoped', '@vc%2Fscoped', '@vc/scoped', INTERNAL.name]) {
+    const res = await fetch(`${node.url}/npm/${path}`, { headers: { accept } })
+    t.is(res.status, 200, path)
+    t.regex(res.headers.get('content-type') ?? '', /^application\/vnd\.npm\.install-v1\+json/, path)
+    const doc = await res.json() as { versions: Record<string, { dist: { tarball: string } }> }
+    for (const v of Object.values(doc.versions)) t.true(v.dist.tarball.startsWith(`${node.url}/npm/`), v.dist.tarball)
+  }
+  const full = await fetch(`${node.url}/npm/vc-01`, { headers: { accept: 'application/json' } })
+  t.regex(full.headers.get('content-type') ?? '', /^application\/json/)
+  t.is((await fetch(`${node.url}/npm/vc-02`, { method: 'HEAD', headers: { accept } })).status, 200, 'HEAD of a packument')
+  for (const path of ['@vc/scoped/-/scoped-1.0.0.tgz', `${INTERNAL.name}/-/${INTERNAL.name}-${INTERNAL.version}.tgz`]) {
+    const head = await fetch(`${node.url}/npm/${path}`, { method: 'HEAD' })
+    t.is(head.status, 200, path)
+    t.true(Number(head.headers.get('content-length')) > 0, path)
+  }
+})
+
 test.serial('the same installs work with Verdaccio stopped: clean caches and node_modules, everything from the node', async t => {
   if (!needsVerdaccio(t)) return
   await v.stop()

@@ -28,7 +28,9 @@ export async function startAkmesh (opts: { config?: string } = {}): Promise<Akme
   const dir = tempDir('akmesh')
   const dataDir = join(dir, 'data')
   const port = await freePort()
-  const args = [AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1']
+  // AKMESH_BENCH_CPU_PROF=<dir>: the node writes a V8 CPU profile there when it stops.
+  const prof = process.env.AKMESH_BENCH_CPU_PROF
+  const args = [...(prof != null && prof !== '' ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1']
   const level = process.env.AKMESH_BENCH_LOG_LEVEL
   const hasLevel = level != null && level !== ''
   // `opts.config`: more config YAML (e.g. `repositories:`), besides the log level.
@@ -64,5 +66,5 @@ export async function startAkmesh (opts: { config?: string } = {}): Promise<Akme
   })
   if (url == null || token == null) throw new Error(`akmesh: no url/token\n${svc.recent.join('\n')}`)
   url = url.replace(/\/+$/, '')
-  return { name: 'akmesh', url, registry: `${url}/npm/`, token, dataDir, stop: svc.stop }
+  return { name: 'akmesh', url, registry: `${url}/npm/`, token, dataDir, pid: svc.child.pid, stop: svc.stop }
 }

@@ -54,5 +54,5 @@ log: { type: stdout, format: json, level: warn }
   })
   const body = await res.json() as { token?: string }
   if (!res.ok || typeof body.token !== 'string') throw new Error(`verdaccio: user signup failed: ${res.status} ${JSON.stringify(body)}`)
-  return { name: opts.name ?? 'verdaccio', registry: `${url}/`, token: body.token, stop: svc.stop }
+  return { name: opts.name ?? 'verdaccio', registry: `${url}/`, token: body.token, pid: svc.child.pid, stop: svc.stop }
 }
