@@ -2,6 +2,8 @@
 // repository is served at /v2/<repository>/, so an image's full name is "<repository>/<image>":
 //   docker pull HOST:7070/docker/library/alpine:3.20
 // Shared by all OCI repositories: /v2/ (ping), /v2/_catalog, /v2/token (the bearer-token realm).
+// A remote repository (type: remote) is a pull-through cache (./remote.ts); a virtual one (type:
+// virtual) serves its members' images and pushes to its defaultLocal (./virtual.ts).
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md
 import type { Context, Middleware } from 'koa'
 import type { BlobLinks } from '../../store/blob-links.ts'
