@@ -4,7 +4,8 @@
 // local, wins); tags/list merges the members' tags; referrers come from the members; skopeo
 // copy to the virtual repository lands in defaultLocal (blob uploads and the manifest, with
 // Location URLs on the virtual repository), even for an image whose base layer only the remote
-// member held; deletes are refused; without defaultLocal a push is a 405.
+// member held; deletes are refused; without defaultLocal a push is a 405; with the upstream
+// stopped, what the remote member cached still pulls.
 import test from 'ava'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -185,4 +186,17 @@ test.serial('referrers of a subject come from the members, merged', async t => {
   t.is(referrers.status, 200)
   const index = await referrers.json() as { manifests: Array<{ digest: string, artifactType: string }> }
   t.deepEqual(index.manifests.map(m => [m.digest, m.artifactType]), [[digestOf(sbom), 'application/vnd.example.sbom']])
+})
+
+test.serial('with the upstream registry stopped, an image the remote member cached still pulls through the virtual repository', async t => {
+  if (await requireClient(t, 'skopeo') == null) return
+  const c = await clients(t)
+  const before = await pull(t, c, 'oci/vendor/tool:1')
+  await registry.stop()
+  try {
+    const after = await pull(t, c, 'oci/vendor/tool:1')
+    t.is(after.digest, before.digest)
+    const never = await oci(node, 'GET', '/v2/oci/vendor/never/manifests/1', { auth: null, headers: { accept: OCI_MANIFEST } })
+    t.is(never.status, 502, 'nothing cached and the upstream down: the remote member\'s error, not a bare 404')
+  } finally { await registry.start() }
 })
