@@ -1,7 +1,8 @@
 // An OCI virtual repository (type: virtual) over a local OCI repository and a remote one in front
 // of a real CNCF distribution registry (docker-registry, with token auth): skopeo pulls an image
-// only the local member has, one only the upstream has (podman pulls it too), and a tag both have (the first member,
-// local, wins); tags/list merges the members' tags; referrers come from the members; skopeo
+// only the local member has, one only the upstream has (podman pulls it too), and a tag both
+// have (the first member, local, wins); tags/list merges the members' tags; referrers come from
+// the members; skopeo
 // copy to the virtual repository lands in defaultLocal (blob uploads and the manifest, with
 // Location URLs on the virtual repository), even for an image whose base layer only the remote
 // member held; deletes are refused; without defaultLocal a push is a 405; with the upstream
