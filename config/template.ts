@@ -86,7 +86,7 @@ repositories:
   #   type: remote
   #   upstream: https://registry.example.com/
   #   dockerHubLibrary: true                # "alpine" is asked as "library/alpine" (Docker Hub)
-  # A virtual repository (generic, npm, pypi) is one URL over local and remote repositories of its
+  # A virtual repository (generic, npm, pypi, oci) is one URL over local and remote repositories of its
   # format, asked in order; a package name any local member has is never served from a remote one.
   # - name: npm-all
   #   format: npm

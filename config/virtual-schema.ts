@@ -5,7 +5,7 @@ import { z } from 'zod'
 export const virtualFields = {
   /** Repositories asked in order (local and remote ones of the same format; no virtual ones). */
   members: z.array(z.string().min(1)).min(1).optional(),
-  /** The local member that npm publish, twine upload and PUT to the virtual repository go to. */
+  /** The local member that npm publish, twine upload, PUT and OCI pushes to the virtual repository go to. */
   defaultLocal: z.string().min(1).optional(),
   /** Package names (npm names, PyPI project names, generic paths) a remote member may serve
    *  even though a local member has them: the opt-out of dependency-confusion protection. */

@@ -93,7 +93,7 @@ export function buildApp (parts: HttpParts): Koa {
       throw new Error(`repository ${repo.name}: ${format.name} has no remote repositories yet (type: remote works for generic, oci)`)
     }
     if (repo.type === 'virtual' && format.virtual !== true) {
-      throw new Error(`repository ${repo.name}: ${format.name} has no virtual repositories yet (type: virtual works for generic, npm and pypi)`)
+      throw new Error(`repository ${repo.name}: ${format.name} has no virtual repositories yet`)
     }
     const fc: FormatContext = {
       repo,

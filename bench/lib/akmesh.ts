@@ -23,16 +23,22 @@ export const AKMESH_CLI = join(ROOT, 'node/cli.ts')
  * Log level: the node's default (info, one JSON line per request) unless AKMESH_BENCH_LOG_LEVEL
  * is set, in which case a config file sets it (readiness is then detected by polling the port).
  */
-export async function startAkmesh (): Promise<AkmeshNode> {
+export async function startAkmesh (opts: { config?: string } = {}): Promise<AkmeshNode> {
   if (!existsSync(AKMESH_CLI)) throw new Error(`akmesh CLI not found at ${AKMESH_CLI}`)
   const dir = tempDir('akmesh')
   const dataDir = join(dir, 'data')
   const port = await freePort()
-  const args = [AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1']
+  // AKMESH_BENCH_CPU_PROF=<dir>: the node writes a V8 CPU profile there when it stops.
+  const prof = process.env.AKMESH_BENCH_CPU_PROF
+  const args = [...(prof != null && prof !== '' ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1',
+    // An OS-picked mesh port: the default 7071 may be taken by another node on the machine.
+    '--mesh-port', '0']
   const level = process.env.AKMESH_BENCH_LOG_LEVEL
-  if (level != null && level !== '') {
+  const hasLevel = level != null && level !== ''
+  // `opts.config`: more config YAML (e.g. `repositories:`), besides the log level.
+  if (hasLevel || opts.config != null) {
     const cfg = join(dir, 'akmesh.yaml')
-    writeFileSync(cfg, `log:\n  level: ${level}\n`)
+    writeFileSync(cfg, `${hasLevel ? `log:\n  level: ${level}\n` : ''}${opts.config ?? ''}`)
     args.push('--config', cfg)
   }
   let url: string | undefined
@@ -52,7 +58,7 @@ export async function startAkmesh (): Promise<AkmeshNode> {
       return url != null && token != null
     },
     // Used only when the log level hides the "listening" line.
-    probe: level != null && level !== ''
+    probe: hasLevel
       ? async () => {
         if (token == null) return false
         try { await fetch(probeUrl, { signal: AbortSignal.timeout(1000) }).then(r => r.arrayBuffer()); url = probeUrl.slice(0, -1); return true } catch { return false }
@@ -62,5 +68,5 @@ export async function startAkmesh (): Promise<AkmeshNode> {
   })
   if (url == null || token == null) throw new Error(`akmesh: no url/token\n${svc.recent.join('\n')}`)
   url = url.replace(/\/+$/, '')
-  return { name: 'akmesh', url, registry: `${url}/npm/`, token, dataDir, stop: svc.stop }
+  return { name: 'akmesh', url, registry: `${url}/npm/`, token, dataDir, pid: svc.child.pid, stop: svc.stop }
 }

@@ -7,5 +7,7 @@ export interface Registry {
   registry: string
   /** Bearer token allowed to publish. */
   token: string
+  /** The server's process id (for CPU accounting), where known. */
+  pid?: number
   stop (): Promise<void>
 }

@@ -77,7 +77,9 @@ export function authenticateToken (ctx: Context, fc: FormatContext): void {
   if (route == null) return
   const action = neededAction(route, ctx.method)
   if (!grantedActions(claims, `${fc.repo.name}/${route.name}`).has(action)) return
-  ctx.state.principal = { name: claims.sub, scopes: [scopeOf(action)], repos: [fc.repo.name] } satisfies Principal
+  // A virtual repository's members, for those the token was granted this action on too.
+  const members = (fc.virtual?.members ?? []).filter(m => grantedActions(claims, `${m.name}/${(route as Route).name}`).has(action)).map(m => m.name)
+  ctx.state.principal = { name: claims.sub, scopes: [scopeOf(action)], repos: [fc.repo.name, ...members] } satisfies Principal
 }
 
 /** On the shared routes: a valid token (anonymous ones too) is accepted; on the catalog it stands
@@ -134,10 +136,25 @@ export function tokenResponse (ctx: Context, fcs: FormatContext[], root: string,
     try { checkName(fc.repo.name, s.name.slice(slash + 1)) } catch { continue }
     const actions = requestedActions(s.actions).filter(a => fc.allows(ctx, scopeOf(a)))
     if (actions.length > 0) access.push({ type: 'repository', name: s.name, actions })
+    if (fc.virtual != null && actions.length > 0) access.push(...memberGrants(ctx, fc, s.name.slice(slash + 1), actions))
   }
   const iat = Math.floor(now / 1000)
   const claims: TokenClaims = { sub: principal?.name ?? null, access, iat, exp: iat + TOKEN_TTL_SECONDS }
   if (catalog != null) claims.catalog = catalog
   const token = signerOf(fcs[0].accounts).sign(claims)
   return { token, access_token: token, expires_in: TOKEN_TTL_SECONDS, issued_at: new Date(iat * 1000).toISOString() }
+}
+
+/** What a token for an image of a virtual repository also grants on its members, so the request
+ *  can be served from them: pull where the caller may read the member, push on defaultLocal where
+ *  the caller may write (pushes land there). */
+function memberGrants (ctx: Context, fc: FormatContext, image: string, actions: OciAction[]): AccessEntry[] {
+  const out: AccessEntry[] = []
+  for (const m of fc.virtual?.members ?? []) {
+    const granted = actions.filter(a => a === 'pull'
+      ? m.fc.allows(ctx, 'read')
+      : a === 'push' && m.name === fc.virtual?.defaultLocal && m.fc.allows(ctx, 'write'))
+    if (granted.length > 0) out.push({ type: 'repository', name: `${m.name}/${image}`, actions: granted })
+  }
+  return out
 }

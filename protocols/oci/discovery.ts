@@ -8,25 +8,36 @@ import { OCI_INDEX } from './media.ts'
 import { sha256Of } from './names.ts'
 import { paginate, query } from './respond.ts'
 
-export function listTags (ctx: Context, fc: FormatContext, name: string): void {
+/** The image's tags, sorted; undefined if the image has no manifests in this repository. */
+export function localTags (fc: FormatContext, name: string): string[] | undefined {
   const tags = Object.keys(fc.artifacts.tags(fc.repo.name, name)).sort()
-  if (tags.length === 0 && fc.artifacts.versions(fc.repo.name, name).length === 0) {
-    throw ociError('NAME_UNKNOWN', `${fc.repo.name}/${name} has no manifests`, { name: `${fc.repo.name}/${name}` })
-  }
+  if (tags.length === 0 && fc.artifacts.versions(fc.repo.name, name).length === 0) return undefined
+  return tags
+}
+
+export function listTags (ctx: Context, fc: FormatContext, name: string): void {
+  const tags = localTags(fc, name)
+  if (tags == null) throw ociError('NAME_UNKNOWN', `${fc.repo.name}/${name} has no manifests`, { name: `${fc.repo.name}/${name}` })
   ctx.body = { name: `${fc.repo.name}/${name}`, tags: paginate(ctx, tags) }
 }
+
+export interface Descriptor { mediaType: string, digest: string, size: number, artifactType?: string, annotations?: Record<string, string> }
 
 /** GET /v2/<repo>/<name>/referrers/<digest>[?artifactType=]: an image index of the manifests in
  *  this image whose `subject` is `digest`. Never 404 (an unknown subject has no referrers).
  *  https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers */
 export function listReferrers (ctx: Context, fc: FormatContext, name: string, digest: string): void {
   sha256Of(digest)
-  const wanted = query(ctx, 'artifactType')
+  sendReferrers(ctx, filterReferrers(ctx, localReferrers(fc, name, digest)))
+}
+
+/** The descriptors of the manifests in this image whose `subject` is `digest`. */
+export function localReferrers (fc: FormatContext, name: string, digest: string): Descriptor[] {
   // Scans this image's manifests: fine for the hundreds an image has; a subject index (one
   // more table) is the step if images grow to many thousands of manifests.
-  const manifests = fc.artifacts.versions(fc.repo.name, name)
+  return fc.artifacts.versions(fc.repo.name, name)
     .map(a => a.metadata as unknown as ManifestMetadata)
-    .filter(m => m.subject === digest && (wanted === '' || m.artifactType === wanted))
+    .filter(m => m.subject === digest)
     .map(m => ({
       mediaType: m.mediaType,
       digest: m.digest,
@@ -34,7 +45,17 @@ export function listReferrers (ctx: Context, fc: FormatContext, name: string, di
       ...(m.artifactType != null ? { artifactType: m.artifactType } : {}),
       ...(m.annotations != null ? { annotations: m.annotations } : {})
     }))
-  if (wanted !== '') ctx.set('OCI-Filters-Applied', 'artifactType')
+}
+
+/** The request's `artifactType` filter, applied (and said so in OCI-Filters-Applied). */
+export function filterReferrers (ctx: Context, manifests: Descriptor[]): Descriptor[] {
+  const wanted = query(ctx, 'artifactType')
+  if (wanted === '') return manifests
+  ctx.set('OCI-Filters-Applied', 'artifactType')
+  return manifests.filter(m => m.artifactType === wanted)
+}
+
+export function sendReferrers (ctx: Context, manifests: Descriptor[]): void {
   ctx.type = OCI_INDEX
   ctx.body = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })
 }

@@ -2,6 +2,8 @@
 // repository is served at /v2/<repository>/, so an image's full name is "<repository>/<image>":
 //   docker pull HOST:7070/docker/library/alpine:3.20
 // Shared by all OCI repositories: /v2/ (ping), /v2/_catalog, /v2/token (the bearer-token realm).
+// A remote repository (type: remote) is a pull-through cache (./remote.ts); a virtual one (type:
+// virtual) serves its members' images and pushes to its defaultLocal (./virtual.ts).
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md
 import type { Context, Middleware } from 'koa'
 import type { BlobLinks } from '../../store/blob-links.ts'
@@ -16,6 +18,7 @@ import { OciError, ociError, ociErrorBody } from './errors.ts'
 import { deleteManifest, getManifest, putManifest } from './manifests.ts'
 import { type Route, validateOciArtifact } from './names.ts'
 import { ociRemote, remoteDispatch } from './remote.ts'
+import { virtualDispatch } from './virtual.ts'
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
@@ -102,6 +105,7 @@ export const ociFormat: FormatHandler = {
       const route = routeOf(ctx, fc)
       if (route == null) throw ociError('NAME_UNKNOWN', `no OCI endpoint at ${ctx.path}`)
       if (fc.remote != null) await remoteDispatch(ctx, fc, fc.remote, route)
+      else if (fc.virtual != null) await virtualDispatch(ctx, fc, fc.virtual, route, lookup)
       else await dispatch(ctx, fc, route, lookup)
     }))
   },
@@ -139,5 +143,6 @@ export const ociFormat: FormatHandler = {
   },
 
   errorBody: ociErrorBody,
-  remote: ociRemote
+  remote: ociRemote,
+  virtual: true
 }

@@ -58,14 +58,27 @@ export async function getManifest (ctx: Context, fc: FormatContext, name: string
 }
 
 export async function putManifest (ctx: Context, fc: FormatContext, name: string, reference: string): Promise<void> {
+  checkManifestReference(ctx, reference)
+  await storeManifest(ctx, fc, name, reference, await readManifestBody(ctx))
+}
+
+/** A manifest PUT's reference and ?tag= values are a digest or tags (checked before the body is read). */
+export function checkManifestReference (ctx: Context, reference: string): void {
+  if (isDigest(reference)) sha256Of(reference)
+  else checkTag(reference)
+  queryAll(ctx, 'tag').forEach(checkTag)
+}
+
+/** The body of a manifest PUT (at most the 4 MB the spec asks registries to take). */
+export async function readManifestBody (ctx: Context): Promise<Buffer> {
+  return await getRawBody(ctx.req, { limit: MAX_MANIFEST })
+}
+
+/** A pushed manifest's bytes, checked and recorded with its tags (the rest of putManifest). */
+export async function storeManifest (ctx: Context, fc: FormatContext, name: string, reference: string, bytes: Buffer): Promise<void> {
   const user = actorOf(ctx)
   const byDigest = isDigest(reference)
-  if (byDigest) sha256Of(reference)
-  else checkTag(reference)
   const extraTags = queryAll(ctx, 'tag')
-  extraTags.forEach(checkTag)
-
-  const bytes = await getRawBody(ctx.req, { limit: MAX_MANIFEST })
   const sha256 = createHash('sha256').update(bytes).digest('hex')
   const digest = `sha256:${sha256}`
   if (byDigest && reference !== digest) {

@@ -8,8 +8,7 @@ import type { Context } from 'koa'
 import type { RegistryError } from '../../store/errors.ts'
 import type { FormatContext } from '../format.ts'
 import { STALE_WARNING, type RemoteRepository } from '../shared/remote/remote-repository.ts'
-import { listReferrers, listTags } from './discovery.ts'
-import { OCI_INDEX } from './media.ts'
+import { filterReferrers, localReferrers, localTags, listTags, sendReferrers, type Descriptor } from './discovery.ts'
 import { sha256Of } from './names.ts'
 import { query } from './respond.ts'
 import { pullOf, upstreamUrl } from './remote-upstream.ts'
@@ -44,25 +43,44 @@ export async function listRemoteTags (ctx: Context, fc: FormatContext, remote: R
 
 export async function listRemoteReferrers (ctx: Context, fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<void> {
   sha256Of(digest)
-  if (remote.settings.offline) return listReferrers(ctx, fc, name, digest)
+  const { manifests, stale } = await remoteReferrers(fc, remote, name, digest)
+  if (stale) ctx.set('Warning', STALE_WARNING)
+  sendReferrers(ctx, filterReferrers(ctx, manifests))
+}
+
+/** The upstream's referrers of `digest` (unfiltered), or the cached ones when it has no
+ *  referrers API or fails. */
+export async function remoteReferrers (fc: FormatContext, remote: RemoteRepository, name: string, digest: string): Promise<{ manifests: Descriptor[], stale: boolean }> {
+  if (remote.settings.offline) return { manifests: localReferrers(fc, name, digest), stale: false }
   const url = upstreamUrl(remote, name, `referrers/${digest}`)
-  let body: Buffer
   try {
     const answer = await remote.metadata(`referrers ${name}@${digest}`, url, {
       refuse: notJson('the referrers index', d => d != null && Array.isArray(d.manifests)),
       upstream: pullOf(name)
     })
-    body = answer.doc.body
-    if (answer.stale) ctx.set('Warning', STALE_WARNING)
+    return { manifests: (JSON.parse(answer.doc.body.toString('utf8')) as { manifests: Descriptor[] }).manifests, stale: answer.stale }
   } catch (err) {
     const code = (err as RegistryError).code
     if (code !== 'NotFound' && !failed(err)) throw err
-    return listReferrers(ctx, fc, name, digest)
+    return { manifests: localReferrers(fc, name, digest), stale: false }
   }
-  const doc = JSON.parse(body.toString('utf8')) as { manifests: Array<{ artifactType?: string }> }
-  const wanted = query(ctx, 'artifactType')
-  const manifests = wanted === '' ? doc.manifests : doc.manifests.filter(m => m.artifactType === wanted)
-  if (wanted !== '') ctx.set('OCI-Filters-Applied', 'artifactType')
-  ctx.type = OCI_INDEX
-  ctx.body = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })
+}
+
+/** The upstream's whole tag list of an image (for a virtual repository to merge), else the
+ *  cached tags (stale) when it fails; undefined if neither knows the image. */
+export async function remoteTags (fc: FormatContext, remote: RemoteRepository, name: string): Promise<{ tags: string[], stale: boolean } | undefined> {
+  if (remote.settings.offline) { const tags = localTags(fc, name); return tags == null ? undefined : { tags, stale: false } }
+  const url = upstreamUrl(remote, name, 'tags/list')
+  try {
+    const answer = await remote.metadata(`tags ${name}${url.search}`, url, {
+      refuse: notJson('the tag list', d => d != null && (d.tags == null || Array.isArray(d.tags))),
+      upstream: pullOf(name)
+    })
+    return { tags: (JSON.parse(answer.doc.body.toString('utf8')) as { tags?: string[] | null }).tags ?? [], stale: answer.stale }
+  } catch (err) {
+    if ((err as RegistryError).code === 'NotFound') return undefined
+    if (!failed(err)) throw err
+    const tags = localTags(fc, name)
+    return tags == null ? undefined : { tags, stale: true }
+  }
 }
