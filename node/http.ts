@@ -11,6 +11,7 @@ import { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { DB } from '../store/db.ts'
 import { RegistryError } from '../store/errors.ts'
+import type { PeerLookup } from '../store/types.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
@@ -35,6 +36,8 @@ export interface HttpParts {
   transfers?: MeshTransfers
   /** The member table of /-/mesh/status (mesh/member-report.ts). */
   members?: { view: () => Promise<MemberReportView> }
+  /** Asked by remote repositories before they go upstream (mesh/lookup.ts). */
+  peers?: PeerLookup
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -108,7 +111,8 @@ export function buildApp (parts: HttpParts): Koa {
           settings: remoteSettings(repo),
           store: parts.store,
           limits: config.limits,
-          log: log.child({ component: `remote:${format.name}`, repo: repo.name })
+          log: log.child({ component: `remote:${format.name}`, repo: repo.name }),
+          peers: parts.peers
         })
         : undefined,
       allows: (ctx, scope) => allows(ctx, repo, scope),

@@ -181,6 +181,10 @@ export const MIGRATIONS: readonly string[] = [
     detected_at INTEGER NOT NULL,
     PRIMARY KEY (origin, seq, hash)
   ) WITHOUT ROWID;
+  `,
+  `
+  -- The manifests of one artifact version, for a peer's lookup (mesh/lookup.ts).
+  CREATE INDEX manifests_version ON manifests (repo, name, version);
   `
 ]
 

@@ -76,7 +76,8 @@ export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: R
     expect: (res) => genericRemote.expectedDigests(path, res),
     commit: (blob, res) => { record(fc, path, blob.cid, res) },
     toClient: streams,
-    isCached: () => (fc.artifacts.get(fc.repo.name, path, VERSION)?.files.length ?? 0) > 0
+    isCached: () => (fc.artifacts.get(fc.repo.name, path, VERSION)?.files.length ?? 0) > 0,
+    artifact: { name: path, version: VERSION }
   })
   await respondWithContent(ctx, answer, {
     streams,

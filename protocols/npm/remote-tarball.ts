@@ -77,7 +77,8 @@ export async function fetchTarball (ctx: Context, fc: FormatContext, remote: Rem
     expect: () => expect,
     commit: (blob, res) => { record(fc, name, doc, blob.cid, res) },
     toClient: streams,
-    isCached: () => fc.artifacts.fileByName(fc.repo.name, name, filename) != null
+    isCached: () => fc.artifacts.fileByName(fc.repo.name, name, filename) != null,
+    artifact: { name, version }
   })
   await respondWithContent(ctx, answer, {
     streams,

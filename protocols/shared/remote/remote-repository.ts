@@ -5,7 +5,7 @@
 import type { Logger } from 'pino'
 import type { RemoteSettings } from '../../../config/remote-schema.ts'
 import { notFound, upstreamError, type RegistryError } from '../../../store/errors.ts'
-import type { BlobInfo, BlobStore, DigestName } from '../../../store/types.ts'
+import type { BlobInfo, BlobStore, DigestName, PeerLookup } from '../../../store/types.ts'
 import { fetchIntoStore } from './content-fetch.ts'
 import { SingleFlight } from './single-flight.ts'
 import { TtlCache, type CachedDocument } from './ttl-cache.ts'
@@ -24,6 +24,9 @@ export interface RemoteRepositoryParts {
   store: BlobStore
   limits: { uploadBytes: number, metadataBytes: number }
   log: Logger
+  /** The mesh, asked for content another node already cached before going upstream (absent:
+   *  a node without a mesh, or a test of the core alone). */
+  peers?: PeerLookup
 }
 
 export interface ContentRequest<T> {
@@ -38,12 +41,16 @@ export interface ContentRequest<T> {
    *  caller that missed the cache just before another request's fetch committed (it was waiting
    *  for metadata) must not fetch again. True: `done` resolves at once (to undefined). */
   isCached?: () => boolean
+  /** The artifact row this content is cached as. With it (and `isCached`), the mesh is asked
+   *  first: a peer's signed manifest of it, once applied here, makes it cached without the
+   *  upstream (its bytes then come from that peer). */
+  artifact?: { name: string, version: string }
 }
 
 /** The first caller gets the upstream response and a stream; later ones wait for `done`. */
 export type ContentAnswer<T> =
   | { first: true, response: UpstreamResponse, stream: NodeJS.ReadableStream, done: Promise<T>, flowing: Promise<void> }
-  | { first: false, done: Promise<T> }
+  | { first: false, done: Promise<T>, fromPeer?: true }
 
 export interface MetadataRequest {
   /** Why a body is not the metadata expected (an HTML error page instead of JSON), or undefined. */
@@ -80,6 +87,8 @@ export class RemoteRepository {
     if (req.isCached?.() === true) return { first: false, done: Promise.resolve(undefined as T) }
     this.#gate(key)
     const started = (async () => {
+      // Inside the single flight: however many clients ask, one lookup, then one upstream request.
+      if (await this.#fromPeers(key, req)) return undefined
       const res = await this.#ok(key, await this.client.request(url, req.upstream))
       return { res, fetch: fetchIntoStore(this.#p.store, res, {
         expect: req.expect(res),
@@ -90,11 +99,27 @@ export class RemoteRepository {
       }) }
     })()
     // Just fetched: nothing to revalidate until metadataTtl has passed.
-    const done = started.then(async s => await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
+    const done = started.then(async s => s == null ? undefined as T : await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
     this.#content.set(key, done)
     done.catch(() => {}).finally(() => { if (this.#content.get(key) === done) this.#content.delete(key) })
-    const { res, fetch } = await started
-    return { first: true, response: res, stream: fetch.stream, done: fetch.done, flowing: fetch.flowing }
+    const s = await started
+    if (s == null) return { first: false, done, fromPeer: true }
+    return { first: true, response: s.res, stream: s.fetch.stream, done: s.fetch.done, flowing: s.fetch.flowing }
+  }
+
+  /** Whether a peer's copy made `key` cached here (its manifest applied; the bytes follow from
+   *  that peer when served). A failed or empty lookup only means: go upstream. */
+  async #fromPeers (key: string, req: ContentRequest<unknown>): Promise<boolean> {
+    const peers = this.#p.peers
+    if (peers == null || req.artifact == null || req.isCached == null) return false
+    const { name, version } = req.artifact
+    let found = false
+    try { found = await peers.find(this.#p.name, name, version, req.isCached) } catch (err) {
+      this.#p.log.debug({ key, err: (err as Error).message }, 'mesh lookup failed')
+    }
+    if (!found || !req.isCached()) return false
+    this.#p.log.info({ key, name, version }, 'cached by a peer of the mesh: served from its copy, not from upstream')
+    return true
   }
 
   /** Answers a HEAD for content not cached, from the upstream's headers (nothing is cached). */
