@@ -28,8 +28,21 @@ const MAX_REQUEST = 16 * 1024
 /** Certificates taken from one answer (one per origin, each ≤ 16 KiB). */
 const MAX_CERTIFICATES = MAX_ANSWER_MANIFESTS
 
+/** How long an asker waits for a peer that is fetching the artifact from outside the mesh. */
+export const PENDING_WAIT_MS = 60_000
+/** A peer still asking the mesh itself: asked again this often, within the lookup's bound. */
+const LOOKING_RETRY_MS = 50
+/** After its fetch ended, how long the answerer waits for the signer's manifest of it. */
+const SIGNED_WAIT_MS = 2_000
+
 interface LookupRequest { repo: string, name: string, version: string }
-interface LookupHead { count: number, certificates?: string[] }
+/** `pending`: the answerer is fetching it now; a second head follows when that ends.
+ *  `looking`: the answerer is asking the mesh for it too (nothing held). */
+interface LookupHead { count: number, certificates?: string[], pending?: true, looking?: true }
+
+/** What this node is doing about an artifact now (protocols/shared/remote/content-progress.ts,
+ *  passed in by node/): asking the mesh, or fetching it (settles when the fetch ends). */
+export type ArtifactProgress = (repo: string, name: string, version: string) => 'looking' | Promise<void> | undefined
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v))
 const dec = (b: Uint8Array): any => JSON.parse(new TextDecoder().decode(b))
@@ -44,6 +57,7 @@ export interface LookupInit {
   certificates: { certificates: (peers: Iterable<string>) => Uint8Array[], learn: (bytes: Uint8Array) => Promise<unknown> }
   /** Wraps the handler so only members are answered (mesh.introductions.membersOnly). */
   guard: (handler: StreamHandler) => StreamHandler
+  progress?: ArtifactProgress
   log: Logger
   waitMs?: number
 }
@@ -76,7 +90,7 @@ export class ArtifactLookup implements PeerLookup {
     const peers = this.#i.libp2p.getPeers()
     if (peers.length === 0 || this.#controller.signal.aborted) return false
     const settled = new AbortController()
-    const bounded = AbortSignal.any([settled.signal, this.#controller.signal, AbortSignal.timeout(this.#i.waitMs ?? LOOKUP_WAIT_MS), ...(signal != null ? [signal] : [])])
+    const bounded = AbortSignal.any([settled.signal, this.#controller.signal, ...(signal != null ? [signal] : [])])
     try {
       // The first peer whose answer makes the artifact held here wins; the others are cut off.
       return await firstTrue(peers.map(async peer => await this.#ask(peer, { repo, name, version }, held, bounded)))
@@ -87,8 +101,15 @@ export class ArtifactLookup implements PeerLookup {
 
   async #ask (peer: PeerId, req: LookupRequest, held: () => boolean, signal: AbortSignal): Promise<boolean> {
     const from = peer.toString()
+    const deadline = Date.now() + (this.#i.waitMs ?? LOOKUP_WAIT_MS)
     try {
-      const { envelopes, certificates } = await this.#request(peer, req, signal)
+      let answer = await this.#request(peer, req, signal, deadline)
+      // Both asking at once: the lower peer ID goes upstream, the other waits for its fetch.
+      while (answer.looking && from < this.#i.libp2p.peerId.toString() && Date.now() + LOOKING_RETRY_MS < deadline) {
+        await new Promise(resolve => setTimeout(resolve, LOOKING_RETRY_MS))
+        answer = await this.#request(peer, req, signal, deadline)
+      }
+      const { envelopes, certificates } = answer
       for (const c of certificates) {
         try { await this.#i.certificates.learn(c) } catch (err) { this.#log.debug({ peer: from, error: describeError(err) }, 'could not keep a member certificate') }
       }
@@ -102,13 +123,19 @@ export class ArtifactLookup implements PeerLookup {
     }
   }
 
-  async #request (peer: PeerId, req: LookupRequest, signal: AbortSignal): Promise<{ envelopes: Uint8Array[], certificates: Uint8Array[] }> {
+  async #request (peer: PeerId, req: LookupRequest, base: AbortSignal, deadline: number): Promise<{ envelopes: Uint8Array[], certificates: Uint8Array[], looking: boolean }> {
     let stream: Stream | undefined
+    let signal = AbortSignal.any([base, AbortSignal.timeout(Math.max(1, deadline - Date.now()))])
     try {
       stream = await this.#i.libp2p.dialProtocol(peer, this.protocol, { signal })
       const lp = lpStream(stream, { maxDataLength: MAX_ENVELOPE_BYTES })
       await lp.write(enc(req), { signal })
-      const head = dec((await lp.read({ signal })).subarray()) as LookupHead
+      let head = dec((await lp.read({ signal })).subarray()) as LookupHead
+      if (head?.pending === true) {
+        // The peer is fetching it: its copy, once fetched, beats a second upstream fetch.
+        signal = AbortSignal.any([base, AbortSignal.timeout(PENDING_WAIT_MS)])
+        head = dec((await lp.read({ signal })).subarray()) as LookupHead
+      }
       if (!Number.isSafeInteger(head?.count) || head.count < 0 || head.count > MAX_ANSWER_MANIFESTS) throw new Error('malformed lookup answer')
       const envelopes: Uint8Array[] = []
       for (let k = 0; k < head.count; k++) envelopes.push((await lp.read({ signal })).subarray())
@@ -116,22 +143,44 @@ export class ArtifactLookup implements PeerLookup {
       const certificates = Array.isArray(head.certificates)
         ? head.certificates.slice(0, MAX_CERTIFICATES).filter((x): x is string => typeof x === 'string').map(x => new Uint8Array(Buffer.from(x, 'base64')))
         : []
-      return { envelopes, certificates }
+      return { envelopes, certificates, looking: head.looking === true }
     } catch (err) {
       stream?.abort(err as Error)
       throw err
     }
   }
 
+  /** The version's manifests once the signer has signed the fetch just ended (more than
+   *  `before` of them), or what is held after a short wait (a failed fetch signs nothing). */
+  async #signed (repo: string, name: string, version: string, before: number, signal: AbortSignal): Promise<ReturnType<ManifestLog['forVersion']>> {
+    const until = Date.now() + SIGNED_WAIT_MS
+    for (;;) {
+      const held = this.#i.manifests.forVersion(repo, name, version, MAX_ANSWER_MANIFESTS)
+      if (held.length > before || Date.now() > until || signal.aborted) return held
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
+
   async #serve (stream: Stream, connection: Connection): Promise<void> {
-    const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(10_000)])
+    const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(PENDING_WAIT_MS + 10_000)])
     const lp = lpStream(stream, { maxDataLength: MAX_REQUEST })
     try {
       const req = dec((await lp.read({ signal })).subarray()) as Partial<LookupRequest>
       if (typeof req?.repo !== 'string' || typeof req.name !== 'string' || typeof req.version !== 'string') throw new Error('malformed lookup request')
-      const held = this.#i.manifests.forVersion(req.repo, req.name, req.version, MAX_ANSWER_MANIFESTS)
+      const { repo, name, version } = req
+      const phase = this.#i.progress?.(repo, name, version)
+      let held = this.#i.manifests.forVersion(repo, name, version, MAX_ANSWER_MANIFESTS)
+      if (phase instanceof Promise) {
+        await lp.write(enc({ count: 0, pending: true } satisfies LookupHead), { signal })
+        await Promise.race([phase, abortOf(signal)])
+        held = await this.#signed(repo, name, version, held.length, signal)
+      }
       const certificates = held.length === 0 ? [] : this.#i.certificates.certificates(new Set(held.map(m => m.origin)))
-      const head: LookupHead = { count: held.length, ...(certificates.length > 0 ? { certificates: certificates.slice(0, MAX_CERTIFICATES).map(c => Buffer.from(c).toString('base64')) } : {}) }
+      const head: LookupHead = {
+        count: held.length,
+        ...(phase === 'looking' ? { looking: true } : {}),
+        ...(certificates.length > 0 ? { certificates: certificates.slice(0, MAX_CERTIFICATES).map(c => Buffer.from(c).toString('base64')) } : {})
+      }
       await lp.writeV([enc(head), ...held.map(m => m.envelope)], { signal })
       await stream.close({ signal })
     } catch (err: any) {
@@ -139,6 +188,11 @@ export class ArtifactLookup implements PeerLookup {
       stream.abort(err)
     }
   }
+}
+
+/** Resolves when `signal` aborts (never rejects). */
+function abortOf (signal: AbortSignal): Promise<void> {
+  return new Promise(resolve => { if (signal.aborted) resolve(); else signal.addEventListener('abort', () => { resolve() }, { once: true }) })
 }
 
 /** True as soon as one of `answers` is; false once all are false (none rejects). */

@@ -15,6 +15,7 @@ import type { PeerLookup } from '../store/types.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
+import type { ContentProgress } from '../protocols/shared/remote/content-progress.ts'
 import { RemoteRepository } from '../protocols/shared/remote/remote-repository.ts'
 import { remoteSettings } from '../config/remote-schema.ts'
 import { VirtualRepository } from '../protocols/shared/virtual/virtual-repository.ts'
@@ -38,6 +39,8 @@ export interface HttpParts {
   members?: { view: () => Promise<MemberReportView> }
   /** Asked by remote repositories before they go upstream (mesh/lookup.ts). */
   peers?: PeerLookup
+  /** What the remotes are getting now, for peers' lookups (shared with mesh/lookup.ts). */
+  progress?: ContentProgress
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -112,7 +115,8 @@ export function buildApp (parts: HttpParts): Koa {
           store: parts.store,
           limits: config.limits,
           log: log.child({ component: `remote:${format.name}`, repo: repo.name }),
-          peers: parts.peers
+          peers: parts.peers,
+          progress: parts.progress
         })
         : undefined,
       allows: (ctx, scope) => allows(ctx, repo, scope),

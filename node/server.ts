@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.ts'
 import { BlobFetcher } from '../mesh/fetcher.ts'
 import { startMesh, type Mesh } from '../mesh/index.ts'
 import { ArtifactLookup } from '../mesh/lookup.ts'
+import { ContentProgress } from '../protocols/shared/remote/content-progress.ts'
 import { CertificateExpiryWatch, MemberReport } from '../mesh/member-report.ts'
 import { serveBlobs } from '../mesh/transfer.ts'
 import { TokenBucket } from '../mesh/bandwidth.ts'
@@ -116,10 +117,11 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
   }
   // Remote repositories ask peers for what another site already cached before going upstream.
   const replication = mesh.replication
+  const progress = new ContentProgress()
   const lookup = replication == null
     ? undefined
     : await parts.start('artifact lookup', async () => {
-      const l = new ArtifactLookup({ libp2p: mesh.libp2p, mesh: meshName, manifests: replication.manifests, receiver: replication, certificates: mesh.membership, guard: (h) => mesh.introductions.membersOnly(h), log })
+      const l = new ArtifactLookup({ libp2p: mesh.libp2p, mesh: meshName, manifests: replication.manifests, receiver: replication, certificates: mesh.membership, guard: (h) => mesh.introductions.membersOnly(h), progress: (repo, name, version) => progress.phase(repo, name, version), log })
       await l.start()
       return l
     }, (l) => l.stop())
@@ -142,7 +144,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     () => new BlobCollector({ db: storage.db, store: storage.store, config: config.gc, self: mesh.libp2p.peerId.toString(), log }),
     (c) => c.stop())
   const app = await parts.start('http app', () => {
-    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members, peers: lookup })
+    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members, peers: lookup, progress })
     a.use(gcRoutes(collector).routes())
     return a
   })

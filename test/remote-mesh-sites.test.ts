@@ -3,7 +3,9 @@
 // tarball request of their own at Verdaccio (blob bytes from upstream once per mesh, not once per
 // site): the tarballs' manifests reach them by replication or, when that has not caught up, by
 // the lookup a remote repository makes before going upstream (mesh/lookup.ts). And when the only
-// site holding a tarball is stopped, B goes upstream instead of hanging or failing.
+// site holding a tarball is stopped, B goes upstream instead of hanging or failing. The three
+// installing at the same moment still fetch each tarball once (mesh/lookup.ts: a peer fetching it
+// makes the others wait for its copy).
 import test from 'ava'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -17,6 +19,7 @@ import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from '.
 
 let v: Verdaccio
 let tree: TreePackage[]
+let second: TreePackage[]
 let sites: { a: TestNode, b: TestNode, c: TestNode, ids: Identity[] }
 const hook = hookTeardowns()
 test.after.always(async () => { await hook.run() })
@@ -32,6 +35,8 @@ test.before(async () => {
   v = await startVerdaccio(hook.t)
   tree = await packageTree('site', 12)
   for (const p of tree) await v.publish(p.manifest, p.tgz, p.tag)
+  second = await packageTree('both', 12)
+  for (const p of second) await v.publish(p.manifest, p.tgz, p.tag)
   const ids = [await identity(hook.t), await identity(hook.t), await identity(hook.t)]
   const ports = [await freePort(), await freePort(), await freePort()]
   const others = (i: number) => ids.filter((_, k) => k !== i).map(x => x.peerId)
@@ -54,11 +59,11 @@ function needsVerdaccio (t: { fail: (m: string) => void, pass: () => void }): bo
 
 /** `npm install` of every package of the tree through `node`; resolves with what the project
  *  computes from them all (each package's value), and what it should compute. */
-async function install (t: Parameters<typeof writeProject>[0], node: TestNode): Promise<{ got: string, expected: string, stderr: string, code: number }> {
+async function install (t: Parameters<typeof writeProject>[0], node: TestNode, packages = tree): Promise<{ got: string, expected: string, stderr: string, code: number }> {
   const npm = await npmClient(t, node, null)
   if (npm == null) throw new Error('npm is not installed')
   const dir = await writeProject(t)
-  const deps = installed()
+  const deps = packages.filter(p => p.tag == null)
   await writeFile(join(dir, 'package.json'), JSON.stringify({
     name: 'consumer', version: '1.0.0', private: true,
     dependencies: Object.fromEntries(deps.map(p => [p.manifest.name, p.manifest.version]))
@@ -87,6 +92,19 @@ test.serial('after site A installs a tree, sites B and C install it at once with
   t.is(tarballGets(), afterA, 'no tarball request from B or C reached Verdaccio')
   for (const p of installed()) t.is(v.count('GET', tarballUrl(p)), 1, `${tarballUrl(p)}: one upstream GET in the whole mesh`)
   t.log(`tarballs B and C took by lookup (the rest had replicated already): ${fromPeers(b)} + ${fromPeers(c)}`)
+})
+
+test.serial('A, B and C install another tree at the same moment: still one upstream GET per tarball in the whole mesh', async t => {
+  if (!needsVerdaccio(t)) return
+  const { a, b, c } = sites
+  const [viaA, viaB, viaC] = await Promise.all([install(t, a, second), install(t, b, second), install(t, c, second)])
+  for (const r of [viaA, viaB, viaC]) {
+    t.is(r.code, 0, r.stderr)
+    t.is(r.got, r.expected)
+  }
+  // Whoever asked first fetched; a site asking while another fetched waited for its copy; of two
+  // sites asking at once, the one with the lower peer ID fetched.
+  for (const p of second.filter(x => x.tag == null)) t.is(v.count('GET', tarballUrl(p)), 1, `${tarballUrl(p)}: one upstream GET in the whole mesh`)
 })
 
 test.serial('with the only site holding a tarball stopped, B goes upstream: the lookup neither hangs nor fails', async t => {

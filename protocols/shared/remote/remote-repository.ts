@@ -7,6 +7,7 @@ import type { RemoteSettings } from '../../../config/remote-schema.ts'
 import { notFound, upstreamError, type RegistryError } from '../../../store/errors.ts'
 import type { BlobInfo, BlobStore, DigestName, PeerLookup } from '../../../store/types.ts'
 import { fetchIntoStore } from './content-fetch.ts'
+import type { ContentProgress } from './content-progress.ts'
 import { SingleFlight } from './single-flight.ts'
 import { TtlCache, type CachedDocument } from './ttl-cache.ts'
 import { UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './upstream-client.ts'
@@ -27,6 +28,8 @@ export interface RemoteRepositoryParts {
   /** The mesh, asked for content another node already cached before going upstream (absent:
    *  a node without a mesh, or a test of the core alone). */
   peers?: PeerLookup
+  /** Where peers' lookups see what this node is getting now (shared by a node's remotes). */
+  progress?: ContentProgress
 }
 
 export interface ContentRequest<T> {
@@ -86,9 +89,12 @@ export class RemoteRepository {
     if (running != null) return { first: false, done: running as Promise<T> }
     if (req.isCached?.() === true) return { first: false, done: Promise.resolve(undefined as T) }
     this.#gate(key)
+    let fetchEnded!: () => void
+    const fetched = new Promise<void>(resolve => { fetchEnded = resolve })
     const started = (async () => {
       // Inside the single flight: however many clients ask, one lookup, then one upstream request.
       if (await this.#fromPeers(key, req)) return undefined
+      this.#markFetching(req, fetched)
       const res = await this.#ok(key, await this.client.request(url, req.upstream))
       return { res, fetch: fetchIntoStore(this.#p.store, res, {
         expect: req.expect(res),
@@ -101,10 +107,17 @@ export class RemoteRepository {
     // Just fetched: nothing to revalidate until metadataTtl has passed.
     const done = started.then(async s => s == null ? undefined as T : await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
     this.#content.set(key, done)
-    done.catch(() => {}).finally(() => { if (this.#content.get(key) === done) this.#content.delete(key) })
+    done.catch(() => {}).finally(() => { fetchEnded(); if (this.#content.get(key) === done) this.#content.delete(key) })
     const s = await started
     if (s == null) return { first: false, done, fromPeer: true }
     return { first: true, response: s.res, stream: s.fetch.stream, done: s.fetch.done, flowing: s.fetch.flowing }
+  }
+
+  /** Peers asking for this artifact now wait for this fetch (its end: committed or failed). */
+  #markFetching (req: ContentRequest<unknown>, fetched: Promise<void>): void {
+    if (this.#p.progress == null || req.artifact == null) return
+    const unmark = this.#p.progress.mark(this.#p.name, req.artifact.name, req.artifact.version, fetched)
+    void fetched.then(unmark)
   }
 
   /** Whether a peer's copy made `key` cached here (its manifest applied; the bytes follow from
@@ -113,10 +126,11 @@ export class RemoteRepository {
     const peers = this.#p.peers
     if (peers == null || req.artifact == null || req.isCached == null) return false
     const { name, version } = req.artifact
+    const unmark = this.#p.progress?.mark(this.#p.name, name, version, 'looking')
     let found = false
     try { found = await peers.find(this.#p.name, name, version, req.isCached) } catch (err) {
       this.#p.log.debug({ key, err: (err as Error).message }, 'mesh lookup failed')
-    }
+    } finally { unmark?.() }
     if (!found || !req.isCached()) return false
     this.#p.log.info({ key, name, version }, 'cached by a peer of the mesh: served from its copy, not from upstream')
     return true
