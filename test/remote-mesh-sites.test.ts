@@ -10,21 +10,28 @@ import test from 'ava'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { connectedTo, identity, type Identity } from './helpers/mesh.ts'
-import { freePort, hookTeardowns } from './helpers/nginx.ts'
+import { createHash } from 'node:crypto'
+import { freePort, hookTeardowns, startNginx, type Nginx } from './helpers/nginx.ts'
 import { startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { npmClient, runNode, writeProject } from './helpers/npm-client.ts'
 import { packageTree, type TreePackage } from './helpers/npm-tree.ts'
 import { tgzBytes } from './helpers/archives.ts'
+import { deterministicBytes } from './helpers/streams.ts'
 import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from './helpers/verdaccio.ts'
 
 let v: Verdaccio
 let tree: TreePackage[]
 let second: TreePackage[]
+let nginx: Nginx
+const file = deterministicBytes(3 * 1024 * 1024 + 5, 'sites-file')
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 let sites: { a: TestNode, b: TestNode, c: TestNode, ids: Identity[] }
 const hook = hookTeardowns()
 test.after.always(async () => { await hook.run() })
 
-const config = (upstream: string) => `repositories:\n  - { name: npm, format: npm, type: remote, upstream: "${upstream}/" }\n`
+const config = (upstream: string, files: string) => 'repositories:\n' +
+  `  - { name: npm, format: npm, type: remote, upstream: "${upstream}/" }\n` +
+  `  - { name: vendor, format: generic, type: remote, upstream: "${files}/" }\n`
 const installed = () => tree.filter(p => p.tag == null)
 const tarballUrl = (p: TreePackage) => `/${p.manifest.name}/-/${p.manifest.name.split('/').pop() as string}-${p.manifest.version}.tgz`
 const tarballGets = () => v.requests().filter(r => r.startsWith('GET ') && r.endsWith('.tgz')).length
@@ -37,11 +44,13 @@ test.before(async () => {
   for (const p of tree) await v.publish(p.manifest, p.tgz, p.tag)
   second = await packageTree('both', 12)
   for (const p of second) await v.publish(p.manifest, p.tgz, p.tag)
+  nginx = await startNginx(hook.t)
+  await nginx.put('tools/cli-3.0.tar.gz', file)
   const ids = [await identity(hook.t), await identity(hook.t), await identity(hook.t)]
   const ports = [await freePort(), await freePort(), await freePort()]
   const others = (i: number) => ids.filter((_, k) => k !== i).map(x => x.peerId)
   const start = async (i: number, bootstrap: string[]) => await startTestNode(hook.t, {
-    dataDir: ids[i].dataDir, config: config(v.url), meshPort: ports[i], peering: { allow: others(i), bootstrap }
+    dataDir: ids[i].dataDir, config: config(v.url, nginx.url), meshPort: ports[i], peering: { allow: others(i), bootstrap }
   })
   const a = await start(0, [])
   const b = await start(1, [a.meshAddr])
@@ -105,6 +114,18 @@ test.serial('A, B and C install another tree at the same moment: still one upstr
   // Whoever asked first fetched; a site asking while another fetched waited for its copy; of two
   // sites asking at once, the one with the lower peer ID fetched.
   for (const p of second.filter(x => x.tag == null)) t.is(v.count('GET', tarballUrl(p)), 1, `${tarballUrl(p)}: one upstream GET in the whole mesh`)
+})
+
+test.serial('a generic file asked of the three sites at the same moment reaches the upstream once', async t => {
+  if (!needsVerdaccio(t)) return
+  const { a, b, c } = sites
+  const bodies = await Promise.all([a, b, c].map(async node => {
+    const res = await fetch(`${node.url}/vendor/tools/cli-3.0.tar.gz`)
+    t.is(res.status, 200)
+    return sha256(new Uint8Array(await res.arrayBuffer()))
+  }))
+  t.deepEqual(bodies, [sha256(file), sha256(file), sha256(file)])
+  t.is(await nginx.count('GET', '/tools/cli-3.0.tar.gz'), 1, 'one upstream GET for the three sites')
 })
 
 test.serial('with the only site holding a tarball stopped, B goes upstream: the lookup neither hangs nor fails', async t => {
