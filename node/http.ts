@@ -11,9 +11,11 @@ import { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { DB } from '../store/db.ts'
 import { RegistryError } from '../store/errors.ts'
+import type { PeerLookup } from '../store/types.ts'
 import { UploadSessions } from '../store/uploads.ts'
 import type { FormatContext, FormatHandler } from '../protocols/format.ts'
 import { formatByName } from '../protocols/registry.ts'
+import type { ContentProgress } from '../protocols/shared/remote/content-progress.ts'
 import { RemoteRepository, type CacheHooks } from '../protocols/shared/remote/remote-repository.ts'
 import { remoteSettings } from '../config/remote-schema.ts'
 import { VirtualRepository } from '../protocols/shared/virtual/virtual-repository.ts'
@@ -37,6 +39,10 @@ export interface HttpParts {
   members?: { view: () => Promise<MemberReportView> }
   /** Cache bookkeeping of remote repositories (node/cache.ts): last use, quotas. */
   cache?: { hooksFor: (repo: string) => CacheHooks, summary?: () => unknown }
+  /** Asked by remote repositories before they go upstream (mesh/lookup.ts). */
+  peers?: PeerLookup
+  /** What the remotes are getting now, for peers' lookups (shared with mesh/lookup.ts). */
+  progress?: ContentProgress
 }
 
 export function buildApp (parts: HttpParts): Koa {
@@ -111,7 +117,9 @@ export function buildApp (parts: HttpParts): Koa {
           store: parts.store,
           limits: config.limits,
           log: log.child({ component: `remote:${format.name}`, repo: repo.name }),
-          cache: parts.cache?.hooksFor(repo.name)
+          cache: parts.cache?.hooksFor(repo.name),
+          peers: parts.peers,
+          progress: parts.progress
         })
         : undefined,
       allows: (ctx, scope) => allows(ctx, repo, scope),

@@ -9,6 +9,8 @@ import { replicationFor } from '../config/peering-schema.ts'
 import type { Config } from '../config/schema.ts'
 import { BlobFetcher } from '../mesh/fetcher.ts'
 import { startMesh, type Mesh } from '../mesh/index.ts'
+import { ArtifactLookup } from '../mesh/lookup.ts'
+import { ContentProgress } from '../protocols/shared/remote/content-progress.ts'
 import { CertificateExpiryWatch, MemberReport } from '../mesh/member-report.ts'
 import { serveBlobs } from '../mesh/transfer.ts'
 import { TokenBucket } from '../mesh/bandwidth.ts'
@@ -114,6 +116,16 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
   for (const { repo, cid } of storage.artifacts.absentBlobs()) {
     if (replicationFor(mesh.peering.current, repo) === 'mirror') fetcher.mirror(cid)
   }
+  // Remote repositories ask peers for what another site already cached before going upstream.
+  const replication = mesh.replication
+  const progress = new ContentProgress()
+  const lookup = replication == null
+    ? undefined
+    : await parts.start('artifact lookup', async () => {
+      const l = new ArtifactLookup({ libp2p: mesh.libp2p, mesh: meshName, manifests: replication.manifests, receiver: replication, certificates: mesh.membership, guard: (h) => mesh.introductions.membersOnly(h), progress: (repo, name, version) => progress.phase(repo, name, version), log })
+      await l.start()
+      return l
+    }, (l) => l.stop())
   await parts.start('announcing', () => {
     const c = new AbortController()
     void fetcher.provideAll(c.signal)
@@ -139,7 +151,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     return k
   }, (k) => k.stop())
   const app = await parts.start('http app', () => {
-    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members, cache })
+    const a = buildApp({ config, log, ...storage, mesh, transfers: { list: () => fetcher.transfers(), profiles: () => profiles.all() }, members, cache, peers: lookup, progress })
     a.use(gcRoutes(collector).routes())
     a.use(cacheRoutes(cache).routes())
     return a

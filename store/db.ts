@@ -190,6 +190,10 @@ export const MIGRATIONS: readonly string[] = [
     cid TEXT PRIMARY KEY,
     used_at INTEGER NOT NULL
   ) WITHOUT ROWID;
+  `,
+  `
+  -- The manifests of one artifact version, for a peer's lookup (mesh/lookup.ts).
+  CREATE INDEX manifests_version ON manifests (repo, name, version);
   `
 ]
 

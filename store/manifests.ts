@@ -44,6 +44,7 @@ export class ManifestLog {
       setContiguous: db.prepare('INSERT INTO manifest_origins (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq'),
       watermarks: db.prepare<[], { origin: string, seq: number }>('SELECT origin, seq FROM manifest_origins'),
       heads: db.prepare<[], { origin: string, seq: number }>('SELECT origin, MAX(seq) AS seq FROM manifests GROUP BY origin'),
+      forVersion: db.prepare<[string, string, string, number], Row>(`SELECT ${COLUMNS} FROM manifests WHERE repo = ? AND name = ? AND version = ? ORDER BY timestamp, origin, seq LIMIT ?`),
       latest: db.prepare<[string], { seq: number | null }>('SELECT MAX(seq) AS seq FROM manifests WHERE origin = ?'),
       lastSeen: db.prepare<[string], LastManifest>('SELECT seq, timestamp, received_at AS receivedAt FROM manifests WHERE origin = ? ORDER BY seq DESC LIMIT 1')
     }
@@ -72,6 +73,12 @@ export class ManifestLog {
   /** Manifests of `origin` with seq > `seq`, oldest first, at most `limit` (a catch-up batch). */
   since (origin: string, seq: number, limit: number): ManifestRecord[] {
     return this.#s.since.all(origin, seq, limit).map(toRecord)
+  }
+
+  /** Every origin's manifests of one artifact version, oldest first, at most `limit` (a peer's
+   *  lookup: what this node would also send it in catch-up). */
+  forVersion (repo: string, name: string, version: string, limit: number): ManifestRecord[] {
+    return this.#s.forVersion.all(repo, name, version, limit).map(toRecord)
   }
 
   /** Per origin, the contiguous watermark: every manifest of it up to this seq is held. */

@@ -44,6 +44,17 @@ export interface RemoteBlobs {
   reachable? (): boolean
 }
 
+/** Asks the mesh for an artifact this node does not hold yet (a remote repository asks before
+ *  going upstream: blob bytes are fetched from upstream once per mesh). Implemented by
+ *  mesh/lookup.ts; set by node/server.ts. */
+export interface PeerLookup {
+  /** Asks reachable peers for their signed manifests of (repo, name, version) and applies what
+   *  comes back through replication's usual checks, until `held` (the caller's own test: this
+   *  file of the version is cached here) says yes. True then (its bytes come from a peer through
+   *  `BlobStore.locate`). False at once without peers; never throws; bounded in time. */
+  find (repo: string, name: string, version: string, held: () => boolean, signal?: AbortSignal): Promise<boolean>
+}
+
 export interface BlobStore {
   /** A present blob, or one known here that `remote` can fetch (resolves once a source is found;
    *  rejects Unavailable if none). Formats look blobs up with this so absent ones stream through. */

@@ -57,11 +57,13 @@ export async function writePeering (plan: MeshNodePlan, content: Record<string, 
  * (neither depends on the log level); the mesh address comes from the admin API. The HTTP port
  * is picked just before the start and picked again if another process took it meanwhile.
  */
-export async function startMeshNode (plan: MeshNodePlan, opts: { logLevel?: string, timeoutMs?: number } = {}): Promise<MeshNode> {
+export async function startMeshNode (plan: MeshNodePlan, opts: { logLevel?: string, timeoutMs?: number, config?: string } = {}): Promise<MeshNode> {
   const extra: string[] = []
-  if (opts.logLevel != null && opts.logLevel !== '') {
+  const logLevel = opts.logLevel != null && opts.logLevel !== '' ? `log:\n  level: ${opts.logLevel}\n` : ''
+  // `config`: more YAML (repositories) for the node's config file.
+  if (logLevel !== '' || opts.config != null) {
     const cfg = join(plan.dataDir, '..', `node${plan.index}.yaml`)
-    writeFileSync(cfg, `log:\n  level: ${opts.logLevel}\n`)
+    writeFileSync(cfg, logLevel + (opts.config ?? ''))
     extra.push('--config', cfg)
   }
   for (let attempt = 1; ; attempt++) {

@@ -79,7 +79,9 @@ export async function sendRemoteFile (ctx: Context, fc: FormatContext, remote: R
     expect: (res) => genericRemote.expectedDigests(path, res),
     commit: (blob, res) => { record(fc, path, blob.cid, res) },
     toClient: streams,
-    isCached: () => { const f = fc.artifacts.get(fc.repo.name, path, VERSION)?.files[0]; return f != null && fc.store.has(f.cid) }
+    isCached: () => { const f = fc.artifacts.get(fc.repo.name, path, VERSION)?.files[0]; return f != null && fc.store.has(f.cid) },
+    isKnown: () => (fc.artifacts.get(fc.repo.name, path, VERSION)?.files.length ?? 0) > 0,
+    artifact: { name: path, version: VERSION }
   })
   await respondWithContent(ctx, answer, {
     streams,

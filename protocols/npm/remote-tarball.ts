@@ -79,7 +79,9 @@ export async function fetchTarball (ctx: Context, fc: FormatContext, remote: Rem
     expect: () => expect,
     commit: (blob, res) => { record(fc, name, doc, blob.cid, res) },
     toClient: streams,
-    isCached: () => { const f = fc.artifacts.fileByName(fc.repo.name, name, filename); return f != null && fc.store.has(f.cid) }
+    isCached: () => { const f = fc.artifacts.fileByName(fc.repo.name, name, filename); return f != null && fc.store.has(f.cid) },
+    isKnown: () => fc.artifacts.fileByName(fc.repo.name, name, filename) != null,
+    artifact: { name, version }
   })
   await respondWithContent(ctx, answer, {
     streams,

@@ -97,7 +97,9 @@ export async function serveRemoteFile (ctx: Context, fc: FormatContext, remote: 
     expect: () => ({ sha256 }),
     commit: (blob, res) => { record(fc, { project, displayName: page.project.displayName, filename, dist, entry }, blob, res) },
     toClient: streams,
-    isCached: () => { const f = fc.artifacts.fileByName(fc.repo.name, project, filename); return f != null && fc.store.has(f.cid) }
+    isCached: () => { const f = fc.artifacts.fileByName(fc.repo.name, project, filename); return f != null && fc.store.has(f.cid) },
+    isKnown: () => fc.artifacts.fileByName(fc.repo.name, project, filename) != null,
+    artifact: { name: project, version: normalVersion(dist.version) as string }
   })
   await respondWithContent(ctx, answer, {
     streams,

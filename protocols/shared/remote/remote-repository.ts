@@ -5,8 +5,9 @@
 import type { Logger } from 'pino'
 import type { RemoteSettings } from '../../../config/remote-schema.ts'
 import { notFound, upstreamError, type RegistryError } from '../../../store/errors.ts'
-import type { BlobInfo, BlobStore, DigestName } from '../../../store/types.ts'
+import type { BlobInfo, BlobStore, DigestName, PeerLookup } from '../../../store/types.ts'
 import { fetchIntoStore } from './content-fetch.ts'
+import type { ContentProgress } from './content-progress.ts'
 import { SingleFlight } from './single-flight.ts'
 import { TtlCache, type CachedDocument } from './ttl-cache.ts'
 import { UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './upstream-client.ts'
@@ -26,6 +27,11 @@ export interface RemoteRepositoryParts {
   log: Logger
   /** Cache bookkeeping (node/cache.ts): last use for LRU eviction, and the quota after a fetch. */
   cache?: CacheHooks
+  /** The mesh, asked for content another node already cached before going upstream (absent:
+   *  a node without a mesh, or a test of the core alone). */
+  peers?: PeerLookup
+  /** Where peers' lookups see what this node is getting now (shared by a node's remotes). */
+  progress?: ContentProgress
 }
 
 export interface CacheHooks {
@@ -47,12 +53,20 @@ export interface ContentRequest<T> {
    *  caller that missed the cache just before another request's fetch committed (it was waiting
    *  for metadata) must not fetch again. True: `done` resolves at once (to undefined). */
   isCached?: () => boolean
+  /** The artifact row this content is cached as. With it (and `isKnown`), the mesh is asked
+   *  first: a peer's signed manifest of it, once applied here, makes it known without the
+   *  upstream (its bytes then come from that peer). */
+  artifact?: { name: string, version: string }
+  /** Whether the artifact's row is here, its bytes perhaps not (evicted, or replicated from a
+   *  peer). A row known before the fetch means the peers were asked for the bytes already (the
+   *  cache-hit path, ./cached-blob.ts) and none served them: no lookup then. */
+  isKnown?: () => boolean
 }
 
 /** The first caller gets the upstream response and a stream; later ones wait for `done`. */
 export type ContentAnswer<T> =
   | { first: true, response: UpstreamResponse, stream: NodeJS.ReadableStream, done: Promise<T>, flowing: Promise<void> }
-  | { first: false, done: Promise<T> }
+  | { first: false, done: Promise<T>, fromPeer?: true }
 
 export interface MetadataRequest {
   /** Why a body is not the metadata expected (an HTML error page instead of JSON), or undefined. */
@@ -91,7 +105,12 @@ export class RemoteRepository {
     if (running != null) return { first: false, done: running as Promise<T> }
     if (req.isCached?.() === true) return { first: false, done: Promise.resolve(undefined as T) }
     this.#gate(key)
+    let fetchEnded!: () => void
+    const fetched = new Promise<void>(resolve => { fetchEnded = resolve })
     const started = (async () => {
+      // Inside the single flight: however many clients ask, one lookup, then one upstream request.
+      if (await this.#fromPeers(key, req)) return undefined
+      this.#markFetching(req, fetched)
       const res = await this.#ok(key, await this.client.request(url, req.upstream))
       return { res, fetch: fetchIntoStore(this.#p.store, res, {
         expect: req.expect(res),
@@ -106,11 +125,36 @@ export class RemoteRepository {
       }) }
     })()
     // Just fetched: nothing to revalidate until metadataTtl has passed.
-    const done = started.then(async s => await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
+    const done = started.then(async s => s == null ? undefined as T : await s.fetch.done).then(v => { this.#checked.set(key, true); return v })
     this.#content.set(key, done)
-    done.catch(() => {}).finally(() => { if (this.#content.get(key) === done) this.#content.delete(key) })
-    const { res, fetch } = await started
-    return { first: true, response: res, stream: fetch.stream, done: fetch.done, flowing: fetch.flowing }
+    done.catch(() => {}).finally(() => { fetchEnded(); if (this.#content.get(key) === done) this.#content.delete(key) })
+    const s = await started
+    if (s == null) return { first: false, done, fromPeer: true }
+    return { first: true, response: s.res, stream: s.fetch.stream, done: s.fetch.done, flowing: s.fetch.flowing }
+  }
+
+  /** Peers asking for this artifact now wait for this fetch (its end: committed or failed). */
+  #markFetching (req: ContentRequest<unknown>, fetched: Promise<void>): void {
+    if (this.#p.progress == null || req.artifact == null) return
+    const unmark = this.#p.progress.mark(this.#p.name, req.artifact.name, req.artifact.version, fetched)
+    void fetched.then(unmark)
+  }
+
+  /** Whether a peer's copy made `key` cached here (its manifest applied; the bytes follow from
+   *  that peer when served). A failed or empty lookup only means: go upstream. */
+  async #fromPeers (key: string, req: ContentRequest<unknown>): Promise<boolean> {
+    const peers = this.#p.peers
+    const known = req.isKnown
+    if (peers == null || req.artifact == null || known == null || known()) return false
+    const { name, version } = req.artifact
+    const unmark = this.#p.progress?.mark(this.#p.name, name, version, 'looking')
+    let found = false
+    try { found = await peers.find(this.#p.name, name, version, known) } catch (err) {
+      this.#p.log.debug({ key, err: (err as Error).message }, 'mesh lookup failed')
+    } finally { unmark?.() }
+    if (!found || !known()) return false
+    this.#p.log.info({ key, name, version }, 'cached by a peer of the mesh: served from its copy, not from upstream')
+    return true
   }
 
   /** Answers a HEAD for content not cached, from the upstream's headers (nothing is cached). */

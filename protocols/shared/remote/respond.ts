@@ -29,6 +29,8 @@ export async function respondWithContent<T> (ctx: Context, answer: ContentAnswer
   if (cachedFirst) {
     await answer.done
     await opts.fromCache()
+    // A peer's copy: the bytes stream from that peer through the store (verified as they come).
+    if (!answer.first && answer.fromPeer === true) ctx.set('X-Akmesh-Cache', 'peer')
     return
   }
   const res = answer.response
