@@ -12,17 +12,22 @@ import { join } from 'node:path'
 import { connectedTo, identity, type Identity } from './helpers/mesh.ts'
 import { createHash } from 'node:crypto'
 import { freePort, hookTeardowns, startNginx, type Nginx } from './helpers/nginx.ts'
-import { startTestNode, waitFor, type TestNode } from './helpers/node.ts'
+import { makeTempDir, startTestNode, waitFor, type TestNode } from './helpers/node.ts'
 import { npmClient, runNode, writeProject } from './helpers/npm-client.ts'
 import { packageTree, type TreePackage } from './helpers/npm-tree.ts'
 import { tgzBytes } from './helpers/archives.ts'
 import { deterministicBytes } from './helpers/streams.ts'
+import { run } from './helpers/clients.ts'
+import { startRegistry, type Registry } from './helpers/docker-registry.ts'
+import { addImage, addLayer, layoutRef, writeLayout, type Image } from './helpers/oci-image.ts'
 import { startVerdaccio, verdaccioInstalled, VERDACCIO, type Verdaccio } from './helpers/verdaccio.ts'
 
 let v: Verdaccio
 let tree: TreePackage[]
 let second: TreePackage[]
 let nginx: Nginx
+let registry: Registry
+let image: Image
 const file = deterministicBytes(3 * 1024 * 1024 + 5, 'sites-file')
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 let sites: { a: TestNode, b: TestNode, c: TestNode, ids: Identity[] }
@@ -31,7 +36,8 @@ test.after.always(async () => { await hook.run() })
 
 const config = (upstream: string, files: string) => 'repositories:\n' +
   `  - { name: npm, format: npm, type: remote, upstream: "${upstream}/" }\n` +
-  `  - { name: vendor, format: generic, type: remote, upstream: "${files}/" }\n`
+  `  - { name: vendor, format: generic, type: remote, upstream: "${files}/" }\n` +
+  `  - { name: hub, format: oci, type: remote, upstream: "${registry.url}" }\n`
 const installed = () => tree.filter(p => p.tag == null)
 const tarballUrl = (p: TreePackage) => `/${p.manifest.name}/-/${p.manifest.name.split('/').pop() as string}-${p.manifest.version}.tgz`
 const tarballGets = () => v.requests().filter(r => r.startsWith('GET ') && r.endsWith('.tgz')).length
@@ -46,6 +52,15 @@ test.before(async () => {
   for (const p of second) await v.publish(p.manifest, p.tgz, p.tag)
   nginx = await startNginx(hook.t)
   await nginx.put('tools/cli-3.0.tar.gz', file)
+  registry = await startRegistry(hook.t)
+  const layout = await makeTempDir(hook.t, 'akmesh-sites-layout-')
+  image = await addImage(layout, [
+    await addLayer(layout, { 'etc/os-release': 'ID=sites\n' }),
+    await addLayer(layout, { 'usr/lib/big.so': { random: 2_000_000 } })
+  ])
+  await writeLayout(layout, { 1: image.manifest })
+  const pushed = await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:1`, `docker://${registry.host}/app:1`])
+  if (pushed.code !== 0) throw new Error(`skopeo copy to the upstream: ${pushed.stderr}`)
   const ids = [await identity(hook.t), await identity(hook.t), await identity(hook.t)]
   const ports = [await freePort(), await freePort(), await freePort()]
   const others = (i: number) => ids.filter((_, k) => k !== i).map(x => x.peerId)
@@ -126,6 +141,23 @@ test.serial('a generic file asked of the three sites at the same moment reaches 
   }))
   t.deepEqual(bodies, [sha256(file), sha256(file), sha256(file)])
   t.is(await nginx.count('GET', '/tools/cli-3.0.tar.gz'), 1, 'one upstream GET for the three sites')
+})
+
+test.serial('OCI: after site A pulls an image, B and C pull it at once with no blob request of their own at the upstream', async t => {
+  const { a, b, c } = sites
+  const pull = async (node: TestNode) => {
+    const out = await makeTempDir(t, 'akmesh-sites-pull-')
+    const r = await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${new URL(node.url).host}/hub/app:1`, `oci:${out}:1`])
+    t.is(r.code, 0, r.stderr)
+    t.is((await layoutRef(out, '1')).digest, image.manifest.digest)
+  }
+  const blobGets = () => [image.config, ...image.layers].map(d => registry.count('GET', `/v2/app/blobs/${d.digest}`, 200))
+  await pull(a)
+  t.deepEqual(blobGets(), [1, 1, 1], 'A fetched config and layers from the upstream once')
+  // No waiting for replication: the manifest by tag is metadata each site asks the upstream for;
+  // its row (with every blob) comes from A by lookup or replication, the bytes from A.
+  await Promise.all([pull(b), pull(c)])
+  t.deepEqual(blobGets(), [1, 1, 1], 'no blob request from B or C reached the upstream')
 })
 
 test.serial('with the only site holding a tarball stopped, B goes upstream: the lookup neither hangs nor fails', async t => {

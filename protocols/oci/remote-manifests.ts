@@ -73,6 +73,9 @@ export async function getRemoteManifest (ctx: Context, fc: FormatContext, remote
   const { doc, stale } = answer
   const digest = sha256(doc.body)
   const mediaType = doc.contentType.split(';')[0].trim().toLowerCase()
+  // Another site of the mesh that cached this image has its row with every blob it pins: taken
+  // from that peer rather than recorded anew, so the blobs' bytes come from the mesh too.
+  await remote.fromPeers(`manifest ${name}@${digest}`, { name, version: digest }, () => manifestRecorded(fc, name, digest))
   // Not recorded yet, or its bytes were evicted (store/cache-evict.ts): stored (again).
   if (!manifestHeld(fc, name, digest)) {
     const blob = await fc.store.put(Readable.from([doc.body]), { expect: { sha256: sha256Of(digest) } })
@@ -103,10 +106,17 @@ async function byDigest (ctx: Context, fc: FormatContext, remote: RemoteReposito
       record(fc, name, digest, parseManifest(bytes, contentType), blob, UpstreamClient.describe(url))
     },
     toClient: false,
-    upstream: { ...pullOf(name), headers: { accept: ACCEPT } }
+    upstream: { ...pullOf(name), headers: { accept: ACCEPT } },
+    artifact: { name, version: digest },
+    isKnown: () => manifestRecorded(fc, name, digest)
   })
   await answer.done
   await getManifest(ctx, fc, name, digest)
+}
+
+/** Whether the manifest is recorded here (its bytes here or not). */
+function manifestRecorded (fc: FormatContext, name: string, digest: string): boolean {
+  return resolveManifest(fc, name, digest)?.files.some(f => f.filename === MANIFEST_FILE) === true
 }
 
 /** Whether the manifest is recorded with its bytes here. */

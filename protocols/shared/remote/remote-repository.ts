@@ -109,7 +109,7 @@ export class RemoteRepository {
     const fetched = new Promise<void>(resolve => { fetchEnded = resolve })
     const started = (async () => {
       // Inside the single flight: however many clients ask, one lookup, then one upstream request.
-      if (await this.#fromPeers(key, req)) return undefined
+      if (await this.fromPeers(key, req.artifact, req.isKnown)) return undefined
       this.#markFetching(req, fetched)
       const res = await this.#ok(key, await this.client.request(url, req.upstream))
       return { res, fetch: fetchIntoStore(this.#p.store, res, {
@@ -140,13 +140,14 @@ export class RemoteRepository {
     void fetched.then(unmark)
   }
 
-  /** Whether a peer's copy made `key` cached here (its manifest applied; the bytes follow from
-   *  that peer when served). A failed or empty lookup only means: go upstream. */
-  async #fromPeers (key: string, req: ContentRequest<unknown>): Promise<boolean> {
+  /** Whether a peer's copy made `key` known here (its manifest applied; the bytes follow from
+   *  that peer when served). A failed or empty lookup only means: go upstream. Also for formats
+   *  whose content is pinned by metadata they fetched (OCI: a manifest by tag), asked before they
+   *  record it themselves. */
+  async fromPeers (key: string, artifact: { name: string, version: string } | undefined, known: (() => boolean) | undefined): Promise<boolean> {
     const peers = this.#p.peers
-    const known = req.isKnown
-    if (peers == null || req.artifact == null || known == null || known()) return false
-    const { name, version } = req.artifact
+    if (peers == null || artifact == null || known == null || known()) return false
+    const { name, version } = artifact
     const unmark = this.#p.progress?.mark(this.#p.name, name, version, 'looking')
     let found = false
     try { found = await peers.find(this.#p.name, name, version, known) } catch (err) {
