@@ -13,8 +13,9 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ExecutionContext } from 'ava'
-import { requireClient, run, type RunResult } from './helpers/clients.ts'
+import { requireClient } from './helpers/clients.ts'
 import { startRegistry, type Registry } from './helpers/docker-registry.ts'
+import { ociClients, ok } from './helpers/oci-clients.ts'
 import { hookTeardowns } from './helpers/nginx.ts'
 import { makeTempDir, startTestNode, type TestNode } from './helpers/node.ts'
 import { digestOf, errorCode, oci } from './helpers/oci-http.ts'
@@ -39,24 +40,8 @@ repositories:
   })
 })
 
-async function clients (t: ExecutionContext) {
-  const dir = await makeTempDir(t, 'akmesh-oci-client-')
-  await writeFile(join(dir, 'auth.json'), '{}')
-  const host = new URL(node.url).host
-  const insecure = [host, registry.host].map(h => `[[registry]]\nlocation = "${h}"\ninsecure = true\n`).join('')
-  await writeFile(join(dir, 'registries.conf'), `unqualified-search-registries = []\n${insecure}`)
-  const env = { REGISTRY_AUTH_FILE: join(dir, 'auth.json'), CONTAINERS_REGISTRIES_CONF: join(dir, 'registries.conf') }
-  const podmanArgs = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--storage-driver', 'vfs', '--events-backend', 'none', '--cgroup-manager', 'cgroupfs']
-  return {
-    host,
-    skopeo: async (args: string[]) => await run('skopeo', args, { env }),
-    podman: async (args: string[]) => await run('podman', [...podmanArgs, ...args], { env })
-  }
-}
+const clients = async (t: ExecutionContext) => await ociClients(t, [new URL(node.url).host, registry.host])
 
-function ok (t: ExecutionContext, r: RunResult, what: string): void {
-  t.is(r.code, 0, `${what} failed:\n${r.stderr}\n${r.stdout}`)
-}
 
 async function newLayout (t: ExecutionContext): Promise<string> {
   const layout = join(tmpdir(), `akmesh-oci-layout-${randomBytes(6).toString('hex')}`)
