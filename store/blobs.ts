@@ -1,6 +1,6 @@
 // Content-addressed blob files. A put streams to a temp file while hashing, fsyncs, renames into
 // place and only then records the row: a crash at any point leaves no partial blob visible.
-import { createReadStream } from 'node:fs'
+import { constants, createReadStream, openSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
@@ -246,8 +246,16 @@ export class FileBlobStore implements BlobStore {
       return this.remote.open(cid, range)
     }
     return createReadStream(this.pathOf(cid), {
-      start: range?.start, end: range?.end, highWaterMark: 256 * 1024
+      start: range?.start, end: range?.end, highWaterMark: 1024 * 1024
     })
+  }
+
+  openFd (cid: string): number | undefined {
+    if (!this.has(cid)) return undefined
+    try { return openSync(this.pathOf(cid), constants.O_RDONLY) } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined // collected meanwhile
+      throw storageError(err)
+    }
   }
 
   chunkHashes (cid: string): Uint8Array[] {

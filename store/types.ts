@@ -54,6 +54,9 @@ export interface BlobStore {
   cidBySha256 (sha256: string): string | undefined
   has (cid: string): boolean
   open (cid: string, range?: ByteRange): Readable
+  /** An open descriptor (read-only) of a present blob's file, which the caller must close; undefined
+   *  if the bytes are not here. Downloads read it in big blocks instead of through a stream. */
+  openFd? (cid: string): number | undefined
   chunkHashes (cid: string): Uint8Array[]
 }
 

@@ -28,7 +28,9 @@ export async function startAkmesh (): Promise<AkmeshNode> {
   const dir = tempDir('akmesh')
   const dataDir = join(dir, 'data')
   const port = await freePort()
-  const args = [AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1']
+  // AKMESH_BENCH_NODE_ARGS: extra node flags for the node process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.AKMESH_BENCH_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+  const args = [...nodeArgs, AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1']
   const level = process.env.AKMESH_BENCH_LOG_LEVEL
   if (level != null && level !== '') {
     const cfg = join(dir, 'akmesh.yaml')
