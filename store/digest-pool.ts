@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads'
 import type { DigestReply, DigestRequest } from './digest-worker.ts'
 
 /** Bytes a session may have queued at a worker before `settle()` waits: bounds memory. */
-const MAX_IN_FLIGHT = 8 * 1024 * 1024
+const MAX_IN_FLIGHT = 16 * 1024 * 1024
 
 const GROUPS = [['sha512'], ['sha256', 'sha1', 'md5']]
 

@@ -19,12 +19,13 @@ export interface BlobResponseOptions {
 export function checksumHeaders (blob: BlobInfo): Record<string, string> {
   const h: Record<string, string> = {
     'X-Checksum-Sha256': blob.sha256,
-    'X-Checksum-Sha1': blob.sha1,
-    'X-Checksum-Sha512': blob.sha512,
     'X-Akmesh-Cid': blob.cid,
     // RFC 9530 representation digest, base64 of the raw digest.
     'Repr-Digest': `sha-256=:${Buffer.from(blob.sha256, 'hex').toString('base64')}:`
   }
+  // A digest the blob was stored without ('') is not computed for a download.
+  if (blob.sha1 !== '') h['X-Checksum-Sha1'] = blob.sha1
+  if (blob.sha512 !== '') h['X-Checksum-Sha512'] = blob.sha512
   if (blob.md5 != null) h['X-Checksum-Md5'] = blob.md5
   return h
 }
