@@ -13,8 +13,7 @@ import { MAX_ENVELOPE_BYTES, buildManifest, signManifest, type BlobCatalog, type
 export interface SignerDeps {
   db: DB
   artifacts: ArtifactIndex
-  /** completeDigests: computes digests a blob was stored without (a manifest names them all). */
-  store: BlobCatalog & { completeDigests? (cid: string): Promise<unknown> }
+  store: BlobCatalog
   manifests: ManifestLog
   mesh: string
   privateKey: PrivateKey
@@ -89,10 +88,6 @@ export class ManifestSigner {
       for (const change of rows) {
         const format = artifacts.repositoryFormat(change.repo)
         if (format == null) throw new Error(`change ${change.seq}: repository ${change.repo} is not declared`)
-        for (const f of change.detail.files ?? []) {
-          const b = store.describe(f.cid)
-          if (b != null && (b.sha512 === '' || b.sha1 === '')) await store.completeDigests?.(f.cid)
-        }
         const manifest = await buildManifest(change, { mesh, origin: this.peerId, prev, format, blobs: store })
         const envelope = await signManifest(manifest, privateKey)
         if (envelope.byteLength > MAX_ENVELOPE_BYTES) {
