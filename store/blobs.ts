@@ -304,15 +304,19 @@ export class FileBlobStore implements BlobStore {
     const missing = names.filter(n => info[n] == null || info[n] === '')
     if (missing.length === 0) return info
     const session = new DigestSession(missing)
+    // Reads straight into the workers' shared staging buffers: no copy, and no fresh buffer per
+    // read for the garbage collector to reclaim late (RSS would grow while a big blob is hashed).
+    const file = await open(this.pathOf(cid), 'r').catch((err) => { session.abandon(); throw storageError(err) })
     try {
-      const stream = createReadStream(this.pathOf(cid), { highWaterMark: STAGE_SIZE })
-      for await (const block of stream as AsyncIterable<Buffer>) {
-        const staged = sharedBuffer(STAGE_SIZE).subarray(0, block.byteLength)
-        staged.set(block)
-        session.update(staged)
+      for (let pos = 0; pos < info.size;) {
+        const stage = sharedBuffer(STAGE_SIZE)
+        const { bytesRead } = await file.read(stage, 0, Math.min(STAGE_SIZE, info.size - pos), pos)
+        if (bytesRead === 0) throw new Error(`blob file ${cid} is shorter than its ${info.size} bytes`)
+        pos += bytesRead
+        session.update(stage.subarray(0, bytesRead))
         await session.settle()
       }
-    } catch (err) { session.abandon(); throw storageError(err) }
+    } catch (err) { session.abandon(); throw storageError(err) } finally { await file.close().catch(() => {}) }
     const hex = await session.digest()
     this.#db.transaction(() => {
       this.#stmts.fillDigests.run(hex.sha512 ?? '', hex.sha1 ?? '', cid)
