@@ -13,6 +13,7 @@ import { startAkmesh, type AkmeshNode } from './lib/akmesh.ts'
 import { startNginx } from './lib/nginx.ts'
 import { main, WORK_DIR } from './lib/proc.ts'
 import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
+import { loadAverage, runInfo } from './lib/run-info.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const SIZE = Number(process.env.BENCH_SIZE_MIB ?? 1024) * 1024 * 1024
@@ -67,6 +68,7 @@ async function download (url: string): Promise<number> {
 }
 
 await main(async () => {
+  const loadAtStart = loadAverage()
   await ensureFile()
   const failures: string[] = []
   const targets: Array<{ name: string, url: string }> = []
@@ -111,6 +113,7 @@ await main(async () => {
   const a = speeds.get('akmesh') ?? []
   const n = speeds.get('nginx') ?? []
   if (a.length > 0 && n.length > 0) console.log(`ratio akmesh/nginx (median MB/s): ${ratio(median(a), median(n))}`)
+  console.log(runInfo(loadAtStart))
   if (failures.length > 0) {
     console.log(`\nFAILURES:\n${failures.map(f => `- ${f}`).join('\n')}`)
     process.exitCode = 1

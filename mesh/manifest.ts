@@ -44,6 +44,9 @@ export class ManifestError extends Error {
 export interface BlobCatalog {
   describe (cid: string): { cid: string, size: number, sha256: string, sha512: string, sha1: string, md5: string | null, chunkSize: number } | undefined
   chunkRoot (cid: string): Promise<string>
+  /** Computes and records digests a present blob was stored without (describe shows them as ''):
+   *  a format may skip sha512/sha1, but a manifest names every digest. */
+  completeDigests? (cid: string): Promise<unknown>
 }
 
 /** The manifest of a local change-log row. */
@@ -51,7 +54,11 @@ export async function buildManifest (change: Change, ctx: { mesh: string, origin
   const d = change.detail
   const files: ManifestFile[] = []
   for (const f of d.files ?? []) {
-    const b = ctx.blobs.describe(f.cid)
+    let b = ctx.blobs.describe(f.cid)
+    if (b != null && (b.sha512 === '' || b.sha1 === '') && ctx.blobs.completeDigests != null) {
+      await ctx.blobs.completeDigests(f.cid)
+      b = ctx.blobs.describe(f.cid)
+    }
     if (b == null) throw new Error(`change ${change.seq}: blob ${f.cid} of ${f.filename} is unknown`)
     files.push({
       filename: f.filename, cid: f.cid, size: b.size, sha256: b.sha256, sha512: b.sha512, sha1: b.sha1,

@@ -8,6 +8,7 @@ import type { ArtifactIndex } from '../store/artifacts.ts'
 import type { BlobLinks } from '../store/blob-links.ts'
 import type { FileBlobStore } from '../store/blobs.ts'
 import type { RegistryError } from '../store/errors.ts'
+import type { OptionalDigest } from '../store/types.ts'
 import type { UploadSessions } from '../store/uploads.ts'
 import type { ArchiveLimits } from './shared/archive-budget.ts'
 import type { RemoteFormat } from './shared/remote/hooks.ts'
@@ -17,6 +18,10 @@ import type { VirtualRepository } from './shared/virtual/virtual-repository.ts'
 export interface FormatHandler {
   /** The value of `format:` in a repository's config. */
   readonly name: string
+  /** The digests its uploads compute besides sha256 (BLAKE3 and the chunk table are always
+   *  computed): what its clients are told. Default sha512 + sha1. A digest left out is computed
+   *  once, on demand, if something needs it later (FileBlobStore.completeDigests). */
+  readonly digests?: readonly OptionalDigest[]
   /** URL prefix of one repository; default `/<repository>`. (OCI clients only speak to /v2/, so
    *  OCI repositories live at `/v2/<repository>`.) */
   prefix? (repo: RepositoryConfig): string

@@ -185,7 +185,7 @@ export class RemoteApplier {
     // contradicts them is kept (it was signed; catch-up moves on) but not applied.
     const lies = change.files.some(f => {
       const known = store.describe(f.cid)
-      return known?.present === true && (known.size !== f.size || known.sha256 !== f.sha256 || known.sha512 !== f.sha512 || known.sha1 !== f.sha1)
+      return known?.present === true && (known.size !== f.size || known.sha256 !== f.sha256 || (known.sha512 !== '' && known.sha512 !== f.sha512) || (known.sha1 !== '' && known.sha1 !== f.sha1))
     })
     if (lies) return result('blob-mismatch')
     for (const f of change.files) {

@@ -1,14 +1,15 @@
 // Content-addressed blob files. A put streams to a temp file while hashing, fsyncs, renames into
 // place and only then records the row: a crash at any point leaves no partial blob visible.
-import { createReadStream } from 'node:fs'
+import { constants, createReadStream, openSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { DB } from './db.ts'
-import { blake3Of, MultiHasher, parseBlobCid, type Digests } from './hash.ts'
+import { blake3Of, DEFAULT_DIGESTS, MultiHasher, parseBlobCid, STAGE_SIZE, type Digests } from './hash.ts'
+import { DigestSession, sharedBuffer } from './digest-pool.ts'
 import { integrityError, notFound, storageError, tooLarge } from './errors.ts'
-import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type PutOptions, type RemoteBlobs } from './types.ts'
+import { CHUNK_SIZE, type BlobInfo, type BlobStore, type ByteRange, type DigestName, type OptionalDigest, type PutOptions, type RemoteBlobs } from './types.ts'
 
 const WRITE_BATCH = 1024 * 1024 // gather socket-sized pieces into fewer, larger writes
 
@@ -66,6 +67,10 @@ export class FileBlobStore implements BlobStore {
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`),
       setChunkRoot: db.prepare('UPDATE blobs SET chunk_root = ? WHERE cid = ?'),
       setMd5: db.prepare('UPDATE blobs SET md5 = ? WHERE cid = ? AND md5 IS NULL'),
+      // Digests a blob was stored without ('') are filled in when computed later or when the same
+      // bytes arrive again through a format that computes them.
+      fillDigests: db.prepare(`UPDATE blobs SET sha512 = CASE WHEN sha512 = '' THEN ? ELSE sha512 END,
+        sha1 = CASE WHEN sha1 = '' THEN ? ELSE sha1 END WHERE cid = ?`),
       insertChunk: db.prepare('INSERT OR IGNORE INTO chunks (cid, idx, hash) VALUES (?, ?, ?)'),
       chunks: db.prepare<[string], { hash: Buffer }>('SELECT hash FROM chunks WHERE cid = ? ORDER BY idx')
     }
@@ -127,7 +132,10 @@ export class FileBlobStore implements BlobStore {
     signal?.throwIfAborted()
     const tmp = join(this.#tmpDir, randomUUID())
     const file = await open(tmp, 'wx').catch(async (err) => { await rm(tmp, { force: true }); throw storageError(err) })
-    const hasher = await MultiHasher.create({ md5: opts.md5 === true || expect.md5 != null })
+    // The format's digests, plus any the client declared (they are checked).
+    const digests = new Set<OptionalDigest>(opts.digests ?? DEFAULT_DIGESTS)
+    for (const name of ['sha512', 'sha1'] as const) if (expect[name] != null) digests.add(name)
+    const hasher = await MultiHasher.create({ md5: opts.md5 === true || expect.md5 != null, digests: [...digests] })
     let closed = false
     try {
       let batch: Uint8Array[] = []
@@ -200,6 +208,7 @@ export class FileBlobStore implements BlobStore {
         this.#db.transaction(() => {
           this.#stmts.insert.run(d.cid, d.size, d.sha256, d.sha512, d.sha1, d.md5, CHUNK_SIZE, now)
           if (d.md5 != null) this.#stmts.setMd5.run(d.md5, d.cid)
+          if (d.sha512 !== '' || d.sha1 !== '') this.#stmts.fillDigests.run(d.sha512, d.sha1, d.cid)
           d.chunks.forEach((h, i) => this.#stmts.insertChunk.run(d.cid, i, h))
         })()
       } catch (err) {
@@ -246,8 +255,16 @@ export class FileBlobStore implements BlobStore {
       return this.remote.open(cid, range)
     }
     return createReadStream(this.pathOf(cid), {
-      start: range?.start, end: range?.end, highWaterMark: 256 * 1024
+      start: range?.start, end: range?.end, highWaterMark: 1024 * 1024
     })
+  }
+
+  openFd (cid: string): number | undefined {
+    if (!this.has(cid)) return undefined
+    try { return openSync(this.pathOf(cid), constants.O_RDONLY) } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined // collected meanwhile
+      throw storageError(err)
+    }
   }
 
   chunkHashes (cid: string): Uint8Array[] {
@@ -275,6 +292,37 @@ export class FileBlobStore implements BlobStore {
     const root = Buffer.from(await blake3Of(Buffer.concat(this.chunkHashes(cid)))).toString('hex')
     this.#stmts.setChunkRoot.run(root, cid)
     return root
+  }
+
+  /** The blob with `names` computed: a blob a format stored without them (sha512 of a generic
+   *  upload, when npm or a signed manifest needs it) is read once more, hashed, and the digests
+   *  recorded, so each is computed at most once. Only for present blobs (others come with a
+   *  manifest naming every digest). */
+  async completeDigests (cid: string, names: readonly OptionalDigest[] = DEFAULT_DIGESTS): Promise<BlobInfo> {
+    const info = this.stat(cid)
+    if (info == null) throw notFound(`blob ${cid} not found`)
+    const missing = names.filter(n => info[n] == null || info[n] === '')
+    if (missing.length === 0) return info
+    const session = new DigestSession(missing)
+    // Reads straight into the workers' shared staging buffers: no copy, and no fresh buffer per
+    // read for the garbage collector to reclaim late (RSS would grow while a big blob is hashed).
+    const file = await open(this.pathOf(cid), 'r').catch((err) => { session.abandon(); throw storageError(err) })
+    try {
+      for (let pos = 0; pos < info.size;) {
+        const stage = sharedBuffer(STAGE_SIZE)
+        const { bytesRead } = await file.read(stage, 0, Math.min(STAGE_SIZE, info.size - pos), pos)
+        if (bytesRead === 0) throw new Error(`blob file ${cid} is shorter than its ${info.size} bytes`)
+        pos += bytesRead
+        session.update(stage.subarray(0, bytesRead))
+        await session.settle()
+      }
+    } catch (err) { session.abandon(); throw storageError(err) } finally { await file.close().catch(() => {}) }
+    const hex = await session.digest()
+    this.#db.transaction(() => {
+      this.#stmts.fillDigests.run(hex.sha512 ?? '', hex.sha1 ?? '', cid)
+      if (hex.md5 != null) this.#stmts.setMd5.run(hex.md5, cid)
+    })()
+    return this.stat(cid) as BlobInfo
   }
 
   allBlobs (): BlobInfo[] {

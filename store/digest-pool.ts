@@ -95,7 +95,8 @@ function pool (): DigestWorker[] {
 // Staging buffers go back to a free list once every worker has hashed them: allocating a fresh
 // SharedArrayBuffer per MiB costs more CPU (page faults) than hashing it with sha1.
 const freeBuffers: SharedArrayBuffer[] = []
-const MAX_FREE = 64
+// Bounded in bytes (stages are 4 MiB): what stays allocated after a burst of uploads.
+const MAX_FREE_BYTES = 16 * 1024 * 1024
 
 export function sharedBuffer (size: number): Uint8Array {
   const b = freeBuffers.pop()
@@ -127,7 +128,7 @@ export class DigestSession {
       while (this.#posted.length > 0 && this.#posted[0].owed === 0) {
         const done = this.#posted.shift() as { buffer: SharedArrayBuffer }
         this.#base++
-        if (freeBuffers.length < MAX_FREE) freeBuffers.push(done.buffer)
+        if ((freeBuffers.length + 1) * done.buffer.byteLength <= MAX_FREE_BYTES) freeBuffers.push(done.buffer)
       }
     }
   }

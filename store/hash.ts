@@ -4,11 +4,12 @@ import { createRequire } from 'node:module'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
-import { CHUNK_SIZE } from './types.ts'
+import { CHUNK_SIZE, type OptionalDigest } from './types.ts'
 import { DigestSession, sharedBuffer } from './digest-pool.ts'
 
 export const BLAKE3_CODE = 0x1e
-const STAGE_SIZE = CHUNK_SIZE
+// 4 MiB stages: four times fewer messages to (and wake-ups of) the digest workers than 1 MiB.
+export const STAGE_SIZE = 4 * CHUNK_SIZE
 
 /** A resettable BLAKE3 hasher: digest() then reset() starts a fresh hash without allocating. */
 export interface Blake3 { update (data: Uint8Array): void, digest (): Uint8Array, reset (): void }
@@ -65,11 +66,15 @@ export interface Digests {
   cid: string
   size: number
   sha256: string
+  /** '' when not computed (the format stores without it; store/blobs.ts completeDigests adds it). */
   sha512: string
   sha1: string
   md5: string | null
   chunks: Uint8Array[]
 }
+
+/** The digests uploads computed before formats declared theirs: sha512 and sha1 (npm's). */
+export const DEFAULT_DIGESTS: readonly OptionalDigest[] = ['sha512', 'sha1']
 
 /** Hashes a stream in one pass: BLAKE3 and the chunk table inline (native BLAKE3 is ~3 GiB/s),
  *  the SHA family in worker threads. Call `settle()` between writes to bound queued memory. */
@@ -83,15 +88,19 @@ export class MultiHasher {
   #stage = sharedBuffer(STAGE_SIZE)
   #stageFill = 0
 
-  static async create (opts: { md5?: boolean } = {}): Promise<MultiHasher> {
+  /** sha256 always (digest-addressed lookups need it); `digests` says which others (default
+   *  sha512 + sha1); `md5: true` adds md5. */
+  static async create (opts: { md5?: boolean, digests?: readonly OptionalDigest[] } = {}): Promise<MultiHasher> {
     const { create } = await blake3Implementation()
-    return new MultiHasher(await create(), await create(), opts)
+    const names = new Set<string>(['sha256', ...(opts.digests ?? DEFAULT_DIGESTS)])
+    if (opts.md5 === true) names.add('md5')
+    return new MultiHasher(await create(), await create(), [...names])
   }
 
-  private constructor (whole: Blake3, chunk: Blake3, opts: { md5?: boolean }) {
+  private constructor (whole: Blake3, chunk: Blake3, algorithms: string[]) {
     this.#whole = whole
     this.#chunk = chunk
-    this.#sha = new DigestSession(opts.md5 === true ? ['sha256', 'sha512', 'sha1', 'md5'] : ['sha256', 'sha512', 'sha1'])
+    this.#sha = new DigestSession(algorithms)
   }
 
   /** Bytes given to update() so far. */
@@ -148,8 +157,8 @@ export class MultiHasher {
       cid: cidFromBlake3(this.#whole.digest()),
       size: this.#size,
       sha256: sha.sha256,
-      sha512: sha.sha512,
-      sha1: sha.sha1,
+      sha512: sha.sha512 ?? '',
+      sha1: sha.sha1 ?? '',
       md5: sha.md5 ?? null,
       chunks: this.#chunks
     }

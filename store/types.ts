@@ -8,14 +8,18 @@ import type { Readable } from 'node:stream'
 export const CHUNK_SIZE = 1024 * 1024
 
 export type DigestName = 'sha256' | 'sha512' | 'sha1' | 'md5'
+/** Digests a format may leave out of an upload (sha256, BLAKE3 and the chunk table are always kept). */
+export type OptionalDigest = Exclude<DigestName, 'sha256'>
 
 export interface BlobInfo {
   /** CIDv1, raw codec, BLAKE3 multihash, base32 string. */
   cid: string
   size: number
   sha256: string   // hex
-  sha512: string   // hex
-  sha1: string     // hex
+  // hex; '' = not computed yet (a format that does not serve it stored the blob): whoever needs it
+  // calls FileBlobStore.completeDigests, which computes it once and records it.
+  sha512: string
+  sha1: string
   md5: string | null
   chunkSize: number
   createdAt: number
@@ -28,6 +32,9 @@ export interface PutOptions {
   maxBytes?: number
   /** Also compute md5 (only formats that need it ask). */
   md5?: boolean
+  /** The optional digests to compute (default sha512 + sha1); any declared in `expect` are
+   *  computed too, to check them. A format passes what it serves (FormatHandler.digests). */
+  digests?: readonly OptionalDigest[]
   signal?: AbortSignal
 }
 
@@ -70,6 +77,9 @@ export interface BlobStore {
   cidBySha256 (sha256: string): string | undefined
   has (cid: string): boolean
   open (cid: string, range?: ByteRange): Readable
+  /** An open descriptor (read-only) of a present blob's file, which the caller must close; undefined
+   *  if the bytes are not here. Downloads read it in big blocks instead of through a stream. */
+  openFd? (cid: string): number | undefined
   chunkHashes (cid: string): Uint8Array[]
 }
 

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream'
 import { abortable, checkExpected, type FileBlobStore } from './blobs.ts'
 import { conflict, notFound, RegistryError, storageError, tooLarge } from './errors.ts'
 import { MultiHasher } from './hash.ts'
+import type { OptionalDigest } from './types.ts'
 import type { BlobInfo, PutOptions } from './types.ts'
 
 const WRITE_BATCH = 1024 * 1024
@@ -28,6 +29,7 @@ export interface UploadStatus {
 
 interface Session extends UploadStatus {
   tmp: string
+  digests: readonly OptionalDigest[] | undefined
   hasher: MultiHasher
   busy: boolean
 }
@@ -56,7 +58,8 @@ export class UploadSessions {
 
   get count (): number { return this.#sessions.size }
 
-  async begin (owner: string): Promise<UploadStatus> {
+  /** `digests`: the optional digests the format stores (PutOptions.digests). */
+  async begin (owner: string, opts: { digests?: readonly OptionalDigest[] } = {}): Promise<UploadStatus> {
     if (this.#sessions.size >= this.#maxSessions) {
       throw new RegistryError('TooManyRequests', `${this.#sessions.size} uploads are in progress; retry later`, { 'Retry-After': '10' })
     }
@@ -68,7 +71,7 @@ export class UploadSessions {
       throw storageError(err)
     }
     const now = Date.now()
-    const s: Session = { id: randomUUID(), owner, size: 0, createdAt: now, updatedAt: now, tmp, hasher: await MultiHasher.create(), busy: false }
+    const s: Session = { id: randomUUID(), owner, size: 0, createdAt: now, updatedAt: now, tmp, digests: opts.digests, hasher: await MultiHasher.create({ digests: opts.digests }), busy: false }
     this.#sessions.set(s.id, s)
     return view(s)
   }
@@ -146,7 +149,7 @@ export class UploadSessions {
   async #rewind (s: Session, size: number): Promise<void> {
     if (size === s.hasher.size) return
     await truncate(s.tmp, size)
-    const hasher = await MultiHasher.create()
+    const hasher = await MultiHasher.create({ digests: s.digests })
     if (size > 0) {
       let unsettled = 0
       for await (const piece of createReadStream(s.tmp, { start: 0, end: size - 1, highWaterMark: WRITE_BATCH })) {

@@ -30,7 +30,9 @@ export async function startAkmesh (opts: { config?: string } = {}): Promise<Akme
   const port = await freePort()
   // AKMESH_BENCH_CPU_PROF=<dir>: the node writes a V8 CPU profile there when it stops.
   const prof = process.env.AKMESH_BENCH_CPU_PROF
-  const args = [...(prof != null && prof !== '' ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1',
+  // AKMESH_BENCH_NODE_ARGS: extra node flags for the node process, e.g. "--max-semi-space-size=32".
+  const nodeArgs = (process.env.AKMESH_BENCH_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+  const args = [...nodeArgs, ...(prof != null && prof !== '' ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1',
     // An OS-picked mesh port: the default 7071 may be taken by another node on the machine.
     '--mesh-port', '0']
   const level = process.env.AKMESH_BENCH_LOG_LEVEL

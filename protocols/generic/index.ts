@@ -8,7 +8,7 @@
 import { badRequest, notFound } from '../../store/errors.ts'
 import { actorOf, type FormatContext, type FormatHandler } from '../format.ts'
 import { validateGenericArtifact } from './names.ts'
-import { putFile, sendLocalFile } from './local-file.ts'
+import { putFile, sendLocalFile, GENERIC_DIGESTS } from './local-file.ts'
 import { filePath } from './request-path.ts'
 import { genericRemote, remoteGenericRoutes } from './remote.ts'
 import { virtualGenericRoutes } from './virtual.ts'
@@ -17,6 +17,7 @@ const VERSION = '' // generic files have a path, not versions
 
 export const genericFormat: FormatHandler = {
   name: 'generic',
+  digests: GENERIC_DIGESTS,
   validateArtifact: validateGenericArtifact,
   remote: genericRemote,
   virtual: true,

@@ -8,6 +8,9 @@ import { encodePath } from '../http/encode.ts'
 import { requestBody } from '../http/request-body.ts'
 import { expectedChecksums } from './request-path.ts'
 
+/** Generic uploads store sha256 only (+ any checksum the client declares, to check it). */
+export const GENERIC_DIGESTS = [] as const
+
 const VERSION = '' // generic files have a path, not versions
 
 /** Stores the request body as `path` in the local repository `fc` (a virtual repository's PUT
@@ -21,6 +24,7 @@ export async function putFile (ctx: Context, fc: FormatContext, path: string, us
   const blob = await fc.store.put(requestBody(ctx), {
     expect: expectedChecksums(ctx),
     maxBytes: fc.limits.uploadBytes,
+    digests: GENERIC_DIGESTS,
     signal: requestAbortSignal(ctx)
   })
   const contentType = ctx.get('content-type')
@@ -42,7 +46,8 @@ export async function putFile (ctx: Context, fc: FormatContext, path: string, us
     path,
     size: blob.size,
     cid: blob.cid,
-    checksums: { sha256: blob.sha256, sha1: blob.sha1, sha512: blob.sha512, md5: blob.md5 },
+    // Only what was computed: a digest left out is computed when something needs it, not here.
+    checksums: { sha256: blob.sha256, ...(blob.sha1 !== '' ? { sha1: blob.sha1 } : {}), ...(blob.sha512 !== '' ? { sha512: blob.sha512 } : {}), md5: blob.md5 },
     downloadUri: url
   }
 }

@@ -11,6 +11,7 @@
 // Routes under /-/ are registered first: they must win over the package catch-all.
 import { notFound } from '../../store/errors.ts'
 import type { FormatHandler } from '../format.ts'
+import { NPM_DIGESTS } from './publish.ts'
 import { packageRoutes } from './package-routes.ts'
 import { searchRoutes } from './search.ts'
 import { distTagRoutes } from './tags.ts'
@@ -21,6 +22,7 @@ import { virtualNpmRoutes } from './virtual.ts'
 
 export const npmFormat: FormatHandler = {
   name: 'npm',
+  digests: NPM_DIGESTS,
   validateArtifact: validateNpmArtifact,
   remote: npmRemote,
   virtual: true,

@@ -10,6 +10,9 @@ import { parsePublishRequest, type PublishRequest } from './publish-request.ts'
 import { inspectTarball, type TarballFacts } from './tarball.ts'
 import { isPlainObject } from './body.ts'
 
+/** npm's dist fields: shasum (sha1) and integrity (sha512). */
+export const NPM_DIGESTS = ['sha512', 'sha1'] as const
+
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall']
 
 /** npm registry's own wording, which people search for. */
@@ -55,11 +58,15 @@ export async function publishVersion (ctx: Context, fc: FormatContext, urlName: 
     throw badRequest(`the tarball's package.json is ${JSON.stringify(facts.manifest.name)}@${JSON.stringify(facts.manifest.version)}, but the metadata publishes ${name}@${version}`)
   }
 
-  const blob = await fc.store.put((async function * () { yield req.tarball })(), {
+  const stored = await fc.store.put((async function * () { yield req.tarball })(), {
     expect: { ...req.expect, size: req.tarball.length },
     maxBytes: fc.limits.metadataBytes,
+    digests: NPM_DIGESTS,
     signal
   })
+  // The dist fields need sha512 and sha1: present unless the same bytes were stored by a format
+  // that skips them and the row kept that (then they are computed now, once).
+  const blob = await fc.store.completeDigests(stored.cid, NPM_DIGESTS)
 
   fc.artifacts.atomically(() => {
     try {

@@ -19,7 +19,7 @@ import { deleteManifest, getManifest, putManifest } from './manifests.ts'
 import { type Route, validateOciArtifact } from './names.ts'
 import { ociRemote, remoteDispatch } from './remote.ts'
 import { virtualDispatch } from './virtual.ts'
-import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup } from './uploads.ts'
+import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus, type RepoLookup, OCI_DIGESTS } from './uploads.ts'
 
 const ALLOWED: Record<Route['kind'], string> = {
   uploads: 'POST',
@@ -87,6 +87,7 @@ function accessOf (ctx: Context, fc: FormatContext): Access {
 
 export const ociFormat: FormatHandler = {
   name: 'oci',
+  digests: OCI_DIGESTS,
   validateArtifact: validateOciArtifact,
 
   prefix: (repo) => `/v2/${repo.name}`,

@@ -20,6 +20,9 @@ export type RepoLookup = (fullName: string) => { fc: FormatContext, name: string
 
 const owner = (fc: FormatContext, name: string) => `${fc.repo.name}/${name}`
 
+/** OCI names blobs by sha256 only: uploads compute no other SHA digest. */
+export const OCI_DIGESTS = [] as const
+
 export async function startUpload (ctx: Context, fc: FormatContext, name: string, lookup: RepoLookup): Promise<void> {
   const mount = query(ctx, 'mount')
   if (mount !== '') {
@@ -33,13 +36,13 @@ export async function startUpload (ctx: Context, fc: FormatContext, name: string
     const sha256 = sha256Of(digest)
     checkDeclaredSize(ctx, fc, 0)
     const blob = await storeErrors(fc.store.put(requestBody(ctx), {
-      expect: { sha256 }, maxBytes: fc.limits.uploadBytes, signal: requestAbortSignal(ctx)
+      expect: { sha256 }, maxBytes: fc.limits.uploadBytes, digests: OCI_DIGESTS, signal: requestAbortSignal(ctx)
     }))
     fc.blobLinks.link(fc.repo.name, name, blob.cid)
     created(ctx, fc, name, digest)
     return
   }
-  const session = await fc.uploads.begin(owner(fc, name))
+  const session = await fc.uploads.begin(owner(fc, name), { digests: OCI_DIGESTS })
   sessionHeaders(ctx, fc, name, session)
   noBody(ctx, 202)
 }
