@@ -72,6 +72,7 @@ export const stagingDir = (dataDir: string, root: string): string => join(dataDi
  *  manifest (and then discards what it staged), or another error (staged blobs are kept). */
 export async function stageBundle (reader: VolumeReader, ctx: StageContext): Promise<StagedBundle> {
   let dir: string | undefined
+  let settling: Promise<void> = Promise.resolve() // the last staged blob's fsync and rename
   try {
     const header = await readHeader(reader) as { version: number, roots: CID[] }
     if (header.version !== 1 || header.roots.length !== 1) throw integrityError(`not an akmesh bundle: a CAR v${header.version} with ${header.roots.length} roots`)
@@ -142,11 +143,18 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
         if (already != null) { staged.set(b.cid, already); resumed.push(b.cid) } else held.push(b.cid)
         continue
       }
-      staged.set(b.cid, await stageBlob(reader, dir, b, fact, ctx))
+      // Each blob's fsync and rename run while the next blob is read (one at a time).
+      const next = await stageBlob(reader, dir, b, fact, ctx)
+      await settling
+      settling = next.settled
+      staged.set(b.cid, next.blob)
     }
+    await settling
+    settling = Promise.resolve()
     if (reader.pos !== reader.total) throw integrityError(`${reader.total - reader.pos} unexpected bytes after the last block the index names (offset ${reader.pos})`)
     return { root: root.toString(), dir, index, items, staged, held, resumed, refused, withheld }
   } catch (thrown) {
+    await settling.catch(() => {})
     // An interruption or a system error (ENOSPC, EIO) keeps what was staged, for a resume; a
     // damaged bundle discards it.
     const e = thrown as { name?: string, code?: unknown, message?: string }
@@ -188,8 +196,9 @@ async function skipBlob (reader: VolumeReader, b: { cid: string, size: number },
  *  whole against the blob's CID and its manifest's chunk root. The SHA digests are not computed
  *  here: they are the ones the origin signed in the manifest (mesh/README.md, "Verify once at
  *  the origin"), recorded once the BLAKE3 CID and every chunk match. Each chunk is written while
- *  the next is read (the reader's windows keep a view valid until the second refill after). */
-async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, size: number }, fact: RemoteFile, ctx: StageContext): Promise<StagedBlob> {
+ *  the next is read (the reader's windows keep a view valid until the second refill after);
+ *  `settled` (fsync, digests file, rename into place) runs while the caller stages the next blob. */
+async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, size: number }, fact: RemoteFile, ctx: StageContext): Promise<{ blob: StagedBlob, settled: Promise<void> }> {
   const path = join(dir, b.cid)
   const part = `${path}.part`
   const fh = await open(part, 'w')
@@ -220,16 +229,26 @@ async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, s
       ctx.progress?.add(reader.pos - start)
     }
     await writing
-    await fh.sync()
-    await fh.close()
     const cid = cidFromBlake3(whole.digest())
     if (cid !== b.cid) throw integrityError(`blob ${b.cid}: its chunks hash to ${cid}`)
     const chunkRoot = Buffer.from(await blake3Of(Buffer.concat(chunks))).toString('hex')
     if (chunkRoot !== fact.chunkRoot) throw integrityError(`blob ${b.cid}: its chunkRoot is ${chunkRoot}, but its manifest signs ${fact.chunkRoot}`)
     const digests: Digests = { cid, size: b.size, sha256: fact.sha256, sha512: fact.sha512, sha1: fact.sha1, md5: fact.md5 ?? null, chunks }
-    await writeFileAtomic(`${path}.json`, JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) }))
-    await rename(part, path)
-    return { cid: b.cid, path, digests }
+    // Durable before it is named complete (a resumed import trusts a renamed file and its json).
+    const settled = (async () => {
+      try {
+        await fh.sync()
+        await fh.close()
+        await writeFileAtomic(`${path}.json`, JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) }))
+        await rename(part, path)
+      } catch (err) {
+        await fh.close().catch(() => {})
+        await rm(part, { force: true })
+        throw err
+      }
+    })()
+    settled.catch(() => {}) // awaited by the caller
+    return { blob: { cid: b.cid, path, digests }, settled }
   } catch (err) {
     await writing.catch(() => {})
     await fh.close().catch(() => {})
