@@ -3,6 +3,7 @@
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { badRequest, conflict, integrityError } from '../../store/errors.ts'
+import { EarlyFlush } from './early-flush.ts'
 
 export interface Volume { path: string, size: number }
 
@@ -152,6 +153,7 @@ export class VolumeWriter {
   readonly #overwrite: boolean
   readonly paths: string[] = []
   #out: FileHandle | undefined
+  #flush: EarlyFlush | undefined
   #inVolume = 0
   written = 0
 
@@ -174,6 +176,7 @@ export class VolumeWriter {
       offset += room
       this.#inVolume += room
       this.written += room
+      this.#flush?.wrote(room)
     }
   }
 
@@ -200,6 +203,7 @@ export class VolumeWriter {
     }
     this.#inVolume += total
     this.written += total
+    this.#flush?.wrote(total)
   }
 
   async #next (): Promise<void> {
@@ -211,6 +215,7 @@ export class VolumeWriter {
       if (err?.code === 'EEXIST') throw conflict(`${path} already exists: pass --force to overwrite it`)
       throw err
     }
+    this.#flush = new EarlyFlush(this.#out)
     this.paths.push(path)
     this.#inVolume = 0
   }
@@ -219,7 +224,9 @@ export class VolumeWriter {
     const out = this.#out
     if (out == null) return
     this.#out = undefined
-    try { await out.sync() } finally { await out.close() }
+    const flush = this.#flush
+    this.#flush = undefined
+    try { await flush?.settle(); await out.sync() } finally { await out.close() }
   }
 
   /** Fsyncs and closes the last volume (an empty bundle still gets its file). */
@@ -232,6 +239,8 @@ export class VolumeWriter {
   async abandon (): Promise<void> {
     const out = this.#out
     this.#out = undefined
+    await this.#flush?.settle()
+    this.#flush = undefined
     await out?.close().catch(() => {})
   }
 }
