@@ -6,20 +6,27 @@
 //
 //   node_modules/.bin/node bench/bundle.ts
 //   env: BENCH_RUNS (default 3), BENCH_SIZE_MIB (default 2048), BENCH_FILES (default 8: the
-//        size is spread over this many generic files)
+//        size is spread over this many generic files), BENCH_BASELINE (the root of another
+//        checkout, e.g. the commit before a change: its CLI exports and imports the same data in
+//        the same runs, shown as "export (baseline)" and "import (baseline)"), BENCH_CPU_PROF (a
+//        directory: the akmesh processes run with --cpu-prof and write their profiles there)
 import { randomFillSync } from 'node:crypto'
 import { once } from 'node:events'
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { request, type IncomingMessage } from 'node:http'
+import { execFileSync } from 'node:child_process'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { AKMESH_CLI, startAkmesh, type AkmeshNode } from './lib/akmesh.ts'
-import { main, NODE, run, tempDir, WORK_DIR } from './lib/proc.ts'
+import { main, NODE, ROOT, run, tempDir, WORK_DIR } from './lib/proc.ts'
 import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const SIZE = Number(process.env.BENCH_SIZE_MIB ?? 2048) * 1024 * 1024
 const FILES = Number(process.env.BENCH_FILES ?? 8)
 const DIR = join(WORK_DIR, 'bundle')
+const BASELINE = process.env.BENCH_BASELINE
+const CPU_PROF = process.env.BENCH_CPU_PROF
 
 /** Random source files, written once and kept under bench/.work/bundle. */
 async function ensureFiles (): Promise<string[]> {
@@ -79,12 +86,29 @@ async function timed (cmd: string, args: string[], opts: { cwd?: string, env?: N
   const m = /usage ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr)
   return m == null ? {} : { cpuS: Number(m[1]) + Number(m[2]), peakRss: Number(m[3]) * 1024 }
 }
-/** The CLI with the embedded default config (no akmesh.yaml from the working directory). */
-const akmesh = async (args: string[]) => await timed(NODE, [AKMESH_CLI, ...args], { env: cleanEnv, cwd: WORK_DIR })
+/** The CLI with the embedded default config (no akmesh.yaml from the working directory); `cli`
+ *  is another checkout's (BENCH_BASELINE). Under BENCH_CPU_PROF each run writes a CPU profile
+ *  named after its operation. */
+const akmesh = async (args: string[], cli = AKMESH_CLI, label = args[0]) => {
+  const prof = CPU_PROF == null ? [] : ['--cpu-prof', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `${label}-${Date.now()}.cpuprofile`]
+  return await timed(NODE, [...prof, cli, ...args], { env: cleanEnv, cwd: WORK_DIR })
+}
+const commitOf = (dir: string): string => {
+  try {
+    const head = execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== ''
+    return dirty ? `${head} (with uncommitted changes)` : head
+  } catch { return 'unknown (not a git checkout)' }
+}
+const load = (): string => loadavg().map(x => x.toFixed(2)).join(' ')
 
 await main(async () => {
+  const loadAtStart = load()
+  if (CPU_PROF != null) mkdirSync(CPU_PROF, { recursive: true })
+  const baseCli = BASELINE == null ? undefined : join(BASELINE, 'node/cli.ts')
+  if (baseCli != null && !existsSync(baseCli)) throw new Error(`BENCH_BASELINE: no CLI at ${baseCli}`)
   const files = await ensureFiles()
-  const node = await startAkmesh()
+  const node = await startAkmesh({ peering: { listen: ['/ip4/127.0.0.1/tcp/0'] } }) // not the default 7071: other nodes may run
   log(`akmesh up at ${node.url}; uploading ${FILES} files (${SIZE / 1024 / 1024} MiB)`)
   for (const [i, f] of files.entries()) await upload(node, f, `/files/bench/part-${i}.bin`)
   const peerId = await signed(node, FILES)
@@ -96,6 +120,7 @@ await main(async () => {
   const work = tempDir('bundle') // same file system as the data directory (both under tmpdir)
   const bundle = join(work, 'bundle.car')
   const speeds: Record<string, number[]> = { export: [], 'cp blobs': [], 'cp blobs + sync': [], import: [], 'cp bundle': [], 'cp bundle + sync': [] }
+  if (baseCli != null) { speeds['export (baseline)'] = []; speeds['import (baseline)'] = [] }
   const mbs = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000)
   let bundleBytes = 0
   const peak = { export: 0, import: 0 }
@@ -109,6 +134,14 @@ await main(async () => {
     bundleBytes = statSync(bundle).size
     speeds.export.push(mbs(bundleBytes, e.ms))
     log(`export run ${i + 1}: ${fmt(mbs(bundleBytes, e.ms), 0)} MB/s (${bundleBytes} bytes)`)
+    if (baseCli != null) {
+      const other = join(work, 'bundle-baseline.car')
+      rmSync(other, { force: true })
+      const b = await timeMs(async () => await akmesh(['export', other, '--data', node.dataDir], baseCli, 'export-baseline'))
+      speeds['export (baseline)'].push(mbs(statSync(other).size, b.ms))
+      log(`baseline export run ${i + 1}: ${fmt(mbs(statSync(other).size, b.ms), 0)} MB/s`)
+      rmSync(other, { force: true })
+    }
     for (const withSync of [false, true]) {
       const copyDir = join(work, 'blobs-copy')
       mkdirSync(copyDir)
@@ -131,6 +164,15 @@ await main(async () => {
     speeds.import.push(mbs(bundleBytes, im.ms))
     log(`import run ${i + 1}: ${fmt(mbs(bundleBytes, im.ms), 0)} MB/s`)
     rmSync(target, { recursive: true, force: true })
+    if (baseCli != null) {
+      mkdirSync(target)
+      writeFileSync(join(target, 'peering.json'), JSON.stringify({ allow: [peerId] }))
+      await akmesh(['id', '--data', target], baseCli)
+      const b = await timeMs(async () => await akmesh(['import', bundle, '--data', target], baseCli, 'import-baseline'))
+      speeds['import (baseline)'].push(mbs(bundleBytes, b.ms))
+      log(`baseline import run ${i + 1}: ${fmt(mbs(bundleBytes, b.ms), 0)} MB/s`)
+      rmSync(target, { recursive: true, force: true })
+    }
     for (const withSync of [false, true]) {
       const copy = join(work, 'bundle-copy.car')
       const c = await timeMs(async () => {
@@ -143,7 +185,8 @@ await main(async () => {
     }
   }
 
-  console.log(`\nair-gap bundle of ${FILES} generic files, ${blobBytes} bytes of blobs (bundle ${bundleBytes} bytes), ${RUNS} runs each, same disk`)
+  console.log(`\ncommit ${commitOf(ROOT)}${BASELINE != null ? `, baseline ${commitOf(BASELINE)} (${BASELINE})` : ''}; load average at start ${loadAtStart}, at end ${load()}`)
+  console.log(`air-gap bundle of ${FILES} generic files, ${blobBytes} bytes of blobs (bundle ${bundleBytes} bytes), ${RUNS} runs each, same disk`)
   const rows = [['operation', 'runs (MB/s)', 'median (MB/s)']]
   for (const [name, xs] of Object.entries(speeds)) rows.push([name, xs.map(x => fmt(x, 0)).join(' '), fmt(median(xs), 0)])
   table(rows)
@@ -155,4 +198,8 @@ await main(async () => {
   }
   if (peak.export > 0) console.log(`peak RSS of the akmesh process: export ${fmt(peak.export / 1024 / 1024, 0)} MiB, import ${fmt(peak.import / 1024 / 1024, 0)} MiB`)
   console.log(`ratio import/cp: ${ratio(m('import'), m('cp bundle'))}   import/(cp+sync): ${ratio(m('import'), m('cp bundle + sync'))}`)
+  if (baseCli != null) {
+    console.log(`baseline: ratio export/cp: ${ratio(m('export (baseline)'), m('cp blobs'))}   export/(cp+sync): ${ratio(m('export (baseline)'), m('cp blobs + sync'))}`)
+    console.log(`baseline: ratio import/cp: ${ratio(m('import (baseline)'), m('cp bundle'))}   import/(cp+sync): ${ratio(m('import (baseline)'), m('cp bundle + sync'))}`)
+  }
 })

@@ -16,7 +16,7 @@ import { registerCacheCommands } from './cache-cli.ts'
 // The server, the formats and the config schema load only when a command needs them: --help
 // answers in ~0.1 s instead of ~0.6 s.
 const resolveConfig = async (flags: ConfigFlags) => await (await import('./config.ts')).resolveConfig(flags)
-const openStorage = async (dataDir: string) => await (await import('./server.ts')).openStorage(dataDir)
+const openStorage = async (dataDir: string) => await (await import('./storage.ts')).openStorage(dataDir)
 
 const program = new Command()
 program.name('akmesh').description('Peer-to-peer artifact registry node').showHelpAfterError()

@@ -1,6 +1,6 @@
 // A throwaway akmesh node on 127.0.0.1 with an empty data dir; its first-run admin token is
 // taken from stderr.
-import { existsSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, NODE, ROOT, startService, tempDir } from './proc.ts'
 import type { Registry } from './types.ts'
@@ -23,10 +23,13 @@ export const AKMESH_CLI = join(ROOT, 'node/cli.ts')
  * Log level: the node's default (info, one JSON line per request) unless AKMESH_BENCH_LOG_LEVEL
  * is set, in which case a config file sets it (readiness is then detected by polling the port).
  */
-export async function startAkmesh (opts: { config?: string } = {}): Promise<AkmeshNode> {
+export async function startAkmesh (opts: { config?: string, peering?: object } = {}): Promise<AkmeshNode> {
   if (!existsSync(AKMESH_CLI)) throw new Error(`akmesh CLI not found at ${AKMESH_CLI}`)
   const dir = tempDir('akmesh')
   const dataDir = join(dir, 'data')
+  // A peering file written before the first start (e.g. an OS-picked mesh port, so a bench node
+  // does not collide with another node on the default 7071).
+  if (opts.peering != null) { mkdirSync(dataDir, { recursive: true }); writeFileSync(join(dataDir, 'peering.json'), JSON.stringify(opts.peering)) }
   const port = await freePort()
   // AKMESH_BENCH_CPU_PROF=<dir>: the node writes a V8 CPU profile there when it stops.
   const prof = process.env.AKMESH_BENCH_CPU_PROF

@@ -1,10 +1,9 @@
 // `akmesh export`: writes a bundle (node/bundle/format.ts) of the selected manifests, byte for byte
 // as their origins signed them, and every blob they name, chunk by chunk. Reads the data
 // directory directly: SQLite (WAL) lets it read beside a running node, blob files never change
-// once renamed into place, and the selection is one read transaction. Memory stays flat: one
-// chunk is read, checked against the chunk table and written at a time (backpressure through
-// CarWriter.put, which resolves when its bytes have been taken).
-import { CarWriter } from '@ipld/car/writer'
+// once renamed into place, and the selection is one read transaction. Memory stays flat: a few
+// 1 MiB chunk buffers in turn; the next chunk is read while the current one is written (head
+// and bytes in one writev, car-sections.ts), and each is checked against the chunk table.
 import type { PrivateKey } from '@libp2p/interface'
 import { open, rm } from 'node:fs/promises'
 import type { CID } from 'multiformats/cid'
@@ -18,6 +17,7 @@ import { BUNDLE_FORMAT, BUNDLE_VERSION, DAG_CBOR_CODE, blake3Cid, chunkCid, chun
 import { Progress } from './progress.ts'
 import { selectBundle, type SelectOptions, type Selection } from './select.ts'
 import { bundleFiles, VolumeWriter } from './volumes.ts'
+import { carHeader, sectionHead } from './car-sections.ts'
 
 export interface ExportDeps {
   db: DB
@@ -108,37 +108,24 @@ export async function exportBundle (deps: ExportDeps, opts: ExportOptions): Prom
 
   const progress = new Progress('export', total, { enabled: opts.progress })
   const out = new VolumeWriter(opts.out, opts.volumeSize, { overwrite: opts.force })
-  const { writer, out: carBytes } = CarWriter.create([root])
-  let writeError: unknown
-  // Drains the CAR stream into the volumes; after a write error it keeps draining (discarding)
-  // so the producer is never left waiting, and the producer rethrows the error.
-  const consuming = (async () => {
-    for await (const bytes of carBytes) {
-      if (writeError != null) continue
-      try { await out.write(bytes); progress.add(bytes.byteLength) } catch (err) { writeError = err }
-    }
-  })()
   const put = async (cid: CID, bytes: Uint8Array): Promise<void> => {
     opts.signal?.throwIfAborted()
-    await writer.put({ cid, bytes })
-    if (writeError != null) throw writeError
+    await out.writev([sectionHead(cid, bytes.byteLength), bytes])
+    progress.add(sectionSize(cid.bytes.byteLength, bytes.byteLength))
   }
 
   let blobBytes = 0
   try {
-    try {
-      await put(root, indexBytes)
-      for (const e of entries) await put(e.cid, (manifests.get(e.origin, e.seq) as { envelope: Uint8Array }).envelope)
-      const buffers = new ChunkBuffers()
-      for (const b of selection.blobs) {
-        await writeBlob(store, b, put, buffers)
-        blobBytes += b.size
-      }
-    } finally {
-      await writer.close()
-      await consuming
+    const header = carHeader([root])
+    await out.write(header)
+    progress.add(header.byteLength)
+    await put(root, indexBytes)
+    for (const e of entries) await put(e.cid, (manifests.get(e.origin, e.seq) as { envelope: Uint8Array }).envelope)
+    const buffers = new ChunkBuffers()
+    for (const b of selection.blobs) {
+      await writeBlob(store, b, put, buffers)
+      blobBytes += b.size
     }
-    if (writeError != null) throw writeError
     await out.close()
     // Files of the bundle this one replaced that it did not overwrite (more volumes, or the
     // single file beside new volumes) would be read as part of it: remove them.
@@ -171,29 +158,41 @@ async function writeBlob (store: FileBlobStore, b: { cid: string, size: number }
   const n = chunkCount(b.size)
   if (hashes.length !== n) throw integrityError(`blob ${b.cid}: chunk table has ${hashes.length} entries, expected ${n}; run akmesh verify`)
   const fh = await open(store.pathOf(b.cid), 'r')
+  const read = async (i: number): Promise<Buffer> => {
+    const length = Math.min(CHUNK_SIZE, b.size - i * CHUNK_SIZE)
+    const chunk = buffers.next().subarray(0, length)
+    let got = 0
+    while (got < length) {
+      const { bytesRead } = await fh.read(chunk, got, length - got, i * CHUNK_SIZE + got)
+      if (bytesRead === 0) throw integrityError(`blob ${b.cid} is shorter on disk than its ${b.size} bytes; run akmesh verify`)
+      got += bytesRead
+    }
+    return chunk
+  }
+  // One read ahead of the write in flight: the disk reads chunk i + 1 while chunk i is written.
+  let next: Promise<Buffer> = read(0)
+  let writing: Promise<void> = Promise.resolve()
   try {
     for (let i = 0; i < n; i++) {
-      const length = Math.min(CHUNK_SIZE, b.size - i * CHUNK_SIZE)
-      const chunk = buffers.next().subarray(0, length)
-      let got = 0
-      while (got < length) {
-        const { bytesRead } = await fh.read(chunk, got, length - got, i * CHUNK_SIZE + got)
-        if (bytesRead === 0) throw integrityError(`blob ${b.cid} is shorter on disk than its ${b.size} bytes; run akmesh verify`)
-        got += bytesRead
-      }
+      const chunk = await next
+      if (i + 1 < n) { next = read(i + 1); next.catch(() => {}) } // awaited next turn (or the error is thrown then)
       if (!Buffer.from(await blake3Of(chunk)).equals(Buffer.from(hashes[i]))) {
         throw integrityError(`blob ${b.cid} is damaged on this node (chunk ${i} does not match its hash); run akmesh verify`)
       }
-      await put(chunkCid(hashes[i]), chunk)
+      await writing
+      writing = put(chunkCid(hashes[i]), chunk)
+      writing.catch(() => {})
     }
+    await writing
   } finally {
+    await next.catch(() => {})
+    await writing.catch(() => {})
     await fh.close()
   }
 }
 
-/** A few chunk buffers used in turn. CarWriter.put resolves once the consumer has taken the
- *  block, and the consumer writes each block to the file before taking the next, so a buffer
- *  is free again after two more puts; four leaves margin. (A fresh 1 MiB buffer per chunk cost
+/** A few chunk buffers used in turn. At most two are in use (the chunk being written, the one
+ *  being read ahead); four leave margin. (A fresh 1 MiB buffer per chunk cost
  *  ~2 s of GC per GiB, measured with --cpu-prof.) */
 class ChunkBuffers {
   readonly #ring = Array.from({ length: 4 }, () => Buffer.allocUnsafeSlow(CHUNK_SIZE))

@@ -23,7 +23,7 @@ export async function lockfileSelection (parts: Parts, opts: { lockfiles: string
     lockfiles.push({ parsed, ...repositoryFor(parsed.format, file, opts.repos, parts.repositories) })
   }
   const selection = await resolveLockfiles(node, lockfiles, { allowMissing: opts.allowMissing, signal: opts.signal })
-  const { openStorage } = await import('../server.ts')
+  const { openStorage } = await import('../storage.ts')
   const { db } = await openStorage(parts.dataDir)
   try { await untilSigned(db, parts.self, selection.artifacts, { signal: opts.signal }) } finally { db.close() }
   return selection

@@ -1,21 +1,22 @@
 // Reading a bundle for import: the index's signature and its exporter's membership (openIndex),
 // every block against its CID, every manifest's signature and origin (openEnvelope), and each
-// blob is staged under `<data>/imports/<root>/` (hashed as an upload is: BLAKE3 for its CID and
-// chunk table, the SHA family in workers) where no client and no peer can see it. Nothing is
+// blob is staged under `<data>/imports/<root>/` (BLAKE3 for its CID, each chunk against its
+// block's CID, the chunk root against the manifest; the SHA digests are the origin-signed ones,
+// mesh/README.md "Verify once at the origin") where no client and no peer can see it. Nothing is
 // committed here. A staged blob survives an interrupted import, so running the import again
 // resumes: blobs staged or already held are skipped by seeking past their blocks.
 // A manifest whose origin this node does not accept (trust.ts) is set aside as refused, still
 // verified; blobs only refused manifests name are skipped, not staged. With `strict`, any refusal
 // refuses the whole bundle before a blob is staged.
 import { readBlockHead, readHeader } from '@ipld/car/decoder'
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { writeFileAtomic } from '../../config/atomic-file.ts'
 import { ManifestError, type Manifest } from '../../mesh/manifest.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import { integrityError, isRegistryError, RegistryError } from '../../store/errors.ts'
-import { blake3Of, MultiHasher, type Digests } from '../../store/hash.ts'
+import { blake3Implementation, blake3Of, cidFromBlake3, type Digests } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
 import { blockMatches, chunkCount, openIndex, raw, type BundleIndex } from './format.ts'
@@ -71,6 +72,7 @@ export const stagingDir = (dataDir: string, root: string): string => join(dataDi
  *  manifest (and then discards what it staged), or another error (staged blobs are kept). */
 export async function stageBundle (reader: VolumeReader, ctx: StageContext): Promise<StagedBundle> {
   let dir: string | undefined
+  let settling: Promise<void> = Promise.resolve() // the last staged blob's fsync and rename
   try {
     const header = await readHeader(reader) as { version: number, roots: CID[] }
     if (header.version !== 1 || header.roots.length !== 1) throw integrityError(`not an akmesh bundle: a CAR v${header.version} with ${header.roots.length} roots`)
@@ -141,11 +143,18 @@ export async function stageBundle (reader: VolumeReader, ctx: StageContext): Pro
         if (already != null) { staged.set(b.cid, already); resumed.push(b.cid) } else held.push(b.cid)
         continue
       }
-      staged.set(b.cid, await stageBlob(reader, dir, b, fact, ctx))
+      // Each blob's fsync and rename run while the next blob is read (one at a time).
+      const next = await stageBlob(reader, dir, b, fact, ctx)
+      await settling
+      settling = next.settled
+      staged.set(b.cid, next.blob)
     }
+    await settling
+    settling = Promise.resolve()
     if (reader.pos !== reader.total) throw integrityError(`${reader.total - reader.pos} unexpected bytes after the last block the index names (offset ${reader.pos})`)
     return { root: root.toString(), dir, index, items, staged, held, resumed, refused, withheld }
   } catch (thrown) {
+    await settling.catch(() => {})
     // An interruption or a system error (ENOSPC, EIO) keeps what was staged, for a resume; a
     // damaged bundle discards it.
     const e = thrown as { name?: string, code?: unknown, message?: string }
@@ -184,12 +193,18 @@ async function skipBlob (reader: VolumeReader, b: { cid: string, size: number },
 }
 
 /** Streams a blob's chunk blocks into a staging file, checking each against its CID and the
- *  whole against the blob's CID and its manifest's digests. */
-async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, size: number }, fact: RemoteFile, ctx: StageContext): Promise<StagedBlob> {
+ *  whole against the blob's CID and its manifest's chunk root. The SHA digests are not computed
+ *  here: they are the ones the origin signed in the manifest (mesh/README.md, "Verify once at
+ *  the origin"), recorded once the BLAKE3 CID and every chunk match. Each chunk is written while
+ *  the next is read (the reader's windows keep a view valid until the second refill after);
+ *  `settled` (fsync, digests file, rename into place) runs while the caller stages the next blob. */
+async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, size: number }, fact: RemoteFile, ctx: StageContext): Promise<{ blob: StagedBlob, settled: Promise<void> }> {
   const path = join(dir, b.cid)
   const part = `${path}.part`
   const fh = await open(part, 'w')
-  const hasher = await MultiHasher.create({ md5: fact.md5 != null })
+  const whole = await (await blake3Implementation()).create()
+  const chunks: Uint8Array[] = []
+  let writing: Promise<unknown> = Promise.resolve()
   try {
     const n = chunkCount(b.size)
     for (let i = 0; i < n; i++) {
@@ -205,31 +220,45 @@ async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, s
       if (start + head.length > reader.total) throw integrityError(`bundle truncated inside ${what} (block ${head.cid})${reader.hint}`)
       const bytes = await reader.exactly(head.blockLength, true)
       await mustMatch(head.cid, bytes, what)
-      hasher.update(bytes)
-      await Promise.all([fh.write(bytes), hasher.settle()])
+      // The chunk table is the verified chunk CIDs' digests (owned: the CID is a view of a window).
+      chunks.push(ownedCopy(head.cid.multihash.digest))
+      whole.update(bytes)
+      await writing
+      writing = writeAll(fh, bytes)
+      writing.catch(() => {})
       ctx.progress?.add(reader.pos - start)
     }
-    await fh.sync()
-    await fh.close()
-    const digests = await hasher.digest()
-    if (digests.cid !== b.cid) throw integrityError(`blob ${b.cid}: its chunks hash to ${digests.cid}`)
-    const facts: Array<[string, unknown, unknown]> = [
-      ['size', digests.size, fact.size], ['sha256', digests.sha256, fact.sha256], ['sha512', digests.sha512, fact.sha512], ['sha1', digests.sha1, fact.sha1],
-      ['chunkRoot', Buffer.from(await blake3Of(Buffer.concat(digests.chunks))).toString('hex'), fact.chunkRoot],
-      ...(fact.md5 != null ? [['md5', digests.md5, fact.md5] as [string, unknown, unknown]] : [])
-    ]
-    for (const [name, got, want] of facts) {
-      if (got !== want) throw integrityError(`blob ${b.cid}: its ${name} is ${String(got)}, but its manifest signs ${String(want)}`)
-    }
-    await writeFileAtomic(`${path}.json`, JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) }))
-    await rename(part, path)
-    return { cid: b.cid, path, digests }
+    await writing
+    const cid = cidFromBlake3(whole.digest())
+    if (cid !== b.cid) throw integrityError(`blob ${b.cid}: its chunks hash to ${cid}`)
+    const chunkRoot = Buffer.from(await blake3Of(Buffer.concat(chunks))).toString('hex')
+    if (chunkRoot !== fact.chunkRoot) throw integrityError(`blob ${b.cid}: its chunkRoot is ${chunkRoot}, but its manifest signs ${fact.chunkRoot}`)
+    const digests: Digests = { cid, size: b.size, sha256: fact.sha256, sha512: fact.sha512, sha1: fact.sha1, md5: fact.md5 ?? null, chunks }
+    // Durable before it is named complete (a resumed import trusts a renamed file and its json).
+    const settled = (async () => {
+      try {
+        await fh.sync()
+        await fh.close()
+        await writeFileAtomic(`${path}.json`, JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) }))
+        await rename(part, path)
+      } catch (err) {
+        await fh.close().catch(() => {})
+        await rm(part, { force: true })
+        throw err
+      }
+    })()
+    settled.catch(() => {}) // awaited by the caller
+    return { blob: { cid: b.cid, path, digests }, settled }
   } catch (err) {
-    hasher.abandon()
+    await writing.catch(() => {})
     await fh.close().catch(() => {})
     await rm(part, { force: true })
     throw err
   }
+}
+
+async function writeAll (fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.byteLength;) done += (await fh.write(bytes, done, bytes.byteLength - done)).bytesWritten
 }
 
 /** A blob a previous run of this import staged completely (its digests beside it). */

@@ -3,6 +3,7 @@
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { badRequest, conflict, integrityError } from '../../store/errors.ts'
+import { EarlyFlush } from './early-flush.ts'
 
 export interface Volume { path: string, size: number }
 
@@ -152,6 +153,7 @@ export class VolumeWriter {
   readonly #overwrite: boolean
   readonly paths: string[] = []
   #out: FileHandle | undefined
+  #flush: EarlyFlush | undefined
   #inVolume = 0
   written = 0
 
@@ -174,7 +176,34 @@ export class VolumeWriter {
       offset += room
       this.#inVolume += room
       this.written += room
+      this.#flush?.wrote(room)
     }
+  }
+
+  /** Writes several pieces back to back, in one writev where they fit the current volume (a
+   *  section head and its chunk: one syscall instead of two). */
+  async writev (pieces: Uint8Array[]): Promise<void> {
+    const total = pieces.reduce((n, p) => n + p.byteLength, 0)
+    if (this.#out == null || (this.#volumeSize != null && this.#inVolume + total > this.#volumeSize)) {
+      for (const p of pieces) await this.write(p)
+      return
+    }
+    let { bytesWritten: done } = await this.#out.writev(pieces)
+    // A short writev (rare: signals, full disks report an error instead): the rest piece by piece.
+    if (done < total) {
+      let skip = done
+      for (const p of pieces) {
+        if (skip >= p.byteLength) { skip -= p.byteLength; continue }
+        const rest = p.subarray(skip)
+        skip = 0
+        let off = 0
+        while (off < rest.byteLength) off += (await this.#out.write(rest, off, rest.byteLength - off)).bytesWritten
+        done += rest.byteLength
+      }
+    }
+    this.#inVolume += total
+    this.written += total
+    this.#flush?.wrote(total)
   }
 
   async #next (): Promise<void> {
@@ -186,6 +215,7 @@ export class VolumeWriter {
       if (err?.code === 'EEXIST') throw conflict(`${path} already exists: pass --force to overwrite it`)
       throw err
     }
+    this.#flush = new EarlyFlush(this.#out)
     this.paths.push(path)
     this.#inVolume = 0
   }
@@ -194,7 +224,9 @@ export class VolumeWriter {
     const out = this.#out
     if (out == null) return
     this.#out = undefined
-    try { await out.sync() } finally { await out.close() }
+    const flush = this.#flush
+    this.#flush = undefined
+    try { await flush?.settle(); await out.sync() } finally { await out.close() }
   }
 
   /** Fsyncs and closes the last volume (an empty bundle still gets its file). */
@@ -207,6 +239,8 @@ export class VolumeWriter {
   async abandon (): Promise<void> {
     const out = this.#out
     this.#out = undefined
+    await this.#flush?.settle()
+    this.#flush = undefined
     await out?.close().catch(() => {})
   }
 }
