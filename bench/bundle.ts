@@ -10,14 +10,14 @@
 //        checkout, e.g. the commit before a change: its CLI exports and imports the same data in
 //        the same runs, shown as "export (baseline)" and "import (baseline)"), BENCH_CPU_PROF (a
 //        directory: the akmesh processes run with --cpu-prof and write their profiles there)
-import { randomFillSync } from 'node:crypto'
 import { once } from 'node:events'
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { request, type IncomingMessage } from 'node:http'
 import { execFileSync } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { AKMESH_CLI, startAkmesh, type AkmeshNode } from './lib/akmesh.ts'
+import { ensureRandomFile } from './lib/random-file.ts'
 import { main, NODE, ROOT, run, tempDir, WORK_DIR } from './lib/proc.ts'
 import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
 
@@ -36,17 +36,7 @@ async function ensureFiles (): Promise<string[]> {
   for (let i = 0; i < FILES; i++) {
     const file = join(DIR, `part-${i}-${each}.bin`)
     files.push(file)
-    if (existsSync(file) && statSync(file).size === each) continue
-    log(`writing ${each} random bytes to ${file}`)
-    const out = createWriteStream(`${file}.part`)
-    const chunk = Buffer.allocUnsafe(16 * 1024 * 1024)
-    for (let left = each; left > 0; left -= chunk.length) {
-      const piece = left >= chunk.length ? Buffer.from(randomFillSync(chunk)) : randomFillSync(Buffer.allocUnsafe(left))
-      if (!out.write(piece)) await once(out, 'drain')
-    }
-    out.end()
-    await once(out, 'finish')
-    renameSync(`${file}.part`, file)
+    await ensureRandomFile(file, each)
   }
   return files
 }

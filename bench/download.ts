@@ -4,12 +4,12 @@
 //   node_modules/.bin/node bench/download.ts
 //   env: BENCH_RUNS (default 3), BENCH_SIZE_MIB (default 1024),
 //        AKMESH_BENCH_LOG_LEVEL (akmesh log level; default: the node's own default)
-import { randomFillSync } from 'node:crypto'
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { once } from 'node:events'
 import { Agent, get, request, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { startAkmesh, type AkmeshNode } from './lib/akmesh.ts'
+import { ensureRandomFile } from './lib/random-file.ts'
 import { startNginx } from './lib/nginx.ts'
 import { main, WORK_DIR } from './lib/proc.ts'
 import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
@@ -21,21 +21,7 @@ const DIR = join(WORK_DIR, 'download')
 const NAME = SIZE === 1024 ** 3 ? '1g.bin' : `${SIZE / 1024 / 1024}m.bin`
 const FILE = join(DIR, NAME)
 
-/** The random test file, written once and kept under bench/.work. */
-async function ensureFile (): Promise<void> {
-  if (existsSync(FILE) && statSync(FILE).size === SIZE) return
-  log(`writing ${SIZE} random bytes to ${FILE}`)
-  mkdirSync(DIR, { recursive: true })
-  const out = createWriteStream(`${FILE}.part`)
-  const chunk = Buffer.allocUnsafe(16 * 1024 * 1024)
-  for (let left = SIZE; left > 0; left -= chunk.length) {
-    const part = left >= chunk.length ? Buffer.from(randomFillSync(chunk)) : randomFillSync(Buffer.allocUnsafe(left))
-    if (!out.write(part)) await once(out, 'drain')
-  }
-  out.end()
-  await once(out, 'finish')
-  renameSync(`${FILE}.part`, FILE)
-}
+const ensureFile = async () => { await ensureRandomFile(FILE, SIZE) }
 
 async function upload (node: AkmeshNode, path: string): Promise<void> {
   const res = await new Promise<IncomingMessage>((resolve, reject) => {

@@ -7,12 +7,12 @@
 //   node_modules/.bin/node bench/upload.ts
 //   env: BENCH_RUNS (default 3), BENCH_SIZE_MIB (default 1024), AKMESH_BENCH_LOG_LEVEL,
 //        AKMESH_BENCH_NODE_ARGS (node flags for the node, e.g. --cpu-prof --cpu-prof-dir=DIR)
-import { randomFillSync } from 'node:crypto'
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { startAkmesh, type AkmeshNode } from './lib/akmesh.ts'
+import { ensureRandomFile } from './lib/random-file.ts'
 import { BENCH_DIR, main, NODE, run, WORK_DIR } from './lib/proc.ts'
 import { loadAverage, runInfo } from './lib/run-info.ts'
 import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
@@ -27,20 +27,7 @@ const FILE = join(DIR, NAME)
 const FORMAT_DIGESTS = { generic: 'blake3,sha256', oci: 'blake3,sha256' }
 const ALL_DIGESTS = 'blake3,sha256,sha512,sha1'
 
-async function ensureFile (): Promise<void> {
-  if (existsSync(FILE) && statSync(FILE).size === SIZE) return
-  log(`writing ${SIZE} random bytes to ${FILE}`)
-  mkdirSync(DIR, { recursive: true })
-  const out = createWriteStream(`${FILE}.part`)
-  const chunk = Buffer.allocUnsafe(16 * 1024 * 1024)
-  for (let left = SIZE; left > 0; left -= chunk.length) {
-    const part = left >= chunk.length ? Buffer.from(randomFillSync(chunk)) : randomFillSync(Buffer.allocUnsafe(left))
-    if (!out.write(part)) await once(out, 'drain')
-  }
-  out.end()
-  await once(out, 'finish')
-  renameSync(`${FILE}.part`, FILE)
-}
+const ensureFile = async () => { await ensureRandomFile(FILE, SIZE) }
 
 async function hashScript (digests: string): Promise<{ ms: number, digests: Record<string, string> }> {
   const r = await run(NODE, [join(BENCH_DIR, 'lib/hash-file.ts'), FILE, digests], { quiet: true })
