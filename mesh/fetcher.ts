@@ -20,6 +20,7 @@ import { BlobClient } from './transfer.ts'
 import { describeError } from './errors.ts'
 import { OncePer } from './once-per.ts'
 import { Fetch, RELAY_HOPS, type TransferRecord } from './fetch-state.ts'
+import { LinkProber } from './link-prober.ts'
 import { RetryQueue } from './retry-queue.ts'
 
 /** How long a fetch waits for a relaying peer's first chunk before giving up (in the background:
@@ -34,10 +35,6 @@ const FAILURE_LOG_MS = 60_000
 const HISTORY = 100
 /** A DHT provider search at most this often per blob while no connected peer offers it. */
 const DHT_INTERVAL_MS = 15_000
-/** Idle links get a throughput probe when last measured longer ago than this. */
-const PROBE_STALE_MS = 10 * 60_000
-const PROBE_BYTES = 256 * 1024
-const PROBE_INTERVAL_MS = 60_000
 
 export interface BlobFetcherInit {
   libp2p: MeshLibp2p
@@ -66,7 +63,7 @@ export class BlobFetcher implements RemoteBlobs {
   readonly #entries = new Map<string, Entry>()
   readonly #history: TransferRecord[] = []
   readonly #controller = new AbortController()
-  #prober: ReturnType<typeof setInterval> | undefined
+  readonly #prober: LinkProber
   readonly #retries: RetryQueue
   readonly #waitMs: () => number
   readonly #failureLogged = new OncePer(FAILURE_LOG_MS)
@@ -79,6 +76,9 @@ export class BlobFetcher implements RemoteBlobs {
     this.#client = new BlobClient(init.libp2p, init.mesh)
     this.#profiles = init.profiles
     this.#log = init.log.child({ component: 'mesh:fetch' })
+    this.#prober = new LinkProber({
+      libp2p: init.libp2p, client: this.#client, profiles: init.profiles, busy: () => this.#entries.size > 0, signal: this.#controller.signal, log: this.#log
+    })
     this.#waitMs = init.waitMs ?? (() => DEFAULT_WAIT_MS)
     this.#retries = new RetryQueue({
       fetch: async (cid) => await this.fetch(cid),
@@ -100,8 +100,7 @@ export class BlobFetcher implements RemoteBlobs {
       this.#log.info({ cid }, 'resuming an interrupted fetch')
       this.mirror(cid)
     }
-    this.#prober = setInterval(() => { void this.#probeIdle() }, PROBE_INTERVAL_MS)
-    this.#prober.unref?.()
+    this.#prober.start()
     this.#retries.start()
     // A peer that just connected may hold what failed for want of a source.
     this.#libp2p.addEventListener('peer:identify', this.#onPeer)
@@ -115,7 +114,7 @@ export class BlobFetcher implements RemoteBlobs {
 
   /** Stops every transfer; partial files stay for the next start. */
   async stop (): Promise<void> {
-    clearInterval(this.#prober)
+    this.#prober.stop()
     this.#retries.stop()
     this.#libp2p.removeEventListener('peer:identify', this.#onPeer)
     this.#controller.abort()
@@ -375,20 +374,6 @@ export class BlobFetcher implements RemoteBlobs {
 
   /** Fetches `cid` in the background (the `mirror` policy); see ./retry-queue.ts. */
   mirror (cid: string): void { this.#retries.mirror(cid) }
-
-  /** Measures one idle link whose throughput is stale (mesh/profiles.ts). */
-  async #probeIdle (): Promise<void> {
-    if (this.#entries.size > 0) return
-    const peer = this.#libp2p.getPeers().find(p => !this.#profiles.measuredWithin(p, PROBE_STALE_MS))
-    if (peer == null) return
-    const started = performance.now()
-    try {
-      await this.#client.probe(peer, PROBE_BYTES, AbortSignal.any([this.#controller.signal, AbortSignal.timeout(10_000)]))
-      this.#profiles.recordTransfer(peer, PROBE_BYTES, performance.now() - started, { chunk: false })
-    } catch (err: any) {
-      this.#log.debug({ peer: peer.toString(), error: describeError(err) }, 'probe failed')
-    }
-  }
 
   /** Announces a present blob in the DHT (errors are logged: a mesh of one has nobody to tell). */
   async provide (cid: string): Promise<void> {
