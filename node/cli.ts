@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // akmesh command line. Commands that touch tokens, users or the store open the data directory
 // directly (SQLite allows it while the node runs), so they work at 3 a.m. without the HTTP API.
+import './compile-cache.ts'
 import { Command, InvalidArgumentError } from 'commander'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import bytesParse from 'bytes'
 import { CONFIG_TEMPLATE } from '../config/template.ts'
-import { redactRepository } from '../config/remote-schema.ts'
 import { SCOPES, type Scope } from '../store/accounts.ts'
 import type { ConfigFlags } from './config.ts'
 import { registerMeshCommands } from './mesh-cli.ts'
@@ -153,7 +153,11 @@ withConfig(repo.command('list').description('list configured repositories'))
   .action(async (opts: ConfigFlags & { json?: boolean }) => {
     const config = await resolveConfig(opts)
     // Upstream credentials are never printed.
-    if (opts.json === true) { console.log(JSON.stringify(config.repositories.map(redactRepository), null, 2)); return }
+    if (opts.json === true) {
+      const { redactRepository } = await import('../config/remote-schema.ts')
+      console.log(JSON.stringify(config.repositories.map(redactRepository), null, 2))
+      return
+    }
     for (const r of config.repositories) {
       const remote = r.type === 'remote'
         ? `   remote of ${r.upstream as string}${r.offline === true ? ' (offline)' : ''}`
