@@ -1,0 +1,81 @@
+// BLAKE3 on the second core for the bundle paths: export checks each chunk it reads against the
+// chunk table, import hashes each blob whole for its CID, both while the main thread keeps
+// reading and writing. On the main thread those hashes were ~0.4 s per GiB each (bench/README.md,
+// bundle.ts), time in which no read or write was issued. Bytes in a SharedArrayBuffer (the
+// export's chunk buffers, the import reader's windows) are hashed where they lie: the caller
+// must not change them until the returned promise settles.
+import { Worker } from 'node:worker_threads'
+import type { Blake3Reply, Blake3Request } from './blake3-thread.ts'
+
+/** A request without its id (distributed over the union). */
+type Call = Blake3Request extends infer R ? R extends unknown ? Omit<R, 'id'> : never : never
+
+interface Pending { resolve (digest: Uint8Array | undefined): void, reject (err: Error): void }
+
+class Blake3Thread {
+  readonly #worker = new Worker(new URL('./blake3-thread.ts', import.meta.url))
+  readonly #pending = new Map<number, Pending>()
+  #nextId = 1
+  failure: Error | undefined
+
+  constructor () {
+    this.#worker.on('message', (r: Blake3Reply) => {
+      const p = this.#pending.get(r.id)
+      this.#pending.delete(r.id)
+      if ('error' in r) p?.reject(new Error(`BLAKE3 worker: ${r.error}`))
+      else p?.resolve(r.digest)
+      if (this.#pending.size === 0) this.#worker.unref()
+    })
+    this.#worker.on('error', (err) => { this.#fail(err) })
+    this.#worker.on('exit', (code) => { this.#fail(new Error(`BLAKE3 worker exited with code ${code}`)) })
+    // After the listeners (a 'message' listener refs the worker): an idle worker must not keep
+    // a CLI command from exiting.
+    this.#worker.unref()
+  }
+
+  #fail (err: Error): void {
+    this.failure ??= err
+    for (const p of this.#pending.values()) p.reject(err)
+    this.#pending.clear()
+  }
+
+  async call (m: Call): Promise<Uint8Array | undefined> {
+    if (this.failure != null) throw this.failure
+    const id = this.#nextId++
+    const done = new Promise<Uint8Array | undefined>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
+    this.#worker.ref()
+    this.#worker.postMessage({ ...m, id } as Blake3Request)
+    return await done
+  }
+}
+
+let thread: Blake3Thread | undefined
+/** The process's one BLAKE3 worker, started on first use (and again if it died). */
+const worker = (): Blake3Thread => {
+  if (thread == null || thread.failure != null) thread = new Blake3Thread()
+  return thread
+}
+
+/** Starts the worker ahead of its first use (its start-up overlaps the caller's). */
+export function warmBlake3Thread (): void { worker() }
+
+/** BLAKE3 of `data`, computed in the worker. */
+export async function blake3InThread (data: Uint8Array): Promise<Uint8Array> {
+  return await worker().call({ op: 'hash', data }) as Uint8Array
+}
+
+let nextStream = 1
+
+/** A streaming BLAKE3 (one blob) computed in the worker: updates are hashed in order. */
+export class Blake3Stream {
+  readonly #thread = worker()
+  readonly #stream = nextStream++
+
+  /** Resolves once `data` is hashed. */
+  async update (data: Uint8Array): Promise<void> { await this.#thread.call({ op: 'update', stream: this.#stream, data }) }
+
+  async digest (): Promise<Uint8Array> { return await this.#thread.call({ op: 'digest', stream: this.#stream }) as Uint8Array }
+
+  /** Forgets the stream (an abandoned blob). */
+  drop (): void { this.#thread.call({ op: 'drop', stream: this.#stream }).catch(() => {}) }
+}
