@@ -114,7 +114,7 @@ await main(async () => {
   const mbs = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000)
   let bundleBytes = 0
   const peak = { export: 0, import: 0 }
-  const cpu: Record<string, number[]> = { export: [], 'cp blobs': [], import: [], 'cp bundle': [] }
+  const cpu: Record<string, number[]> = { export: [], 'export (baseline)': [], 'cp blobs': [], import: [], 'import (baseline)': [], 'cp bundle': [] }
 
   const exportWith = async (cli: string | undefined, i: number): Promise<void> => {
     const name = cli == null ? 'export' : 'export (baseline)'
@@ -122,9 +122,9 @@ await main(async () => {
     rmSync(out, { force: true })
     const e = await timeMs(async () => await akmesh(['export', out, '--data', node.dataDir], cli ?? AKMESH_CLI, cli == null ? 'export' : 'export-baseline'))
     const bytes = statSync(out).size
+    if (e.value.cpuS != null) cpu[name].push(e.value.cpuS)
     if (cli == null) {
       peak.export = Math.max(peak.export, e.value.peakRss ?? 0)
-      if (e.value.cpuS != null) cpu.export.push(e.value.cpuS)
       bundleBytes = bytes
     } else rmSync(out, { force: true })
     speeds[name].push(mbs(bytes, e.ms))
@@ -137,10 +137,8 @@ await main(async () => {
     writeFileSync(join(target, 'peering.json'), JSON.stringify({ allow: [peerId] }))
     await akmesh(['id', '--data', target], cli ?? AKMESH_CLI) // the identity is not what is measured
     const im = await timeMs(async () => await akmesh(['import', bundle, '--data', target], cli ?? AKMESH_CLI, cli == null ? 'import' : 'import-baseline'))
-    if (cli == null) {
-      peak.import = Math.max(peak.import, im.value.peakRss ?? 0)
-      if (im.value.cpuS != null) cpu.import.push(im.value.cpuS)
-    }
+    if (im.value.cpuS != null) cpu[name].push(im.value.cpuS)
+    if (cli == null) peak.import = Math.max(peak.import, im.value.peakRss ?? 0)
     speeds[name].push(mbs(bundleBytes, im.ms))
     log(`${name} run ${i + 1}: ${fmt(mbs(bundleBytes, im.ms), 0)} MB/s`)
     rmSync(target, { recursive: true, force: true })
@@ -186,6 +184,7 @@ await main(async () => {
   if (cpu.export.length > 0) {
     const c = (k: string) => median(cpu[k])
     console.log(`CPU seconds (user+sys, median): export ${fmt(c('export'))}, cp blobs ${fmt(c('cp blobs'))}, import ${fmt(c('import'))}, cp bundle ${fmt(c('cp bundle'))}`)
+    if (baseCli != null) console.log(`CPU seconds of the baseline (user+sys, median): export ${fmt(c('export (baseline)'))}, import ${fmt(c('import (baseline)'))}`)
   }
   if (peak.export > 0) console.log(`peak RSS of the akmesh process: export ${fmt(peak.export / 1024 / 1024, 0)} MiB, import ${fmt(peak.import / 1024 / 1024, 0)} MiB`)
   console.log(`ratio import/cp: ${ratio(m('import'), m('cp bundle'))}   import/(cp+sync): ${ratio(m('import'), m('cp bundle + sync'))}`)
