@@ -4,14 +4,14 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { loadConfigFile, parseConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
-import { FORMATS } from '../protocols/registry.ts'
+import { FORMAT_CATALOG as FORMATS } from '../protocols/catalog.ts'
 
 export interface ConfigFlags { config?: string, data?: string, port?: string, host?: string }
 
 export async function resolveConfig (flags: ConfigFlags): Promise<Config> {
   const formats = FORMATS.map(f => f.name)
-  const remoteFormats = FORMATS.filter(f => f.remote != null).map(f => f.name)
-  const virtualFormats = FORMATS.filter(f => f.virtual === true).map(f => f.name)
+  const remoteFormats = FORMATS.filter(f => f.remote).map(f => f.name)
+  const virtualFormats = FORMATS.filter(f => f.virtual).map(f => f.name)
   const file = flags.config ?? process.env.AKMESH_CONFIG ?? (existsSync('akmesh.yaml') ? 'akmesh.yaml' : undefined)
   const config = file != null
     ? await loadConfigFile(resolve(file), { formats, remoteFormats, virtualFormats })
