@@ -18,7 +18,7 @@ import type { MembershipCheck } from '../../mesh/membership.ts'
 import type { Logger } from 'pino'
 import { rm } from 'node:fs/promises'
 import { RemoteApplier, type ApplyStatus } from '../../store/apply.ts'
-import { checkReplicatedArtifact } from '../artifact-check.ts'
+import type { RemoteChange } from '../../store/changes.ts'
 import type { ArtifactIndex } from '../../store/artifacts.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import type { DB } from '../../store/db.ts'
@@ -28,7 +28,7 @@ import { ManifestError, openEnvelope, type Manifest } from '../../mesh/manifest.
 import { blockMatches } from './format.ts'
 import { ManifestLog } from '../../store/manifests.ts'
 import { Progress } from './progress.ts'
-import { RefusedBundleError, stageBundle, type StagedBundle } from './stage.ts'
+import { RefusedBundleError, stageBundle, type StagedBlob, type StagedBundle } from './stage.ts'
 import { checkBase, coverageWarnings, type CoverageContext } from './coverage.ts'
 import { holds } from './held.ts'
 import { readRefusals, recordRefusals, type RefusalRecord, type RefusedManifest } from './refusals.ts'
@@ -76,6 +76,10 @@ export interface ImportReport {
 }
 
 export async function importBundle (deps: ImportDeps, opts: ImportOptions): Promise<ImportReport> {
+  // The formats' validators (every format's code, ~150 modules) load while the bundle is staged,
+  // which mostly waits for the disk; only the direct path applies here.
+  const validator = opts.node == null ? import('../artifact-check.ts') : undefined
+  validator?.catch(() => {}) // awaited where it is used
   const volumes = await findVolumes(opts.bundle)
   const reader = new VolumeReader(volumes)
   const progress = new Progress('import', reader.total, { enabled: opts.progress })
@@ -112,20 +116,25 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
   let addedBytes = 0
   let added = 0
   let withheld = staged.withheld.length
+  const toCommit: StagedBlob[] = []
   for (const b of staged.staged.values()) {
-    opts.signal?.throwIfAborted()
     if (!wanted.has(b.cid)) { withheld++; continue }
     if (deps.store.has(b.cid)) continue
+    toCommit.push(b)
+  }
+  // A few at a time: each commit waits for a rename and two fsyncs (its directory, the index).
+  await eachConcurrently(toCommit, COMMITS_IN_FLIGHT, async b => {
+    opts.signal?.throwIfAborted()
     await deps.store.commitTemp(b.path, b.digests)
     await rm(`${b.path}.json`, { force: true })
     added++
     addedBytes += b.digests.size
-  }
+  })
   const outcomes = items.length === 0
     ? []
     : opts.node != null
       ? await applyThroughNode(opts.node, items, opts.signal)
-      : applyHere(deps, manifests, items)
+      : applyHere(deps, manifests, items, (await (validator ?? import('../artifact-check.ts'))).checkReplicatedArtifact)
   await rm(staged.dir, { recursive: true, force: true })
   const refusals = await recordRefusals(deps.dataDir, staged.root, staged.refused, holds(deps.db))
 
@@ -141,6 +150,22 @@ export async function importBundle (deps: ImportDeps, opts: ImportOptions): Prom
     blobs: { added, addedBytes, skipped: staged.held.length + staged.staged.size - added - (withheld - staged.withheld.length), resumed: staged.resumed.length, withheld },
     summary: progress.summary()
   }
+}
+
+const COMMITS_IN_FLIGHT = 4
+
+/** Runs `fn` over `items`, at most `limit` at once; once one fails no more start, and the first
+ *  error is thrown after those in flight settle. */
+async function eachConcurrently<T> (items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failure: { err: unknown } | undefined
+  const lane = async (): Promise<void> => {
+    while (failure == null && next < items.length) {
+      try { await fn(items[next++]) } catch (err) { failure ??= { err } }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane))
+  if (failure != null) throw failure.err
 }
 
 /** Every file a manifest names must be in the bundle, held here, or declared absent by it. */
@@ -185,8 +210,8 @@ const NOT_APPLIED: Partial<Record<ApplyStatus, string>> = {
   'blob-mismatch': 'contradicts the bytes of a blob held here'
 }
 
-function applyHere (deps: ImportDeps, manifests: ManifestLog, items: AppliedItem[]): Array<{ outcome: ManifestOutcome, reason?: string }> {
-  const applier = new RemoteApplier({ db: deps.db, artifacts: deps.artifacts, store: deps.store, manifests, self: deps.self, log: deps.log, validate: checkReplicatedArtifact })
+function applyHere (deps: ImportDeps, manifests: ManifestLog, items: AppliedItem[], validate: (format: string, change: RemoteChange) => void): Array<{ outcome: ManifestOutcome, reason?: string }> {
+  const applier = new RemoteApplier({ db: deps.db, artifacts: deps.artifacts, store: deps.store, manifests, self: deps.self, log: deps.log, validate })
   const results = applier.applyMany(items)
   return results.map(r => r.status === 'applied'
     ? { outcome: 'added' as const }

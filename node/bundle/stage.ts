@@ -16,8 +16,7 @@ import { writeFileAtomic } from '../../config/atomic-file.ts'
 import { ManifestError, type Manifest } from '../../mesh/manifest.ts'
 import type { FileBlobStore } from '../../store/blobs.ts'
 import { integrityError, isRegistryError, RegistryError } from '../../store/errors.ts'
-import { blake3Of, cidFromBlake3, type Digests } from '../../store/hash.ts'
-import { Blake3Stream, warmBlake3Thread } from './blake3-offload.ts'
+import { blake3Implementation, blake3Of, cidFromBlake3, type Digests } from '../../store/hash.ts'
 import { CHUNK_SIZE } from '../../store/types.ts'
 import type { RemoteFile } from '../../store/changes.ts'
 import { blockMatches, chunkCount, openIndex, raw, type BundleIndex } from './format.ts'
@@ -72,7 +71,6 @@ export const stagingDir = (dataDir: string, root: string): string => join(dataDi
 /** Reads and verifies the whole bundle; throws IntegrityError naming the first bad block or
  *  manifest (and then discards what it staged), or another error (staged blobs are kept). */
 export async function stageBundle (reader: VolumeReader, ctx: StageContext): Promise<StagedBundle> {
-  warmBlake3Thread() // its start-up overlaps reading the index and the manifests
   let dir: string | undefined
   let settling: Promise<void> = Promise.resolve() // the last staged blob's fsync and rename
   try {
@@ -197,16 +195,14 @@ async function skipBlob (reader: VolumeReader, b: { cid: string, size: number },
 /** Streams a blob's chunk blocks into a staging file, checking each against its CID and the
  *  whole against the blob's CID and its manifest's chunk root. The SHA digests are not computed
  *  here: they are the ones the origin signed in the manifest (mesh/README.md, "Verify once at
- *  the origin"), recorded once the BLAKE3 CID and every chunk match. The whole-blob BLAKE3 runs
- *  in a worker (blake3-offload.ts) while this thread checks the chunks. Each chunk is written and
- *  hashed whole while the next is read (the reader's windows keep a view valid until the second
- *  refill after);
+ *  the origin"), recorded once the BLAKE3 CID and every chunk match. Each chunk is written while
+ *  the next is read (the reader's windows keep a view valid until the second refill after);
  *  `settled` (fsync, digests file, rename into place) runs while the caller stages the next blob. */
 async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, size: number }, fact: RemoteFile, ctx: StageContext): Promise<{ blob: StagedBlob, settled: Promise<void> }> {
   const path = join(dir, b.cid)
   const part = `${path}.part`
   const fh = await open(part, 'w')
-  const whole = new Blake3Stream() // in the worker, beside this thread's chunk checks
+  const whole = await (await blake3Implementation()).create()
   const chunks: Uint8Array[] = []
   let writing: Promise<unknown> = Promise.resolve()
   try {
@@ -226,25 +222,26 @@ async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, s
       await mustMatch(head.cid, bytes, what)
       // The chunk table is the verified chunk CIDs' digests (owned: the CID is a view of a window).
       chunks.push(ownedCopy(head.cid.multihash.digest))
-      const hashed = whole.update(bytes)
-      hashed.catch(() => {})
+      whole.update(bytes)
       await writing
-      writing = Promise.all([writeAll(fh, bytes), hashed])
+      writing = writeAll(fh, bytes)
       writing.catch(() => {})
       ctx.progress?.add(reader.pos - start)
     }
     await writing
-    const cid = cidFromBlake3(await whole.digest())
+    const cid = cidFromBlake3(whole.digest())
     if (cid !== b.cid) throw integrityError(`blob ${b.cid}: its chunks hash to ${cid}`)
     const chunkRoot = Buffer.from(await blake3Of(Buffer.concat(chunks))).toString('hex')
     if (chunkRoot !== fact.chunkRoot) throw integrityError(`blob ${b.cid}: its chunkRoot is ${chunkRoot}, but its manifest signs ${fact.chunkRoot}`)
     const digests: Digests = { cid, size: b.size, sha256: fact.sha256, sha512: fact.sha512, sha1: fact.sha1, md5: fact.md5 ?? null, chunks }
     // Durable before it is named complete (a resumed import trusts a renamed file and its json).
+    // The bytes' fsync and the digests file's (its own fsyncs and its directory's) run at once:
+    // the disk is the limit of an import, and each waited-for fsync is a device flush.
     const settled = (async () => {
       try {
-        await fh.sync()
-        await fh.close()
-        await writeFileAtomic(`${path}.json`, JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) }))
+        const json = JSON.stringify({ ...digests, chunks: digests.chunks.map(c => Buffer.from(c).toString('hex')) })
+        const both = await Promise.allSettled([(async () => { await fh.sync(); await fh.close() })(), writeFileAtomic(`${path}.json`, json)])
+        for (const r of both) if (r.status === 'rejected') throw r.reason
         await rename(part, path)
       } catch (err) {
         await fh.close().catch(() => {})
@@ -256,7 +253,6 @@ async function stageBlob (reader: VolumeReader, dir: string, b: { cid: string, s
     return { blob: { cid: b.cid, path, digests }, settled }
   } catch (err) {
     await writing.catch(() => {})
-    whole.drop()
     await fh.close().catch(() => {})
     await rm(part, { force: true })
     throw err

@@ -49,12 +49,11 @@ export class VolumeReader {
   readonly #handles = new Map<number, FileHandle>()
   readonly total: number
   #pos = 0
-  #buf: Uint8Array = new Uint8Array(0)
+  #buf = new Uint8Array(0)
   #bufStart = 0
   // Two windows, used in turn and never freed: a fresh 4 MiB buffer per refill cost seconds of
-  // GC per GiB (external-memory pressure), measured with --cpu-prof. Shared memory, so the
-  // BLAKE3 worker (blake3-offload.ts) hashes chunks where they lie.
-  readonly #windows = [Buffer.from(new SharedArrayBuffer(WINDOW)), Buffer.from(new SharedArrayBuffer(WINDOW))]
+  // GC per GiB (external-memory pressure), measured with --cpu-prof.
+  readonly #windows = [Buffer.allocUnsafeSlow(WINDOW), Buffer.allocUnsafeSlow(WINDOW)]
   #turn = 0
 
   constructor (volumes: Volume[]) {
