@@ -1,16 +1,13 @@
-// BLAKE3 on the second core for the bundle paths: export checks each chunk it reads against the
-// chunk table, import hashes each blob whole for its CID, both while the main thread keeps
-// reading and writing. On the main thread those hashes were ~0.4 s per GiB each (bench/README.md,
-// bundle.ts), time in which no read or write was issued. Bytes in a SharedArrayBuffer (the
-// export's chunk buffers, the import reader's windows) are hashed where they lie: the caller
-// must not change them until the returned promise settles.
+// BLAKE3 on the second core for `akmesh export`: each chunk it reads is checked against the
+// chunk table while the chunk is written. On the main thread that check was ~0.4 s per GiB
+// (bench/README.md, bundle.ts) in which no read or write was issued. Bytes in a
+// SharedArrayBuffer (the export's chunk buffers) are hashed where they lie: the caller must not
+// change them until the returned promise settles. (Import's whole-blob hash was tried here too
+// and reverted: it gained nothing, import waits for the disk.)
 import { Worker } from 'node:worker_threads'
 import type { Blake3Reply, Blake3Request } from './blake3-thread.ts'
 
-/** A request without its id (distributed over the union). */
-type Call = Blake3Request extends infer R ? R extends unknown ? Omit<R, 'id'> : never : never
-
-interface Pending { resolve (digest: Uint8Array | undefined): void, reject (err: Error): void }
+interface Pending { resolve (digest: Uint8Array): void, reject (err: Error): void }
 
 class Blake3Thread {
   readonly #worker = new Worker(new URL('./blake3-thread.ts', import.meta.url))
@@ -39,12 +36,12 @@ class Blake3Thread {
     this.#pending.clear()
   }
 
-  async call (m: Call): Promise<Uint8Array | undefined> {
+  async hash (data: Uint8Array): Promise<Uint8Array> {
     if (this.failure != null) throw this.failure
     const id = this.#nextId++
-    const done = new Promise<Uint8Array | undefined>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
+    const done = new Promise<Uint8Array>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
     this.#worker.ref()
-    this.#worker.postMessage({ ...m, id } as Blake3Request)
+    this.#worker.postMessage({ id, data } satisfies Blake3Request)
     return await done
   }
 }
@@ -61,21 +58,5 @@ export function warmBlake3Thread (): void { worker() }
 
 /** BLAKE3 of `data`, computed in the worker. */
 export async function blake3InThread (data: Uint8Array): Promise<Uint8Array> {
-  return await worker().call({ op: 'hash', data }) as Uint8Array
-}
-
-let nextStream = 1
-
-/** A streaming BLAKE3 (one blob) computed in the worker: updates are hashed in order. */
-export class Blake3Stream {
-  readonly #thread = worker()
-  readonly #stream = nextStream++
-
-  /** Resolves once `data` is hashed. */
-  async update (data: Uint8Array): Promise<void> { await this.#thread.call({ op: 'update', stream: this.#stream, data }) }
-
-  async digest (): Promise<Uint8Array> { return await this.#thread.call({ op: 'digest', stream: this.#stream }) as Uint8Array }
-
-  /** Forgets the stream (an abandoned blob). */
-  drop (): void { this.#thread.call({ op: 'drop', stream: this.#stream }).catch(() => {}) }
+  return await worker().hash(data)
 }
