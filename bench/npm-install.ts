@@ -18,7 +18,7 @@ import { installCorpus } from './lib/corpus.ts'
 import { startAkmesh } from './lib/akmesh.ts'
 import { cpuMs, main, run, tempDir } from './lib/proc.ts'
 import { load, startRegistries } from './lib/registries.ts'
-import { loadAverage, runInfo } from './lib/run-info.ts'
+import { gitCommit, loadAverage, runInfo } from './lib/run-info.ts'
 import { startStaticRegistry } from './lib/static-registry.ts'
 import { fmt, log, median, ratio, table, timeMs } from './lib/stats.ts'
 import type { Registry } from './lib/types.ts'
@@ -46,6 +46,7 @@ const p90 = (xs: number[]): number => xs.length === 0 ? NaN : [...xs].sort((a, b
 
 await main(async () => {
   const loadAtStart = loadAverage()
+  const commitAtStart = gitCommit() // what is measured, even if the checkout moves during the run
   const corpus = await installCorpus()
   const { registries, failures } = await startRegistries()
   if (registries.length === 0) throw new Error(failures.join('\n'))
@@ -128,7 +129,7 @@ await main(async () => {
 
   const uniqueNames = new Set(corpus.packages.map(p => p.name)).size
   console.log(`\nnpm install, cold cache, no lockfile, ${ANONYMOUS ? 'anonymous' : 'authenticated'} reads: ${Object.keys(corpus.dependencies).length} direct deps, corpus ${corpus.packages.length} name@version (${uniqueNames} names), ${RUNS} runs each`)
-  console.log(runInfo(loadAtStart))
+  console.log(`${runInfo(loadAtStart)}; commit at start ${commitAtStart}`)
   const rows = [['registry', 'published (s)', 'installed pkgs', 'runs (s)', 'median (s)', 'server CPU (s)', 'npm CPU (s)', 'packument ms med/p90', 'tarball ms med/p90', 'non-200']]
   for (const [name, ts] of times) {
     if (ts.length === 0) continue
