@@ -3,7 +3,7 @@
 // travels and what the manifest log stores.
 import * as dagCbor from '@ipld/dag-cbor'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { PrivateKey } from '@libp2p/interface'
+import type { PayloadSigner } from './ed25519-signer.ts'
 import { CHANGE_KINDS, type Change, type RemoteChange, type RemoteFile } from '../store/changes.ts'
 import { parseBlobCid } from '../store/hash.ts'
 import type { MembershipRefusal, Refusal } from './membership.ts'
@@ -89,13 +89,13 @@ export function encodeManifest (m: Manifest): Uint8Array {
   return dagCbor.encode(m)
 }
 
-export async function signManifest (m: Manifest, key: PrivateKey): Promise<Uint8Array> {
+export async function signManifest (m: Manifest, key: PayloadSigner): Promise<Uint8Array> {
   return await signEnvelope(encodeManifest(m), key)
 }
 
 /** The signed envelope { payload, signature } (dag-cbor) of any payload: manifests, bundle
  *  indexes. */
-export async function signEnvelope (payload: Uint8Array, key: PrivateKey): Promise<Uint8Array> {
+export async function signEnvelope (payload: Uint8Array, key: PayloadSigner): Promise<Uint8Array> {
   const signature = await key.sign(payload)
   return dagCbor.encode({ payload, signature })
 }

@@ -8,6 +8,7 @@ import type { ArtifactIndex } from '../store/artifacts.ts'
 import { ChangeLog } from '../store/changes.ts'
 import type { DB } from '../store/db.ts'
 import type { ManifestLog } from '../store/manifests.ts'
+import { payloadSigner, type PayloadSigner } from './ed25519-signer.ts'
 import { MAX_ENVELOPE_BYTES, buildManifest, signManifest, type BlobCatalog, type Manifest } from './manifest.ts'
 
 export interface SignerDeps {
@@ -28,6 +29,7 @@ export class ManifestSigner {
   readonly peerId: string
   readonly #d: SignerDeps
   readonly #changes: ChangeLog
+  readonly #key: PayloadSigner
   readonly #listeners = new Set<(m: SignedManifest) => void>()
   #unsubscribe: (() => void) | undefined
   #running: Promise<void> | undefined
@@ -37,6 +39,7 @@ export class ManifestSigner {
     this.#d = deps
     this.peerId = peerIdFromPrivateKey(deps.privateKey).toString()
     this.#changes = new ChangeLog(deps.db)
+    this.#key = payloadSigner(deps.privateKey)
   }
 
   /** Signs what a crash left unsigned, then follows every commit. */
@@ -80,7 +83,7 @@ export class ManifestSigner {
   }
 
   async #drain (): Promise<void> {
-    const { artifacts, manifests, mesh, privateKey, store } = this.#d
+    const { artifacts, manifests, mesh, store } = this.#d
     for (;;) {
       let prev = manifests.latest(this.peerId)
       const rows = this.#changes.localAfter(prev, BATCH)
@@ -89,7 +92,7 @@ export class ManifestSigner {
         const format = artifacts.repositoryFormat(change.repo)
         if (format == null) throw new Error(`change ${change.seq}: repository ${change.repo} is not declared`)
         const manifest = await buildManifest(change, { mesh, origin: this.peerId, prev, format, blobs: store })
-        const envelope = await signManifest(manifest, privateKey)
+        const envelope = await signManifest(manifest, this.#key)
         if (envelope.byteLength > MAX_ENVELOPE_BYTES) {
           // Peers will refuse it (too-large); the change stays local. Logged so it is not silent.
           this.#d.log?.error({ seq: change.seq, repo: change.repo, name: change.name, version: change.version, bytes: envelope.byteLength }, 'manifest too large to replicate')

@@ -23,8 +23,10 @@ export const AKMESH_CLI = join(ROOT, 'node/cli.ts')
  * Log level: the node's default (info, one JSON line per request) unless AKMESH_BENCH_LOG_LEVEL
  * is set, in which case a config file sets it (readiness is then detected by polling the port).
  */
-export async function startAkmesh (opts: { config?: string, peering?: object } = {}): Promise<AkmeshNode> {
-  if (!existsSync(AKMESH_CLI)) throw new Error(`akmesh CLI not found at ${AKMESH_CLI}`)
+export async function startAkmesh (opts: { config?: string, peering?: object, cli?: string, name?: string } = {}): Promise<AkmeshNode> {
+  // `cli`: another checkout's node/cli.ts (a baseline measured in the same run), named `name`.
+  const cli = opts.cli ?? AKMESH_CLI
+  if (!existsSync(cli)) throw new Error(`akmesh CLI not found at ${cli}`)
   const dir = tempDir('akmesh')
   const dataDir = join(dir, 'data')
   // A peering file written before the first start (e.g. an OS-picked mesh port, so a bench node
@@ -35,7 +37,7 @@ export async function startAkmesh (opts: { config?: string, peering?: object } =
   const prof = process.env.AKMESH_BENCH_CPU_PROF
   // AKMESH_BENCH_NODE_ARGS: extra node flags for the node process, e.g. "--max-semi-space-size=32".
   const nodeArgs = (process.env.AKMESH_BENCH_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
-  const args = [...nodeArgs, ...(prof != null && prof !== '' ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), AKMESH_CLI, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1',
+  const args = [...nodeArgs, ...(prof != null && prof !== '' ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), cli, 'start', '--data', dataDir, '--port', String(port), '--host', '127.0.0.1',
     // An OS-picked mesh port: the default 7071 may be taken by another node on the machine.
     '--mesh-port', '0']
   const level = process.env.AKMESH_BENCH_LOG_LEVEL
@@ -73,5 +75,5 @@ export async function startAkmesh (opts: { config?: string, peering?: object } =
   })
   if (url == null || token == null) throw new Error(`akmesh: no url/token\n${svc.recent.join('\n')}`)
   url = url.replace(/\/+$/, '')
-  return { name: 'akmesh', url, registry: `${url}/npm/`, token, dataDir, pid: svc.child.pid, stop: svc.stop }
+  return { name: opts.name ?? 'akmesh', url, registry: `${url}/npm/`, token, dataDir, pid: svc.child.pid, stop: svc.stop }
 }

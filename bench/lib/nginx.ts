@@ -26,8 +26,9 @@ export async function ensureNginx (): Promise<string> {
   return bin
 }
 
-/** `gzip`: compress JSON responses as a registry front would (level 1, nginx's default). */
-export async function startNginx (root: string, opts: { gzip?: boolean } = {}): Promise<Nginx> {
+/** `gzip`: compress JSON responses as a registry front would (level 1, nginx's default);
+ *  `server`: directives for the server block instead of serving `root` as it is. */
+export async function startNginx (root: string, opts: { gzip?: boolean, server?: string } = {}): Promise<Nginx> {
   const bin = await ensureNginx()
   const prefix = tempDir('nginx')
   const port = await freePort()
@@ -55,8 +56,7 @@ ${opts.gzip === true ? '  gzip on;\n  gzip_min_length 1024;\n  gzip_types applic
   server {
     listen 127.0.0.1:${port};
     root ${root};
-    location / { }
-  }
+${opts.server ?? '    location / { }\n'}  }
 }
 `)
   const url = `http://127.0.0.1:${port}`

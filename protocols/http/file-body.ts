@@ -14,6 +14,7 @@ const BLOCK = 1024 * 1024
  *  Headers must be set already. A client that goes away stops the loop; a read error destroys
  *  the response (the status is already sent, so only a cut connection can say it failed). */
 export async function sendFileRange (res: ServerResponse, fd: number, start: number, end: number): Promise<void> {
+  if (end + 1 - start <= BLOCK) { await sendSmall(res, fd, start, end); return }
   const buffers = [Buffer.allocUnsafeSlow(BLOCK), Buffer.allocUnsafeSlow(BLOCK)]
   let gone = false
   const releases = new Set<() => void>()
@@ -61,6 +62,27 @@ export async function sendFileRange (res: ServerResponse, fd: number, start: num
     res.destroy(err as Error)
   } finally {
     res.off('close', onClose)
+    await closeFd(fd).catch(() => {})
+  }
+}
+
+/** A range of one block or less (most npm tarballs, packages of a few KiB): one buffer of its own
+ *  size and one read, sent with the end of the response. Two 1 MiB buffers per tiny tarball were
+ *  most of an install's garbage collection (bench/README.md, "npm-install"). */
+async function sendSmall (res: ServerResponse, fd: number, start: number, end: number): Promise<void> {
+  try {
+    const want = end + 1 - start
+    const buf = Buffer.allocUnsafe(want)
+    let got = 0
+    while (got < want) {
+      const { bytesRead } = await readFd(fd, buf, got, want - got, start + got)
+      if (bytesRead === 0) throw new Error(`file ended at byte ${start + got}, before byte ${end}`)
+      got += bytesRead
+    }
+    if (!res.destroyed) res.end(buf)
+  } catch (err) {
+    res.destroy(err as Error)
+  } finally {
     await closeFd(fd).catch(() => {})
   }
 }
