@@ -15,7 +15,7 @@ import { get, request, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { AKMESH_CLI } from './lib/akmesh.ts'
-import { main, NODE, onCleanup, run, tempDir, WORK_DIR } from './lib/proc.ts'
+import { cpuMs, main, NODE, onCleanup, run, tempDir, WORK_DIR } from './lib/proc.ts'
 import { ensureRandomFile } from './lib/random-file.ts'
 import { loadAverage, runInfo } from './lib/run-info.ts'
 import { fmt, log, median, table } from './lib/stats.ts'
@@ -25,7 +25,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 1)
 const BASELINE = process.env.BENCH_BASELINE
 const PROF = process.env.BENCH_CPU_PROF
 
-interface MeshNode { url: string, token: string, peerId: string, meshAddr: string, output: () => string, stop: () => Promise<void> }
+interface MeshNode { pid: number, url: string, token: string, peerId: string, meshAddr: string, output: () => string, stop: () => Promise<void> }
 
 function cleanEnv (): NodeJS.ProcessEnv {
   const env = { ...process.env }
@@ -63,7 +63,7 @@ async function startMeshNode (cli: string, dataDir: string, peering: Record<stri
       if (url != null && token != null && meshLine != null) {
         clearTimeout(timer)
         const m = JSON.parse(meshLine) as { peerId: string, multiaddrs: string[] }
-        resolve({ url: url[1], token: token[0], peerId: m.peerId, meshAddr: m.multiaddrs.find(a => a.includes('/127.0.0.1/')) as string, output: () => out, stop })
+        resolve({ pid: proc.pid as number, url: url[1], token: token[0], peerId: m.peerId, meshAddr: m.multiaddrs.find(a => a.includes('/127.0.0.1/')) as string, output: () => out, stop })
       }
     }
     proc.stdout!.on('data', onData)
@@ -107,7 +107,19 @@ async function until (check: () => Promise<boolean>, what: string): Promise<void
 const knows = async (node: MeshNode, name: string): Promise<boolean> =>
   (await (await fetch(`${node.url}/files/bench/`)).text()).includes(name)
 
-interface Result { direct: number[], oneHop: number[], twoHops: number[], ttfb: { direct: number[], oneHop: number[], twoHops: number[] } }
+interface Result {
+  direct: number[], oneHop: number[], twoHops: number[], ttfb: { direct: number[], oneHop: number[], twoHops: number[] }
+  /** CPU ms (user + system, all threads) of the nodes during each download: robust to other load
+   *  on a shared machine, unlike the times. */
+  cpu: { direct: number[], oneHop: number[], twoHops: number[] }
+}
+
+/** Runs `fn` and the CPU ms the nodes used meanwhile. */
+async function withCpu<T> (nodes: MeshNode[], fn: () => Promise<T>): Promise<[T, number]> {
+  const before = nodes.map(n => cpuMs(n.pid))
+  const value = await fn()
+  return [value, nodes.reduce((sum, n, i) => sum + cpuMs(n.pid) - before[i], 0)]
+}
 
 /** One line A - B - C with `cli`; each run uploads two fresh files to A. */
 async function scenario (label: string, cli: string, files: string[]): Promise<Result> {
@@ -119,15 +131,16 @@ async function scenario (label: string, cli: string, files: string[]): Promise<R
   const b = await startMeshNode(cli, dirs[1], { allow: [idA, idC], bootstrap: [a.meshAddr] }, prof != null ? ['--cpu-prof', '--cpu-prof-dir', prof] : [])
   // C accepts A's manifests (A is a member) but connects only to B: A's allowlist refuses C.
   const c = await startMeshNode(cli, dirs[2], { allow: [idA, idB], bootstrap: [b.meshAddr] })
-  const r: Result = { direct: [], oneHop: [], twoHops: [], ttfb: { direct: [], oneHop: [], twoHops: [] } }
+  const r: Result = { direct: [], oneHop: [], twoHops: [], ttfb: { direct: [], oneHop: [], twoHops: [] }, cpu: { direct: [], oneHop: [], twoHops: [] } }
   for (let i = 0; i < RUNS; i++) {
     const [one, two] = [`one-${i}.bin`, `two-${i}.bin`]
     await upload(a, `bench/${one}`, files[0])
     await upload(a, `bench/${two}`, files[1])
     await until(async () => await knows(b, one) && await knows(c, two), 'B and C to know the files from A\'s manifests')
-    const direct = await download(`${a.url}/files/bench/${one}`)
-    const oneHop = await download(`${b.url}/files/bench/${one}`)
-    const twoHops = await download(`${c.url}/files/bench/${two}`)
+    const [direct, cpuDirect] = await withCpu([a, b, c], async () => await download(`${a.url}/files/bench/${one}`))
+    const [oneHop, cpuOne] = await withCpu([a, b, c], async () => await download(`${b.url}/files/bench/${one}`))
+    const [twoHops, cpuTwo] = await withCpu([a, b, c], async () => await download(`${c.url}/files/bench/${two}`))
+    r.cpu.direct.push(cpuDirect); r.cpu.oneHop.push(cpuOne); r.cpu.twoHops.push(cpuTwo)
     for (const x of [direct, oneHop, twoHops]) if (x.bytes !== SIZE) throw new Error(`got ${x.bytes} bytes, expected ${SIZE}`)
     r.direct.push(direct.total); r.oneHop.push(oneHop.total); r.twoHops.push(twoHops.total)
     r.ttfb.direct.push(direct.ttfb); r.ttfb.oneHop.push(oneHop.ttfb); r.ttfb.twoHops.push(twoHops.ttfb)
@@ -152,11 +165,11 @@ await main(async () => {
   results.push(['this', await scenario('this', AKMESH_CLI, files)])
 
   const mibs = (ms: number): string => fmt(SIZE / 1024 / 1024 / (ms / 1000), 1)
-  const rows = [['checkout', 'download', 'TTFB ms', 'total ms', 'MiB/s', 'x direct']]
+  const rows = [['checkout', 'download', 'TTFB ms', 'total ms', 'MiB/s', 'x direct', 'nodes CPU ms/MiB']]
   for (const [label, r] of results) {
     const d = median(r.direct)
-    for (const [name, xs, ttfb] of [['A direct', r.direct, r.ttfb.direct], ['B one hop (from A)', r.oneHop, r.ttfb.oneHop], ['C two hops (via B)', r.twoHops, r.ttfb.twoHops]] as const) {
-      rows.push([label, name, fmt(median(ttfb), 1), fmt(median(xs), 0), mibs(median(xs)), fmt(d / median(xs), 2)])
+    for (const [name, xs, ttfb, cpu] of [['A direct', r.direct, r.ttfb.direct, r.cpu.direct], ['B one hop (from A)', r.oneHop, r.ttfb.oneHop, r.cpu.oneHop], ['C two hops (via B)', r.twoHops, r.ttfb.twoHops, r.cpu.twoHops]] as const) {
+      rows.push([label, name, fmt(median(ttfb), 1), fmt(median(xs), 0), mibs(median(xs)), fmt(d / median(xs), 2), fmt(median(cpu) / (SIZE / 1024 / 1024), 1)])
     }
   }
   console.log(`\n${SIZE / 1024 / 1024} MiB, ${RUNS} run(s) per checkout${BASELINE != null ? `, baseline ${BASELINE}` : ''}`)
