@@ -17,6 +17,9 @@ export interface TransferRecord {
   resumedChunks: number
   error?: string
   sources: Record<string, SourceStats>
+  /** `origin/seq` of the signed manifest whose SHA digests were recorded for the blob (not
+   *  recomputed here: mesh/README.md, "Verify once at the origin"). */
+  digestsSignedBy?: string
 }
 
 /** One blob being fetched: readers wait on `changed`. */

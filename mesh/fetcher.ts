@@ -45,6 +45,9 @@ export interface BlobFetcherInit {
   /** How long a client waits for a first chunk while no peer offers one (read per request, so a
    *  peering file edit applies to the next); default DEFAULT_WAIT_MS. */
   waitMs?: () => number
+  /** The signed manifest a blob's SHA digests came from (store/digest-origin.ts), reported with
+   *  each committed transfer: a client refusing the bytes then names who signed the digest. */
+  digestOrigin?: (cid: string) => { origin: string, seq: number } | undefined
 }
 
 /** Seconds a client is told to wait before asking again (`Retry-After`). */
@@ -66,6 +69,7 @@ export class BlobFetcher implements RemoteBlobs {
   readonly #prober: LinkProber
   readonly #retries: RetryQueue
   readonly #waitMs: () => number
+  readonly #digestOrigin: BlobFetcherInit['digestOrigin']
   readonly #failureLogged = new OncePer(FAILURE_LOG_MS)
   /** How many transfers were started (tests observe coalescing through it). */
   started = 0
@@ -80,6 +84,7 @@ export class BlobFetcher implements RemoteBlobs {
       libp2p: init.libp2p, client: this.#client, profiles: init.profiles, busy: () => this.#entries.size > 0, signal: this.#controller.signal, log: this.#log
     })
     this.#waitMs = init.waitMs ?? (() => DEFAULT_WAIT_MS)
+    this.#digestOrigin = init.digestOrigin
     this.#retries = new RetryQueue({
       fetch: async (cid) => await this.fetch(cid),
       absent: (cid) => this.#store.describe(cid)?.present === false,
@@ -358,7 +363,10 @@ export class BlobFetcher implements RemoteBlobs {
       f.committed = true
       f.record.sources = Object.fromEntries(swarm.stats)
       f.record.status = 'done'
-      log.info({ size: d.size, sources: f.record.sources, ms: Date.now() - f.record.startedAt }, 'blob fetched from the mesh')
+      const signer = this.#digestOrigin?.(cid)
+      if (signer != null) f.record.digestsSignedBy = `${signer.origin}/${signer.seq}`
+      log.info({ size: d.size, sources: f.record.sources, ms: Date.now() - f.record.startedAt, sha256: d.sha256, digestsSignedBy: f.record.digestsSignedBy },
+        'blob fetched from the mesh')
       void this.provide(cid)
       return info
     } catch (err: any) {

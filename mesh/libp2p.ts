@@ -11,6 +11,7 @@ import { ping, type Ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { noiseCrypto } from './noise-crypto.ts'
 
 export type MeshServices = {
   identify: Identify
@@ -66,7 +67,7 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
     privateKey: init.privateKey,
     addresses: { listen: init.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     ...(init.psk != null ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
     connectionGater: allowlistGater(init.isAllowed, init.onRefused),

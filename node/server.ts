@@ -26,6 +26,7 @@ import { guardProcess } from './process-guard.ts'
 // Storage lives in storage.ts (the CLI's offline commands load it without the server's
 // libraries: ~1.5 s of module loading per command); re-exported for existing importers.
 import { openStorage } from './storage.ts'
+import { digestOrigin } from '../store/digest-origin.ts'
 export { openStorage, type Storage } from './storage.ts'
 
 export interface RunningNode {
@@ -91,7 +92,7 @@ async function startParts (parts: Lifecycle, config: Config, log: Logger, meshOp
     p.start(mesh.libp2p)
     return p
   }, (p) => p.stop())
-  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log, waitMs: () => mesh.peering.current.blobWaitMs })
+  const fetcher = new BlobFetcher({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, profiles, log, waitMs: () => mesh.peering.current.blobWaitMs, digestOrigin: digestOrigin(storage.db) })
   const bucket = new TokenBucket(() => mesh.peering.current.uploadBandwidth)
   // The libp2p handlers go when the mesh stops.
   await parts.start('blob serving', () => serveBlobs({ libp2p: mesh.libp2p, store: storage.store, mesh: meshName, log, bucket, profiles, partial: (cid) => fetcher.partial(cid), relay: (cid, hops) => fetcher.relay(cid, hops), isMember: (p) => mesh.membership.isMember(p), guard: (h) => mesh.introductions.membersOnly(h) }))

@@ -1,15 +1,17 @@
 // A blob arriving chunk by chunk, in any order, from peers: each verified chunk is written at its
 // offset in <dataDir>/partial/<cid> at once, so memory does not grow with the blob, readers (HTTP
 // clients, and peers asking this node for chunks it already has) read verified chunks back from
-// the file, and the SHA digests are computed in order as the verified prefix grows. The file
-// outlives a crash or restart: reopening re-verifies every chunk in it against the chunk table,
-// so a torn write costs one chunk, never a wrong byte.
+// the file, and the blob's BLAKE3 is computed in order as the verified prefix grows. The SHA
+// digests are not computed: the origin computed them from these bytes and signed them in the
+// manifest, and every chunk is checked against the origin-signed chunk table and the whole
+// against its BLAKE3 CID (mesh/README.md, "Verify once at the origin"). The file outlives a crash
+// or restart: reopening re-verifies every chunk in it against the chunk table, so a torn write
+// costs one chunk, never a wrong byte.
 import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { blake3Of, MultiHasher } from './hash.ts'
+import { blake3Implementation, blake3Of, cidFromBlake3, type Blake3, type Digests } from './hash.ts'
 import type { BlobDescription, FileBlobStore } from './blobs.ts'
-import { checkExpected } from './blobs.ts'
-import { storageError } from './errors.ts'
+import { integrityError, storageError } from './errors.ts'
 import type { BlobInfo } from './types.ts'
 
 const RECENT = 8
@@ -28,7 +30,8 @@ export class PartialBlob {
   readonly #fh: FileHandle
   readonly #store: FileBlobStore
   readonly #desc: BlobDescription
-  readonly #hasher: MultiHasher
+  /** BLAKE3 of the verified prefix: the blob's CID once every chunk is in. */
+  readonly #hasher: Blake3
   #hashed = 0 // chunks [0, hashed) fed to the hasher
   #hashing: Promise<void> = Promise.resolve()
   #closed = false
@@ -39,7 +42,7 @@ export class PartialBlob {
   readonly #recent = new Map<number, Uint8Array>()
   #idle: Array<() => void> = []
 
-  private constructor (store: FileBlobStore, desc: BlobDescription, table: Uint8Array[], path: string, fh: FileHandle, hasher: MultiHasher) {
+  private constructor (store: FileBlobStore, desc: BlobDescription, table: Uint8Array[], path: string, fh: FileHandle, hasher: Blake3) {
     this.#store = store
     this.#desc = desc
     this.cid = desc.cid
@@ -60,7 +63,7 @@ export class PartialBlob {
     await mkdir(dirname(path), { recursive: true })
     const existing = await stat(path).then(s => s.size, () => 0)
     const fh = await open(path, existing > 0 ? 'r+' : 'w+')
-    const hasher = await MultiHasher.create({ md5: desc.md5 != null })
+    const hasher = await (await blake3Implementation()).create()
     const p = new PartialBlob(store, desc, table, path, fh, hasher)
     try {
       for (let i = 0; i < p.total && existing > 0; i++) {
@@ -156,20 +159,20 @@ export class PartialBlob {
       while (!this.#closed && this.#hashed < this.total && this.has(this.#hashed)) {
         this.#hasher.update(this.#recent.get(this.#hashed) ?? await this.#readRaw(this.#hashed))
         this.#hashed++
-        await this.#hasher.settle()
       }
     })
   }
 
-  /** Once every chunk is here: checks the digests against the manifest's and moves the file into
-   *  the store (the same commit as an upload). */
+  /** Once every chunk is here: checks the whole against its BLAKE3 CID and moves the file into
+   *  the store (the same commit as an upload), recording the SHA digests the origin signed. */
   async commit (): Promise<BlobInfo> {
     if (!this.complete) throw new Error(`blob ${this.cid}: ${this.total - this.#verified} chunks missing`)
     await this.#hashing
-    const d = await this.#hasher.digest()
+    if (this.#hashed !== this.total) throw new Error(`blob ${this.cid}: ${this.total - this.#hashed} chunks were not hashed`)
+    const cid = cidFromBlake3(this.#hasher.digest())
+    if (cid !== this.cid) throw integrityError(`blob ${this.cid}: its chunks match the signed chunk table, but the whole hashes to ${cid}`)
     const want = this.#desc
-    checkExpected(d, { size: want.size, sha256: want.sha256, sha512: want.sha512, sha1: want.sha1, ...(want.md5 != null ? { md5: want.md5 } : {}) })
-    if (d.cid !== this.cid) throw new Error(`blob ${this.cid}: the bytes hash to ${d.cid}`)
+    const d: Digests = { cid, size: want.size, sha256: want.sha256, sha512: want.sha512, sha1: want.sha1, md5: want.md5, chunks: this.table }
     await this.#fh.sync()
     await this.#closeHandle()
     return await this.#store.commitTemp(this.path, d)
@@ -178,7 +181,6 @@ export class PartialBlob {
   /** Closes the file and keeps it (a later fetch resumes from it). */
   async close (): Promise<void> {
     if (this.#closed) return
-    this.#hasher.abandon()
     await this.#closeHandle().catch(() => {})
     await this.#hashing.catch(() => {})
   }
